@@ -1,0 +1,204 @@
+/*-------------------------------------------------------------------------
+ *
+ * standbyd_ops.c
+ *		Built-in operations of the standbyd channel: hello, ping and N.
+ *
+ * Each operation reads its payload with explicit length checks and writes
+ * one reply.  A bad payload is answered with an error frame (SQLSTATE and
+ * message), never with ereport(ERROR): an error that escapes the procedure
+ * would end the channel.  See docs/protocol.md for the payload layouts.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#if PG_VERSION_NUM >= 150000
+#include "access/xlogrecovery.h"
+#endif
+#include "common/int.h"
+#include "datatype/timestamp.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "standbyd_ops.h"
+
+typedef void (*SbdOpHandler) (const SbdRequest *req, StringInfo out);
+
+typedef struct SbdBuiltinOp
+{
+	uint16		op;
+	const char *name;
+	SbdOpHandler handler;
+} SbdBuiltinOp;
+
+static void op_hello(const SbdRequest *req, StringInfo out);
+static void op_ping(const SbdRequest *req, StringInfo out);
+static void op_n(const SbdRequest *req, StringInfo out);
+
+static const SbdBuiltinOp builtin_ops[] = {
+	{SBD_OP_HELLO, "hello", op_hello},
+	{SBD_OP_PING, "ping", op_ping},
+	{SBD_OP_N, "N", op_n},
+};
+
+#define NUM_BUILTIN_OPS lengthof(builtin_ops)
+
+/* Microseconds between the PostgreSQL epoch (2000-01-01) and the Unix epoch. */
+#define SBD_EPOCH_OFFSET_USECS \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC)
+
+/*
+ * The WAL position worth reporting: flushed WAL on a primary (what a standby
+ * can receive), replayed WAL on a hot standby.
+ */
+static XLogRecPtr
+current_wal_position(TimeLineID *tli, bool *in_recovery)
+{
+	*in_recovery = RecoveryInProgress();
+	if (*in_recovery)
+		return GetXLogReplayRecPtr(tli);
+#if PG_VERSION_NUM >= 150000
+	return GetFlushRecPtr(tli);
+#else
+	*tli = ThisTimeLineID;
+	return GetFlushRecPtr();
+#endif
+}
+
+static uint32
+server_version_num(void)
+{
+	const char *s = GetConfigOption("server_version_num", false, false);
+
+	return s ? (uint32) strtoul(s, NULL, 10) : (uint32) PG_VERSION_NUM;
+}
+
+static void
+op_hello(const SbdRequest *req, StringInfo out)
+{
+	uint16		min_version;
+	uint16		max_version;
+	uint32		name_len;
+	TimeLineID	tli = 0;
+	bool		in_recovery;
+	char		msg[128];
+
+	if (req->payload_len < 8)
+	{
+		sbd_reply_error(out, req->op, req->id, "22023",
+						"hello payload must be at least 8 bytes");
+		return;
+	}
+	min_version = sbd_get_u16(req->payload);
+	max_version = sbd_get_u16(req->payload + 2);
+	/* payload + 4: the client's maximum frame size, informational for now */
+	name_len = req->payload_len - 8;
+	if (name_len > SBD_HELLO_NAME_MAX)
+	{
+		sbd_reply_error(out, req->op, req->id, "22023",
+						"hello client name is longer than 64 bytes");
+		return;
+	}
+	if (min_version > SBD_PROTOCOL_VERSION || max_version < SBD_PROTOCOL_VERSION)
+	{
+		snprintf(msg, sizeof(msg),
+				 "no common protocol version: client speaks %u to %u, server speaks %u",
+				 min_version, max_version, SBD_PROTOCOL_VERSION);
+		sbd_reply_error(out, req->op, req->id, "08P01", msg);
+		return;
+	}
+
+	(void) current_wal_position(&tli, &in_recovery);
+
+	sbd_reply_begin(out, req->op, req->id);
+	sbd_put_u16(out, SBD_PROTOCOL_VERSION);
+	sbd_put_u16(out, in_recovery ? 1 : 0);
+	sbd_put_u32(out, server_version_num());
+	sbd_put_u64(out, GetSystemIdentifier());
+	sbd_put_u32(out, tli);
+	sbd_put_u32(out, (uint32) standbyd_max_frame_size);
+	sbd_put_u16(out, (uint16) NUM_BUILTIN_OPS);
+	for (int i = 0; i < NUM_BUILTIN_OPS; i++)
+	{
+		size_t		len = strlen(builtin_ops[i].name);
+
+		sbd_put_u16(out, builtin_ops[i].op);
+		sbd_put_u8(out, SBD_OPFLAG_BUILTIN);
+		sbd_put_u8(out, (uint8) len);
+		appendBinaryStringInfoNT(out, builtin_ops[i].name, len);
+	}
+	sbd_reply_finish(out);
+}
+
+static void
+op_ping(const SbdRequest *req, StringInfo out)
+{
+	TimeLineID	tli = 0;
+	bool		in_recovery;
+	XLogRecPtr	lsn;
+
+	if (req->payload_len != 0)
+	{
+		sbd_reply_error(out, req->op, req->id, "22023",
+						"ping takes no payload");
+		return;
+	}
+
+	lsn = current_wal_position(&tli, &in_recovery);
+
+	sbd_reply_begin(out, req->op, req->id);
+	sbd_put_u64(out, (uint64) (GetCurrentTimestamp() + SBD_EPOCH_OFFSET_USECS));
+	sbd_put_u64(out, (uint64) lsn);
+	sbd_put_u32(out, tli);
+	sbd_put_u8(out, in_recovery ? 1 : 0);
+	sbd_reply_finish(out);
+}
+
+/* The demo operation of the original design: three int32, each plus 300. */
+static void
+op_n(const SbdRequest *req, StringInfo out)
+{
+	int32		result[3];
+
+	if (req->payload_len != 12)
+	{
+		sbd_reply_error(out, req->op, req->id, "22023",
+						"N takes exactly three int32 (12 bytes)");
+		return;
+	}
+	for (int i = 0; i < 3; i++)
+	{
+		int32		v = (int32) sbd_get_u32(req->payload + 4 * i);
+
+		if (pg_add_s32_overflow(v, 300, &result[i]))
+		{
+			sbd_reply_error(out, req->op, req->id, "22003",
+							"integer out of range");
+			return;
+		}
+	}
+
+	sbd_reply_begin(out, req->op, req->id);
+	for (int i = 0; i < 3; i++)
+		sbd_put_u32(out, (uint32) result[i]);
+	sbd_reply_finish(out);
+}
+
+void
+sbd_dispatch(const SbdRequest *req, StringInfo out)
+{
+	char		msg[64];
+
+	for (int i = 0; i < NUM_BUILTIN_OPS; i++)
+	{
+		if (builtin_ops[i].op == req->op)
+		{
+			builtin_ops[i].handler(req, out);
+			return;
+		}
+	}
+
+	snprintf(msg, sizeof(msg), "unknown op 0x%04X", req->op);
+	sbd_reply_error(out, req->op, req->id, "42883", msg);
+}
