@@ -1,0 +1,53 @@
+// Package conn holds standbyd's channel to the primary: one Session (a
+// PostgreSQL connection switched into COPY BOTH by CALL standbyd.serve()),
+// and the Supervisor that keeps a session alive and serves calls over it.
+//
+// # Session
+//
+// Dial connects with a *pgconn.Config (see internal/conninfo), sends
+//
+//	CALL standbyd.serve()
+//
+// in the simple Query protocol (the extended protocol cannot enter the
+// channel: the server-side loop would swallow its Sync), waits for
+// CopyBothResponse, and exchanges hello (docs/protocol.md). Session.Call then
+// sends one request frame in one CopyData message and reads until its reply:
+//
+//   - an ok reply returns its payload;
+//   - an error reply returns *protocol.ServerError, and the session goes on;
+//   - anything else ends the session: an ErrorResponse (the procedure raised
+//     an error and left COPY BOTH: CopyData sent after that would be ignored
+//     by the server), a FATAL (termination, shutdown), EOF, a deadline, a
+//     reply to another request id. The error is a *CallError whose
+//     OutcomeUnknown reports that the request was sent and may have run.
+//
+// Deadlines are applied to the socket directly (SetDeadline plus
+// context.AfterFunc for cancellation) rather than through pgconn's context
+// watcher: a timed-out read leaves a pgconn connection open, but the session
+// treats it as over anyway, since a late reply would otherwise be read as the
+// answer to the next request.
+//
+// A session is not safe for concurrent use; one request is in flight at a
+// time. Session.Close ends the channel with CopyDone and waits for the
+// server's CopyDone, CommandComplete and ReadyForQuery before Terminate.
+//
+// # Raw mode
+//
+// ModeRaw serves primaries patched so that their main loop answers CopyData
+// on an idle session: no CALL and no hello, and the original frame layout
+// ('N' followed by three int32, answered by three int32).
+//
+// # Supervisor
+//
+// The Supervisor owns one session at a time in its own goroutine. Callers
+// hand requests over an unbuffered channel, so waiting callers are served in
+// arrival order and only while a session is ready; a call made while the
+// channel is down waits until its own deadline and then fails with
+// ErrUnavailable and the last connection error. Each request gets
+// ReplyTimeout for its reply regardless of the caller's deadline: a caller
+// that gave up does not desynchronise the session, its reply is read and
+// dropped. After HeartbeatInterval without traffic the supervisor pings; a
+// ping without a reply within ReplyTimeout ends the session. Reconnects wait
+// an exponentially growing, jittered delay between BackoffMin and
+// BackoffMax, reset only after a successful hello.
+package conn

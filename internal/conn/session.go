@@ -1,0 +1,431 @@
+package conn
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/standbyd/standbyd/internal/protocol"
+)
+
+// Mode says how the session talks to the primary.
+type Mode int
+
+const (
+	// ModeExtension enters the channel with CALL standbyd.serve() and speaks
+	// protocol v1 (docs/protocol.md). The default.
+	ModeExtension Mode = iota
+	// ModeRaw talks to a primary patched to answer CopyData on an idle
+	// session: no CALL, no header, only the N operation.
+	ModeRaw
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeExtension:
+		return "extension"
+	case ModeRaw:
+		return "raw"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// ParseMode turns a config word into a Mode.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "extension":
+		return ModeExtension, nil
+	case "raw":
+		return ModeRaw, nil
+	}
+	return 0, fmt.Errorf("unknown channel mode %q (want extension or raw)", s)
+}
+
+// DefaultProcedure is the procedure that enters the channel.
+const DefaultProcedure = "standbyd.serve"
+
+// DialOptions configure one session.
+type DialOptions struct {
+	// Config is the connection to the primary (from internal/conninfo).
+	Config *pgconn.Config
+	// Mode selects extension (default) or raw mode.
+	Mode Mode
+	// Procedure is the schema-qualified procedure to CALL; DefaultProcedure
+	// when empty.
+	Procedure string
+	// ClientName is sent in hello (at most 64 bytes).
+	ClientName string
+	// MaxFrameSize is the largest frame this side accepts, header included;
+	// protocol.DefaultMaxFrameSize when zero.
+	MaxFrameSize int
+}
+
+// Session is one channel session: a PostgreSQL connection that has entered
+// COPY BOTH and, in extension mode, exchanged hello. It carries one request
+// at a time and is not safe for concurrent use.
+type Session struct {
+	pc       *pgconn.PgConn
+	netConn  net.Conn
+	mode     Mode
+	hello    protocol.HelloReply
+	maxFrame int
+	nextID   uint32
+	wbuf     []byte
+	err      error // why the session ended; nil while usable
+	lastRecv time.Time
+}
+
+// Dial connects to the primary, enters the channel and says hello. The
+// context bounds the whole sequence.
+func Dial(ctx context.Context, opts DialOptions) (*Session, error) {
+	if opts.Config == nil {
+		return nil, errors.New("dial: no connection config")
+	}
+	maxFrame := opts.MaxFrameSize
+	if maxFrame == 0 {
+		maxFrame = protocol.DefaultMaxFrameSize
+	}
+	pc, err := pgconn.ConnectConfig(ctx, opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the primary: %w", err)
+	}
+	s := &Session{
+		pc:       pc,
+		netConn:  pc.Conn(),
+		mode:     opts.Mode,
+		maxFrame: maxFrame,
+		lastRecv: time.Now(),
+	}
+	// Refuse absurd messages from a confused peer before allocating them.
+	pc.Frontend().SetMaxBodyLen(maxFrame + 64)
+
+	if opts.Mode == ModeRaw {
+		return s, nil
+	}
+
+	proc := opts.Procedure
+	if proc == "" {
+		proc = DefaultProcedure
+	}
+	if err := s.enter(ctx, proc); err != nil {
+		s.abort(err)
+		return nil, err
+	}
+	if err := s.sayHello(ctx, opts.ClientName); err != nil {
+		s.abort(err)
+		return nil, err
+	}
+	return s, nil
+}
+
+// enter sends CALL in the simple Query protocol (the only one that works)
+// and waits for CopyBothResponse.
+func (s *Session) enter(ctx context.Context, proc string) error {
+	stop := s.watch(ctx)
+	defer stop()
+
+	s.pc.Frontend().Send(&pgproto3.Query{String: "CALL " + proc + "()"})
+	if err := s.pc.Frontend().Flush(); err != nil {
+		return fmt.Errorf("sending CALL %s(): %w", proc, s.ctxErr(ctx, err))
+	}
+	var refused error
+	for {
+		msg, err := s.pc.ReceiveMessage(context.Background())
+		if err != nil {
+			if refused != nil {
+				return &EnterError{Err: refused}
+			}
+			return fmt.Errorf("entering the channel: %w", s.ctxErr(ctx, err))
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyBothResponse:
+			if refused != nil {
+				return &EnterError{Err: refused}
+			}
+			return nil
+		case *pgproto3.ErrorResponse:
+			refused = pgconn.ErrorResponseToPgError(m)
+		case *pgproto3.ReadyForQuery:
+			if refused == nil {
+				refused = errors.New("the primary finished CALL without entering COPY BOTH")
+			}
+			return &EnterError{Err: refused}
+		default:
+			// NoticeResponse, ParameterStatus, CommandComplete: keep reading.
+		}
+	}
+}
+
+func (s *Session) sayHello(ctx context.Context, name string) error {
+	req := protocol.HelloRequest{
+		MinVersion:   protocol.Version1,
+		MaxVersion:   protocol.Version1,
+		MaxFrameSize: uint32(s.maxFrame),
+		ClientName:   name,
+	}
+	payload, err := s.Call(ctx, protocol.OpHello, req.Append(nil))
+	if err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	hello, err := protocol.ParseHelloReply(payload)
+	if err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	if hello.Version != protocol.Version1 {
+		return &ProtocolError{Msg: fmt.Sprintf("primary chose protocol version %d, we asked for 1", hello.Version)}
+	}
+	s.hello = hello
+	if srv := int(hello.MaxFrameSize); srv > 0 && srv < s.maxFrame {
+		s.maxFrame = srv
+	}
+	return nil
+}
+
+// Hello is the primary's answer to hello (zero in raw mode).
+func (s *Session) Hello() protocol.HelloReply { return s.hello }
+
+// Mode is the session's mode.
+func (s *Session) Mode() Mode { return s.mode }
+
+// MaxFrameSize is the largest frame both sides accept.
+func (s *Session) MaxFrameSize() int { return s.maxFrame }
+
+// BackendPID is the process id of the channel's backend on the primary.
+func (s *Session) BackendPID() uint32 { return s.pc.PID() }
+
+// Err reports why the session ended, or nil while it is usable.
+func (s *Session) Err() error { return s.err }
+
+// LastReceive is when the primary last sent anything.
+func (s *Session) LastReceive() time.Time { return s.lastRecv }
+
+// Call sends one request and waits for its reply, until ctx ends. It returns
+// the reply payload (a fresh slice), a *protocol.ServerError when the primary
+// answered with an error frame (the session goes on), or a *CallError when
+// the session could not complete the exchange (the session is then over).
+func (s *Session) Call(ctx context.Context, op uint16, payload []byte) ([]byte, error) {
+	name := protocol.OpName(op)
+	if s.err != nil {
+		return nil, &CallError{Op: name, Err: fmt.Errorf("%w: %w", ErrSessionClosed, s.err)}
+	}
+	if s.mode == ModeRaw {
+		return s.callRaw(ctx, op, payload)
+	}
+	if protocol.HeaderSize+len(payload) > s.maxFrame {
+		return nil, &CallError{Op: name, Err: &protocol.FrameTooLargeError{Size: protocol.HeaderSize + len(payload), Max: s.maxFrame}}
+	}
+
+	s.nextID++
+	id := s.nextID
+	// One buffer: the CopyData message header ('d' + int32 length), then the frame.
+	s.wbuf = append(s.wbuf[:0], 'd', 0, 0, 0, 0)
+	s.wbuf = protocol.AppendRequest(s.wbuf, op, id, payload)
+	binary.BigEndian.PutUint32(s.wbuf[1:5], uint32(len(s.wbuf)-1))
+
+	stop := s.watch(ctx)
+	defer stop()
+
+	if err := s.pc.Frontend().SendUnbufferedEncodedCopyData(s.wbuf); err != nil {
+		err = s.ctxErr(ctx, err)
+		s.abort(err)
+		// A failed write may still have put bytes on the wire.
+		return nil, &CallError{Op: name, Err: err, sent: true}
+	}
+
+	for {
+		msg, err := s.receive(ctx)
+		if err != nil {
+			return nil, &CallError{Op: name, Err: err, sent: true}
+		}
+		data, ok := msg.(*pgproto3.CopyData)
+		if !ok {
+			if err := s.nonCopyMessage(msg); err != nil {
+				return nil, &CallError{Op: name, Err: err, sent: true}
+			}
+			continue
+		}
+		reply, err := protocol.ParseReply(data.Data)
+		if err != nil {
+			perr := &ProtocolError{Msg: fmt.Sprintf("malformed reply: %v", err)}
+			s.abort(perr)
+			return nil, &CallError{Op: name, Err: perr, sent: true}
+		}
+		if reply.ID != id || reply.Op != op {
+			perr := &ProtocolError{Msg: fmt.Sprintf("reply for request %d op %s while waiting for request %d op %s",
+				reply.ID, protocol.OpName(reply.Op), id, name)}
+			s.abort(perr)
+			return nil, &CallError{Op: name, Err: perr, sent: true}
+		}
+		if err := reply.Err(); err != nil {
+			return nil, err
+		}
+		out := make([]byte, len(reply.Payload))
+		copy(out, reply.Payload)
+		return out, nil
+	}
+}
+
+// callRaw speaks the original frame layout of a patched server: 'N' and three
+// int32 out, three int32 back, nothing else.
+func (s *Session) callRaw(ctx context.Context, op uint16, payload []byte) ([]byte, error) {
+	name := protocol.OpName(op)
+	if op != protocol.OpN {
+		return nil, &CallError{Op: name, Err: fmt.Errorf("raw mode has only the N operation")}
+	}
+	args, err := protocol.ParseN(payload)
+	if err != nil {
+		return nil, &CallError{Op: name, Err: err}
+	}
+	s.wbuf = append(s.wbuf[:0], 'd', 0, 0, 0, 0)
+	s.wbuf = protocol.AppendRawN(s.wbuf, args)
+	binary.BigEndian.PutUint32(s.wbuf[1:5], uint32(len(s.wbuf)-1))
+
+	stop := s.watch(ctx)
+	defer stop()
+	if err := s.pc.Frontend().SendUnbufferedEncodedCopyData(s.wbuf); err != nil {
+		err = s.ctxErr(ctx, err)
+		s.abort(err)
+		return nil, &CallError{Op: name, Err: err, sent: true}
+	}
+	for {
+		msg, err := s.receive(ctx)
+		if err != nil {
+			return nil, &CallError{Op: name, Err: err, sent: true}
+		}
+		data, ok := msg.(*pgproto3.CopyData)
+		if !ok {
+			if err := s.nonCopyMessage(msg); err != nil {
+				return nil, &CallError{Op: name, Err: err, sent: true}
+			}
+			continue
+		}
+		res, err := protocol.ParseRawNReply(data.Data)
+		if err != nil {
+			perr := &ProtocolError{Msg: fmt.Sprintf("malformed raw reply: %v", err)}
+			s.abort(perr)
+			return nil, &CallError{Op: name, Err: perr, sent: true}
+		}
+		return protocol.AppendN(nil, res), nil
+	}
+}
+
+// receive reads one message; any failure ends the session.
+func (s *Session) receive(ctx context.Context) (pgproto3.BackendMessage, error) {
+	msg, err := s.pc.ReceiveMessage(context.Background())
+	if err != nil {
+		err = s.ctxErr(ctx, err)
+		s.abort(err)
+		return nil, err
+	}
+	s.lastRecv = time.Now()
+	return msg, nil
+}
+
+// nonCopyMessage handles a message other than CopyData while waiting for a
+// reply: notices and parameter changes are life signs; anything that means
+// the channel ended closes the session.
+func (s *Session) nonCopyMessage(msg pgproto3.BackendMessage) error {
+	var err error
+	switch m := msg.(type) {
+	case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus, *pgproto3.NotificationResponse:
+		return nil
+	case *pgproto3.ErrorResponse:
+		err = fmt.Errorf("the primary ended the channel: %w", pgconn.ErrorResponseToPgError(m))
+	case *pgproto3.CopyDone:
+		err = errors.New("the primary ended the channel (CopyDone)")
+	case *pgproto3.ReadyForQuery, *pgproto3.CommandComplete:
+		err = errors.New("the primary left COPY BOTH")
+	default:
+		err = &ProtocolError{Msg: fmt.Sprintf("unexpected %T on the channel", msg)}
+	}
+	s.abort(err)
+	return err
+}
+
+// watch applies ctx's deadline and cancellation to the socket, so that a
+// read or write stuck on a silent peer returns. It returns a func that
+// undoes it. Cheaper than pgconn's context watcher on the hot path.
+func (s *Session) watch(ctx context.Context) func() {
+	dl, _ := ctx.Deadline() // zero time: no deadline
+	_ = s.netConn.SetDeadline(dl)
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		_ = s.netConn.SetDeadline(time.Unix(1, 0))
+	})
+	return func() {
+		if !stop() {
+			// The AfterFunc started: let it finish before the next call sets
+			// its own deadline, or it could cut that call short.
+			<-fired
+		}
+	}
+}
+
+// ctxErr turns an I/O error caused by our own deadline into the context's
+// error, so callers see "context deadline exceeded" rather than an i/o
+// timeout.
+func (s *Session) ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w (%w)", ctx.Err(), err)
+	}
+	var ne net.Error
+	if ctx.Err() != nil && errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%w (%w)", ctx.Err(), err)
+	}
+	return err
+}
+
+// abort marks the session over and closes the connection without ceremony.
+func (s *Session) abort(err error) {
+	if s.err == nil {
+		s.err = err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_ = s.pc.Close(ctx)
+}
+
+// Close ends the channel the polite way: CopyDone, wait for the server's
+// CopyDone, CommandComplete and ReadyForQuery, then Terminate. It falls back
+// to closing the socket when ctx ends first or the session had already
+// failed.
+func (s *Session) Close(ctx context.Context) error {
+	if s.err != nil {
+		s.abort(s.err)
+		return nil
+	}
+	s.err = ErrSessionClosed
+	if s.mode == ModeRaw {
+		return s.pc.Close(ctx)
+	}
+	stop := s.watch(ctx)
+	defer stop()
+	s.pc.Frontend().Send(&pgproto3.CopyDone{})
+	if err := s.pc.Frontend().Flush(); err != nil {
+		_ = s.pc.Close(ctx)
+		return fmt.Errorf("closing the channel: %w", err)
+	}
+	for {
+		msg, err := s.pc.ReceiveMessage(context.Background())
+		if err != nil {
+			_ = s.pc.Close(ctx)
+			return fmt.Errorf("closing the channel: %w", s.ctxErr(ctx, err))
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	_ = s.netConn.SetDeadline(time.Time{})
+	return s.pc.Close(ctx)
+}

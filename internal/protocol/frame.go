@@ -1,0 +1,182 @@
+package protocol
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Frame layout constants (docs/protocol.md, "Frame header").
+const (
+	KindRequest byte = 'Q'
+	KindReply   byte = 'A'
+
+	Version1 uint16 = 1
+
+	HeaderSize = 12
+
+	StatusOK    byte = 0
+	StatusError byte = 1
+
+	// DefaultMaxFrameSize is the default largest frame, header included,
+	// on both sides.
+	DefaultMaxFrameSize = 1 << 20
+	// MinMaxFrameSize is the smallest maximum frame size either side may
+	// configure: hello must always fit.
+	MinMaxFrameSize = 1024
+
+	// ErrorMessageMax is the longest error message the server sends.
+	ErrorMessageMax = 8000
+)
+
+// Errors of frame parsing. Use errors.Is.
+var (
+	ErrShortFrame     = errors.New("frame shorter than the 12-byte header")
+	ErrWrongKind      = errors.New("wrong frame kind")
+	ErrLengthMismatch = errors.New("frame length field does not match the frame size")
+	ErrBadVersion     = errors.New("unsupported frame version")
+	ErrBadStatus      = errors.New("unknown reply status")
+	ErrShortPayload   = errors.New("payload too short")
+)
+
+// FrameTooLargeError reports a frame over a maximum frame size.
+type FrameTooLargeError struct {
+	Size, Max int
+}
+
+func (e *FrameTooLargeError) Error() string {
+	return fmt.Sprintf("frame of %d bytes is larger than the maximum of %d", e.Size, e.Max)
+}
+
+// Request is a parsed request frame. Payload aliases the parsed buffer.
+type Request struct {
+	Version uint8
+	Op      uint16
+	ID      uint32
+	Payload []byte
+}
+
+// Reply is a parsed reply frame. Payload aliases the parsed buffer.
+type Reply struct {
+	Op      uint16
+	ID      uint32
+	Status  byte
+	Payload []byte
+}
+
+// AppendRequest appends a request frame to dst. It does not allocate when dst
+// has room for the frame.
+func AppendRequest(dst []byte, op uint16, id uint32, payload []byte) []byte {
+	dst = append(dst, KindRequest, byte(Version1))
+	dst = binary.BigEndian.AppendUint16(dst, op)
+	dst = binary.BigEndian.AppendUint32(dst, id)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
+	return append(dst, payload...)
+}
+
+// ParseRequest parses a request frame.
+func ParseRequest(buf []byte) (Request, error) {
+	if len(buf) < HeaderSize {
+		return Request{}, ErrShortFrame
+	}
+	r := Request{
+		Version: buf[1],
+		Op:      binary.BigEndian.Uint16(buf[2:4]),
+		ID:      binary.BigEndian.Uint32(buf[4:8]),
+	}
+	if buf[0] != KindRequest {
+		return r, fmt.Errorf("%w: %#x, want 'Q'", ErrWrongKind, buf[0])
+	}
+	if n := binary.BigEndian.Uint32(buf[8:12]); uint64(n) != uint64(len(buf)-HeaderSize) {
+		return r, fmt.Errorf("%w: field says %d, frame has %d", ErrLengthMismatch, n, len(buf)-HeaderSize)
+	}
+	if uint16(r.Version) != Version1 {
+		return r, fmt.Errorf("%w: %d", ErrBadVersion, r.Version)
+	}
+	r.Payload = buf[HeaderSize:]
+	return r, nil
+}
+
+// AppendReply appends a reply frame to dst.
+func AppendReply(dst []byte, op uint16, id uint32, status byte, payload []byte) []byte {
+	dst = append(dst, KindReply, status)
+	dst = binary.BigEndian.AppendUint16(dst, op)
+	dst = binary.BigEndian.AppendUint32(dst, id)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
+	return append(dst, payload...)
+}
+
+// AppendErrorReply appends an error reply with sqlstate (5 characters) and
+// message.
+func AppendErrorReply(dst []byte, op uint16, id uint32, sqlstate, message string) []byte {
+	payload := make([]byte, 0, 5+len(message))
+	payload = append(payload, fixSQLState(sqlstate)...)
+	payload = append(payload, message...)
+	return AppendReply(dst, op, id, StatusError, payload)
+}
+
+func fixSQLState(s string) string {
+	if len(s) == 5 {
+		return s
+	}
+	return "XX000"
+}
+
+// ParseReply parses a reply frame.
+func ParseReply(buf []byte) (Reply, error) {
+	if len(buf) < HeaderSize {
+		return Reply{}, ErrShortFrame
+	}
+	r := Reply{
+		Status: buf[1],
+		Op:     binary.BigEndian.Uint16(buf[2:4]),
+		ID:     binary.BigEndian.Uint32(buf[4:8]),
+	}
+	if buf[0] != KindReply {
+		return r, fmt.Errorf("%w: %#x, want 'A'", ErrWrongKind, buf[0])
+	}
+	if n := binary.BigEndian.Uint32(buf[8:12]); uint64(n) != uint64(len(buf)-HeaderSize) {
+		return r, fmt.Errorf("%w: field says %d, frame has %d", ErrLengthMismatch, n, len(buf)-HeaderSize)
+	}
+	switch r.Status {
+	case StatusOK:
+	case StatusError:
+		if len(buf)-HeaderSize < 5 {
+			return r, fmt.Errorf("%w: error reply without a SQLSTATE", ErrShortPayload)
+		}
+	default:
+		return r, fmt.Errorf("%w: %d", ErrBadStatus, r.Status)
+	}
+	r.Payload = buf[HeaderSize:]
+	return r, nil
+}
+
+// ParseReplyMax is ParseReply with a limit on the frame size.
+func ParseReplyMax(buf []byte, max int) (Reply, error) {
+	if len(buf) > max {
+		return Reply{}, &FrameTooLargeError{Size: len(buf), Max: max}
+	}
+	return ParseReply(buf)
+}
+
+// Err returns nil for an ok reply and a *ServerError for an error reply.
+func (r Reply) Err() error {
+	if r.Status == StatusOK {
+		return nil
+	}
+	if len(r.Payload) < 5 {
+		return &ServerError{SQLState: "XX000", Message: "error reply without a SQLSTATE"}
+	}
+	return &ServerError{SQLState: string(r.Payload[:5]), Message: string(r.Payload[5:])}
+}
+
+// ServerError is an error reply from the primary: the request reached the
+// extension and was refused or failed there. The channel goes on.
+type ServerError struct {
+	SQLState string
+	Message  string
+}
+
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("primary replied ERROR %s: %s", e.SQLState, e.Message)
+}

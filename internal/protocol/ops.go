@@ -1,0 +1,52 @@
+package protocol
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Built-in operations (docs/protocol.md, "Operations").
+const (
+	OpHello uint16 = 'H'
+	OpPing  uint16 = 'P'
+	OpN     uint16 = 'N'
+
+	// FirstUserOp is the first code for operations a DBA registers.
+	FirstUserOp uint16 = 0x0100
+)
+
+var builtinNames = map[uint16]string{
+	OpHello: "hello",
+	OpPing:  "ping",
+	OpN:     "N",
+}
+
+// OpName names an op: the built-in's name, else its code in hex.
+func OpName(op uint16) string {
+	if n, ok := builtinNames[op]; ok {
+		return n
+	}
+	return fmt.Sprintf("0x%04X", op)
+}
+
+// ParseOp reads an op from a name ("ping", "N"; case-insensitive for
+// built-ins) or a number ("256", "0x0100").
+func ParseOp(s string) (uint16, error) {
+	for op, name := range builtinNames {
+		if strings.EqualFold(s, name) {
+			return op, nil
+		}
+	}
+	if s == "" {
+		return 0, fmt.Errorf("empty op")
+	}
+	if c := s[0]; c >= '0' && c <= '9' {
+		v, err := strconv.ParseUint(s, 0, 16)
+		if err != nil {
+			return 0, fmt.Errorf("op %q is not a number from 0 to 65535", s)
+		}
+		return uint16(v), nil
+	}
+	return 0, fmt.Errorf("unknown op %q: use a built-in name (hello, ping, N) or a number", s)
+}
