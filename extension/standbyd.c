@@ -102,6 +102,17 @@ _PG_init(void)
 	MarkGUCPrefixReserved("standbyd");
 }
 
+/* Is this call nested inside a PL (DO block, procedure)? */
+static bool
+inside_spi(void)
+{
+#if PG_VERSION_NUM >= 140000
+	return SPI_inside_nonatomic_context();
+#else
+	return false;				/* 13: only the atomic flag is checked */
+#endif
+}
+
 /*
  * Refuse every context in which the channel cannot work: it must be a
  * top-level CALL from a client connection, outside a transaction block, so
@@ -121,7 +132,12 @@ check_calling_context(FunctionCallInfo fcinfo)
 				 errmsg("standbyd.serve() cannot run inside a transaction block"),
 				 errhint("Send CALL standbyd.serve() on its own, outside BEGIN ... COMMIT.")));
 
-	if (((CallContext *) fcinfo->context)->atomic)
+	/*
+	 * A CALL from a DO block or another procedure may be non-atomic too, but
+	 * the channel must own its transaction: only a top-level CALL, which runs
+	 * outside any SPI connection, will do.
+	 */
+	if (((CallContext *) fcinfo->context)->atomic || inside_spi())
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
 				 errmsg("standbyd.serve() must be called at top level"),

@@ -1,0 +1,315 @@
+// Package testcluster starts throwaway PostgreSQL clusters for end-to-end
+// tests with scripts/cluster.sh (the same script the demo and the benchmarks
+// use): a primary with the standbyd extension and, optionally, a streaming
+// standby made with pg_basebackup -R.
+//
+// Every server a test starts is stopped: by Env.Stop (from t.Cleanup or
+// TestMain), on SIGINT/SIGTERM, and, for runs that died without cleaning up
+// (a go test timeout panics without running deferred code), by the next
+// Start, which stops clusters whose owning test process is gone.
+//
+// It fails loudly, never skips, when the PostgreSQL 15 server is missing.
+package testcluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// PGBin is where Debian's PostgreSQL 15 server binaries are.
+const PGBin = "/usr/lib/postgresql/15/bin"
+
+// basePrefix names the directories of test clusters under os.TempDir().
+const basePrefix = "standbyd-test-"
+
+// ChannelRole is the role the clusters create for replication and the
+// channel (LOGIN REPLICATION, EXECUTE on standbyd.serve()).
+const ChannelRole = "standbyd_repl"
+
+// Options choose what Start builds.
+type Options struct {
+	// Standby adds a streaming standby.
+	Standby bool
+}
+
+// Env is a running primary and, optionally, its standby.
+type Env struct {
+	Base        string // private directory holding everything
+	PrimaryData string
+	PrimaryPort int
+	StandbyData string // "" without a standby
+	StandbyPort int
+	PassFile    string // passfile with the channel role's password
+	SocketDir   string
+
+	script  string
+	stopped sync.Once
+}
+
+var (
+	liveMu sync.Mutex
+	live   = map[*Env]bool{}
+	sigOne sync.Once
+)
+
+// RepoRoot finds the module root by walking up from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Start builds and starts the clusters. The caller must call Stop.
+func Start(opts Options) (*Env, error) {
+	if _, err := os.Stat(filepath.Join(PGBin, "postgres")); err != nil {
+		return nil, fmt.Errorf("PostgreSQL 15 server not found in %s: run `scripts/cluster.sh deps` as root (or `make test`, which does)", PGBin)
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	sweepStale()
+	base, err := os.MkdirTemp("", basePrefix)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(base, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return nil, err
+	}
+	e := &Env{
+		Base:        base,
+		PrimaryData: filepath.Join(base, "primary"),
+		PassFile:    filepath.Join(base, "pgpass"),
+		SocketDir:   filepath.Join(base, "sock"),
+		script:      filepath.Join(root, "scripts", "cluster.sh"),
+	}
+	register(e)
+	fail := func(err error) (*Env, error) {
+		e.Stop()
+		return nil, err
+	}
+	if e.PrimaryPort, err = FreePort(); err != nil {
+		return fail(err)
+	}
+	if _, err := e.run(context.Background(), "primary", base, strconv.Itoa(e.PrimaryPort)); err != nil {
+		return fail(err)
+	}
+	if opts.Standby {
+		if e.StandbyPort, err = FreePort(); err != nil {
+			return fail(err)
+		}
+		if _, err := e.run(context.Background(), "standby", base, strconv.Itoa(e.PrimaryPort), strconv.Itoa(e.StandbyPort)); err != nil {
+			return fail(err)
+		}
+		e.StandbyData = filepath.Join(base, "standby")
+	}
+	return e, nil
+}
+
+// New is Start for one test: the clusters are stopped at the test's end, and
+// their logs are printed if it failed.
+func New(t testing.TB, opts Options) *Env {
+	t.Helper()
+	e, err := Start(opts)
+	if err != nil {
+		t.Fatalf("starting clusters: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			e.DumpLogs(t)
+		}
+		e.Stop()
+	})
+	return e
+}
+
+// Stop stops every server of the environment and removes its directory. It
+// is safe to call more than once.
+func (e *Env) Stop() {
+	e.stopped.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		_, _ = e.run(ctx, "destroy", e.Base)
+		liveMu.Lock()
+		delete(live, e)
+		liveMu.Unlock()
+	})
+}
+
+// DumpLogs writes the tail of each server log to the test log.
+func (e *Env) DumpLogs(t testing.TB) {
+	for _, name := range []string{"primary", "standby"} {
+		if tail := e.LogTail(name, 40); tail != "" {
+			t.Logf("--- %s.log (tail) ---\n%s", name, tail)
+		}
+	}
+}
+
+// LogTail returns the last n lines of a server's log ("primary" or "standby").
+func (e *Env) LogTail(name string, n int) string {
+	b, err := os.ReadFile(filepath.Join(e.Base, name+".log"))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Log returns a server's whole log.
+func (e *Env) Log(name string) string {
+	b, _ := os.ReadFile(filepath.Join(e.Base, name+".log"))
+	return string(b)
+}
+
+// SQL runs sql on "primary" or "standby" as the postgres superuser through
+// psql (-XAtq, ON_ERROR_STOP) and returns its standard output, trimmed. Notices
+// and INFO messages (VACUUM VERBOSE) are in Stderr of the returned error's
+// output; use SQLWithStderr to get them on success.
+func (e *Env) SQL(ctx context.Context, name, sql string) (string, error) {
+	out, _, err := e.SQLWithStderr(ctx, name, sql)
+	return out, err
+}
+
+// SQLWithStderr is SQL that also returns what psql wrote to standard error.
+func (e *Env) SQLWithStderr(ctx context.Context, name, sql string) (string, string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, e.script, "psql", e.Base, name, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", stderr.String(), fmt.Errorf("psql on %s: %v: %s", name, err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(stdout.String()), stderr.String(), nil
+}
+
+// PrimarySQL runs sql on the primary.
+func (e *Env) PrimarySQL(ctx context.Context, sql string) (string, error) {
+	return e.SQL(ctx, "primary", sql)
+}
+
+// StopServer stops "primary" or "standby" with pg_ctl mode fast or
+// immediate.
+func (e *Env) StopServer(ctx context.Context, name, mode string) error {
+	cmd := e.pgctl(ctx, name, "stop", "-m", mode, "-w", "-t", "60")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl stop %s: %v: %s", name, err, out)
+	}
+	return nil
+}
+
+// StartServer starts "primary" or "standby" again.
+func (e *Env) StartServer(ctx context.Context, name string) error {
+	_, err := e.run(ctx, "start", e.Base, name)
+	return err
+}
+
+// PostmasterPID is the postmaster's process id from postmaster.pid.
+func (e *Env) PostmasterPID(name string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(e.Base, name, "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	return strconv.Atoi(strings.TrimSpace(first))
+}
+
+func (e *Env) pgctl(ctx context.Context, name string, args ...string) *exec.Cmd {
+	full := append([]string{"-D", filepath.Join(e.Base, name)}, args...)
+	if os.Geteuid() == 0 {
+		return exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", filepath.Join(PGBin, "pg_ctl")}, full...)...)
+	}
+	return exec.CommandContext(ctx, filepath.Join(PGBin, "pg_ctl"), full...)
+}
+
+func (e *Env) run(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, e.script, args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("cluster.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// register remembers a live environment and, once, installs a handler that
+// stops all of them when the test binary is interrupted.
+func register(e *Env) {
+	liveMu.Lock()
+	live[e] = true
+	liveMu.Unlock()
+	sigOne.Do(func() {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+		go func() {
+			s := <-ch
+			liveMu.Lock()
+			envs := make([]*Env, 0, len(live))
+			for e := range live {
+				envs = append(envs, e)
+			}
+			liveMu.Unlock()
+			for _, e := range envs {
+				e.Stop()
+			}
+			fmt.Fprintf(os.Stderr, "testcluster: %v: stopped %d test cluster(s)\n", s, len(envs))
+			os.Exit(1)
+		}()
+	})
+}
+
+// sweepStale stops clusters left behind by test processes that died.
+func sweepStale() {
+	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), basePrefix+"*"))
+	for _, base := range matches {
+		b, err := os.ReadFile(filepath.Join(base, "owner.pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		root, err := RepoRoot()
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		_ = exec.CommandContext(ctx, filepath.Join(root, "scripts", "cluster.sh"), "destroy", base).Run()
+		cancel()
+	}
+}

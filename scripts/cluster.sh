@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# cluster.sh: throwaway PostgreSQL 15 clusters for the demo, the end-to-end
+# tests and the benchmarks. One place for all of them.
+#
+#   cluster.sh deps                              install Debian packages (root)
+#   cluster.sh extension                         build and install the extension
+#   cluster.sh primary BASE PORT                 primary in BASE/primary
+#   cluster.sh standby BASE PRIMARY_PORT PORT    streaming standby in BASE/standby
+#   cluster.sh start|stop BASE [primary|standby] start or stop one or all
+#   cluster.sh destroy BASE                      stop everything, remove BASE
+#   cluster.sh psql BASE primary|standby [ARGS]  psql as the postgres superuser
+#   cluster.sh demo-env BASE                     shell variables for other scripts
+#
+# Servers listen on 127.0.0.1 only, keep their sockets in BASE/sock, and run
+# as the postgres OS user when this script runs as root (PostgreSQL refuses to
+# run as root), as the current user otherwise.
+#
+# Environment: STANDBYD_NO_EXTENSION=1 skips CREATE EXTENSION (for testing
+# this script before the extension exists).
+set -euo pipefail
+
+PG_MAJOR=15
+PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CHANNEL_ROLE=standbyd_repl
+PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libkrb5-dev make gcc curl)
+
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+
+# as_owner runs a command as the user that owns the clusters.
+as_owner() {
+	if [[ $(id -u) == 0 ]]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+owner() { if [[ $(id -u) == 0 ]]; then echo postgres; else id -un; fi; }
+
+need_server() {
+	[[ -x $PGBIN/postgres ]] || die "PostgreSQL $PG_MAJOR server not found in $PGBIN; run: scripts/cluster.sh deps (as root)"
+}
+
+cmd_deps() {
+	local missing=()
+	for p in "${PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	if ((${#missing[@]} == 0)); then
+		echo "cluster.sh: packages present: ${PACKAGES[*]}"
+		return
+	fi
+	if [[ $(id -u) != 0 ]]; then
+		die "missing Debian packages: ${missing[*]}; install them as root: apt-get install ${missing[*]}"
+	fi
+	echo "cluster.sh: installing ${missing[*]}"
+	apt-get update -qq
+	# The package would create and start a default cluster on 5432: we do not
+	# need it, and it must not take a port a test wants.
+	mkdir -p /etc/postgresql-common
+	if [[ ! -e /etc/postgresql-common/createcluster.conf ]] || ! grep -q '^create_main_cluster' /etc/postgresql-common/createcluster.conf; then
+		echo "create_main_cluster = false" >>/etc/postgresql-common/createcluster.conf
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+cmd_extension() {
+	local pgc=$PGBIN/pg_config
+	[[ -x $pgc ]] || die "$pgc not found; run: scripts/cluster.sh deps"
+	make -s -C "$ROOT/extension" PG_CONFIG="$pgc" COPT="${COPT:--Werror}" >/dev/null
+	local sharedir
+	sharedir=$("$pgc" --sharedir)
+	[[ -w $sharedir/extension ]] || die "cannot write $sharedir/extension: install the extension as root"
+	make -s -C "$ROOT/extension" PG_CONFIG="$pgc" install >/dev/null
+	echo "cluster.sh: extension installed into $sharedir/extension"
+}
+
+# prepare_base makes BASE private to the cluster owner.
+prepare_base() {
+	local base=$1
+	mkdir -p "$base/sock"
+	if [[ $(id -u) == 0 ]]; then chown -R postgres:postgres "$base"; fi
+	chmod 700 "$base"
+}
+
+wait_ready() {
+	local port=$1 base=$2
+	for _ in $(seq 1 300); do
+		if "$PGBIN/pg_isready" -q -h "$base/sock" -p "$port"; then return 0; fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# configure writes the settings shared by primary and standby.
+configure() {
+	local data=$1 port=$2 base=$3 name=$4
+	cat >>"$data/postgresql.conf" <<CONF
+
+# --- cluster.sh ---
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$base/sock'
+wal_level = replica
+max_wal_senders = 10
+hot_standby = on
+password_encryption = 'scram-sha-256'
+logging_collector = off
+log_line_prefix = '%m [%p] %q%u@%d/%a '
+log_connections = on
+log_disconnections = on
+fsync = off
+shared_buffers = 32MB
+CONF
+	: >"$base/$name.log"
+	if [[ $(id -u) == 0 ]]; then chown postgres:postgres "$base/$name.log"; fi
+}
+
+start_one() {
+	local base=$1 name=$2
+	local data=$base/$name
+	[[ -f $data/PG_VERSION ]] || die "no cluster in $data"
+	local port
+	port=$(sed -n 's/^port = \([0-9]*\)$/\1/p' "$data/postgresql.conf" | tail -1)
+	as_owner "$PGBIN/pg_ctl" -D "$data" -l "$base/$name.log" -w -t 60 -s start ||
+		{ tail -20 "$base/$name.log" >&2; die "$name did not start"; }
+	wait_ready "$port" "$base" || die "$name on port $port is not accepting connections"
+}
+
+cmd_primary() {
+	(($# == 2)) || usage
+	local base=$1 port=$2
+	need_server
+	prepare_base "$base"
+	local data=$base/primary
+	[[ ! -e $data ]] || die "$data exists; destroy $base first"
+	local pwfile
+	pwfile=$(mktemp "$base/.pw.XXXXXX")
+	local pw
+	pw=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+	echo "$pw" >"$pwfile"
+	if [[ $(id -u) == 0 ]]; then chown postgres "$pwfile"; fi
+	as_owner "$PGBIN/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+		--encoding=UTF8 --locale=C --data-checksums >"$base/initdb.log" 2>&1 ||
+		{ cat "$base/initdb.log" >&2; die "initdb failed"; }
+	rm -f "$pwfile"
+	configure "$data" "$port" "$base" primary
+	cat >"$data/pg_hba.conf" <<HBA
+# cluster.sh: local socket trusted for the scripts, TCP needs SCRAM.
+local   all          all                     trust
+host    all          all        127.0.0.1/32 scram-sha-256
+host    replication  all        127.0.0.1/32 scram-sha-256
+HBA
+	start_one "$base" primary
+	# The passfile that the standby (via pg_basebackup -R) and standbyd read.
+	local passfile=$base/pgpass
+	echo "127.0.0.1:$port:*:$CHANNEL_ROLE:$pw" >"$passfile"
+	chmod 600 "$passfile"
+	if [[ $(id -u) == 0 ]]; then chown postgres:postgres "$passfile"; fi
+	local sql="CREATE ROLE $CHANNEL_ROLE LOGIN REPLICATION PASSWORD '$pw';"
+	if [[ ${STANDBYD_NO_EXTENSION:-0} != 1 ]]; then
+		sql+="CREATE EXTENSION standbyd;
+GRANT USAGE ON SCHEMA standbyd TO $CHANNEL_ROLE;
+GRANT EXECUTE ON PROCEDURE standbyd.serve() TO $CHANNEL_ROLE;"
+	fi
+	as_owner "$PGBIN/psql" -XqAt -v ON_ERROR_STOP=1 -h "$base/sock" -p "$port" -U postgres -d postgres -c "$sql" >/dev/null
+	echo "cluster.sh: primary $data on 127.0.0.1:$port, log $base/primary.log"
+}
+
+cmd_standby() {
+	(($# == 3)) || usage
+	local base=$1 pport=$2 port=$3
+	need_server
+	local data=$base/standby
+	[[ ! -e $data ]] || die "$data exists; destroy $base first"
+	# PGPASSFILE makes pg_basebackup -R write passfile='BASE/pgpass' into
+	# primary_conninfo, as it would with a real .pgpass.
+	as_owner env PGPASSFILE="$base/pgpass" "$PGBIN/pg_basebackup" -D "$data" -R -X stream -c fast \
+		-h 127.0.0.1 -p "$pport" -U "$CHANNEL_ROLE" -d "passfile=$base/pgpass" >"$base/basebackup.log" 2>&1 ||
+		{ cat "$base/basebackup.log" >&2; die "pg_basebackup failed"; }
+	grep -q "passfile=" "$data/postgresql.auto.conf" || die "pg_basebackup -R wrote no passfile into primary_conninfo"
+	# The copied postgresql.conf still says the primary's port: append ours.
+	configure "$data" "$port" "$base" standby
+	start_one "$base" standby
+	for _ in $(seq 1 300); do
+		local st
+		st=$(as_owner "$PGBIN/psql" -XqAt -h "$base/sock" -p "$port" -U postgres -d postgres \
+			-c "SELECT status FROM pg_stat_wal_receiver" 2>/dev/null || true)
+		if [[ $st == streaming ]]; then
+			echo "cluster.sh: standby $data on 127.0.0.1:$port, streaming from $pport, log $base/standby.log"
+			return
+		fi
+		sleep 0.1
+	done
+	tail -20 "$base/standby.log" >&2
+	die "standby did not start streaming"
+}
+
+stop_one() {
+	local base=$1 name=$2 data=$1/$2
+	[[ -f $data/postmaster.pid ]] || return 0
+	if ! as_owner "$PGBIN/pg_ctl" -D "$data" -w -t 30 -s stop -m fast 2>/dev/null; then
+		as_owner "$PGBIN/pg_ctl" -D "$data" -w -t 10 -s stop -m immediate 2>/dev/null || true
+	fi
+	if [[ -f $data/postmaster.pid ]]; then
+		local pid
+		pid=$(head -1 "$data/postmaster.pid" 2>/dev/null || true)
+		if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+	fi
+}
+
+cmd_stop() {
+	(($# >= 1)) || usage
+	local base=$1
+	[[ -d $base ]] || return 0
+	if (($# == 2)); then stop_one "$base" "$2"; return; fi
+	# standby first, so that it does not log a lost primary needlessly
+	stop_one "$base" standby
+	stop_one "$base" primary
+}
+
+cmd_start() {
+	(($# >= 1)) || usage
+	local base=$1
+	if (($# == 2)); then start_one "$base" "$2"; return; fi
+	start_one "$base" primary
+	[[ ! -d $base/standby ]] || start_one "$base" standby
+}
+
+cmd_destroy() {
+	(($# == 1)) || usage
+	cmd_stop "$1"
+	rm -rf "$1"
+}
+
+port_of() { sed -n 's/^port = \([0-9]*\)$/\1/p' "$1/postgresql.conf" | tail -1; }
+
+cmd_psql() {
+	(($# >= 2)) || usage
+	local base=$1 name=$2
+	shift 2
+	as_owner "$PGBIN/psql" -X -h "$base/sock" -p "$(port_of "$base/$name")" -U postgres -d postgres "$@"
+}
+
+cmd_demo_env() {
+	(($# == 1)) || usage
+	local base=$1
+	echo "BASE='$base'"
+	echo "PRIMARY_DATA='$base/primary'"
+	echo "PRIMARY_PORT='$(port_of "$base/primary")'"
+	if [[ -d $base/standby ]]; then
+		echo "STANDBY_DATA='$base/standby'"
+		echo "STANDBY_PORT='$(port_of "$base/standby")'"
+	fi
+	echo "PGPASSFILE='$base/pgpass'"
+	echo "SOCKET_DIR='$base/sock'"
+	echo "CHANNEL_ROLE='$CHANNEL_ROLE'"
+}
+
+(($# >= 1)) || usage
+sub=$1
+shift
+case $sub in
+deps) cmd_deps "$@" ;;
+extension) cmd_extension "$@" ;;
+primary) cmd_primary "$@" ;;
+standby) cmd_standby "$@" ;;
+start) cmd_start "$@" ;;
+stop) cmd_stop "$@" ;;
+destroy) cmd_destroy "$@" ;;
+psql) cmd_psql "$@" ;;
+demo-env) cmd_demo_env "$@" ;;
+-h | --help | help) usage ;;
+*) die "unknown command $sub (try --help)" ;;
+esac
