@@ -1,0 +1,54 @@
+# standbyd: build, test and run the demo. `make help` lists the targets.
+
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+GO        ?= go
+GOBIN     ?= $(shell $(GO) env GOPATH)/bin
+FUZZTIME  ?= 30s
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+export PATH := /usr/local/go/bin:$(GOBIN):$(PATH)
+
+BIN := bin/standbyd
+
+.PHONY: all build extension deps test test-unit fuzz lint demo clean help
+
+all: build extension ## build the daemon and the extension
+
+build: ## build bin/standbyd
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/standbyd
+
+extension: ## build and install the extension (root)
+	scripts/cluster.sh extension
+
+deps: ## install Debian packages for the servers and the extension (root)
+	scripts/cluster.sh deps
+
+test: deps extension build ## everything: unit, fuzz seeds and end-to-end tests against real servers
+	STANDBYD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+
+test-unit: ## unit tests only (no servers)
+	$(GO) test -race -short -count=1 ./...
+
+fuzz: ## run every Go fuzz target for FUZZTIME each
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@command -v staticcheck >/dev/null || GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	staticcheck ./...
+
+demo: ## throwaway primary + standby + standbyd, requests flowing
+	scripts/demo.sh
+
+clean: ## remove build outputs
+	rm -rf bin
+	$(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) clean
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
