@@ -6,7 +6,7 @@
 //
 //   - one "name = value" per line, the "=" optional, "#" comments, names
 //     case-insensitive (stored lower-case), qualified names (a.b);
-//   - values: quoted strings ('it''s', with backslash escapes \b \f \n \r \t,
+//   - values: quoted strings ('it”s', with backslash escapes \b \f \n \r \t,
 //     octal \ooo, any other \x giving x), identifiers, unquoted strings
 //     (letters, digits and - . _ : /), integers with optional units (10MB,
 //     0x1F), reals; anything else after the value is a syntax error;

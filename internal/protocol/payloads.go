@@ -196,7 +196,7 @@ func ParseLSN(s string) (LSN, error) {
 }
 
 // ErrNPayload means an N payload is not three int32.
-var ErrNPayload = errors.New("N takes exactly three int32 (12 bytes)")
+var ErrNPayload = errors.New("op N takes exactly three int32 (12 bytes)")
 
 // AppendN appends the N payload (three int32) to dst.
 func AppendN(dst []byte, v [3]int32) []byte {

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/standbyd/standbyd/internal/api"
+	"github.com/standbyd/standbyd/internal/config"
+	"github.com/standbyd/standbyd/internal/conn"
+	"github.com/standbyd/standbyd/internal/opfmt"
+	"github.com/standbyd/standbyd/internal/protocol"
+	"github.com/standbyd/standbyd/internal/upstream"
+)
+
+func newCallCommand() *cobra.Command {
+	var (
+		configPath string
+		in, out    string
+		timeout    time.Duration
+		direct     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "call OP [ARGS...]",
+		Short: "Send one request through the channel and print the reply",
+		Long: `Send one request and print the reply.
+
+OP is an op name (N, ping) or number (0x0100). By default the request goes
+through the running daemon's API socket; --direct opens a one-shot channel
+session of its own with the same configuration.
+
+  standbyd call N 100 200 300      prints 400 500 600
+  standbyd call ping
+
+Exit codes: 0 ok, 2 usage, 3 the primary answered with an error,
+4 channel unavailable, 5 outcome unknown, 1 other failures.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			op, err := protocol.ParseOp(args[0])
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			payload, err := opfmt.Encode(op, args[1:], in, os.Stdin)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+
+			var reply []byte
+			if direct {
+				cfg, err := config.Load(configPath, cmd.Flags())
+				if err != nil {
+					return &exitError{code: exitFailure, err: err}
+				}
+				reply, err = callDirect(ctx, cfg, op, payload)
+				if err != nil {
+					return callExit(err)
+				}
+			} else {
+				socket := cmd.Flags().Lookup("socket").Value.String()
+				if socket == "" {
+					cfg, err := config.Load(configPath, cmd.Flags())
+					if err != nil {
+						// No config needed to reach the default socket.
+						socket = "/run/standbyd/standbyd.sock"
+					} else {
+						socket = cfg.API.Socket
+					}
+				}
+				c := api.NewClient(socket)
+				defer c.Close()
+				reply, err = c.Call(ctx, args[0], payload)
+				if err != nil {
+					return callExit(err)
+				}
+			}
+			text, err := opfmt.Format(op, reply, out)
+			if err != nil {
+				return &exitError{code: exitFailure, err: fmt.Errorf("formatting the reply: %w", err)}
+			}
+			os.Stdout.Write(text)
+			if out != opfmt.OutRaw {
+				os.Stdout.Write([]byte("\n"))
+			}
+			return nil
+		},
+	}
+	addConfigFlags(cmd.Flags(), &configPath)
+	cmd.Flags().StringVar(&in, "in", opfmt.InAuto, "argument encoding: auto, int32, text, hex, stdin")
+	cmd.Flags().StringVar(&out, "out", opfmt.OutAuto, "output format: auto, text, hex, raw, json")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "deadline for the whole call")
+	cmd.Flags().BoolVar(&direct, "direct", false, "open a one-shot channel session instead of using the daemon")
+	return cmd
+}
+
+func callDirect(ctx context.Context, cfg *config.Config, op uint16, payload []byte) ([]byte, error) {
+	t, err := upstream.Resolve(cfg)
+	if err != nil {
+		return nil, &exitError{code: exitFailure, err: err}
+	}
+	opts, err := dialOptions(cfg, t)
+	if err != nil {
+		return nil, &exitError{code: exitFailure, err: err}
+	}
+	opts.ClientName = "standbyd call " + version
+	sess, err := conn.Dial(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", conn.ErrUnavailable, err)
+	}
+	reply, err := sess.Call(ctx, op, payload)
+	cctx, cancel := context.WithTimeout(context.Background(), cfg.Channel.CloseTimeout)
+	defer cancel()
+	_ = sess.Close(cctx)
+	return reply, err
+}
+
+// callExit maps a call failure to the documented exit code.
+func callExit(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee
+	}
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		switch ae.Kind {
+		case api.KindPrimaryError:
+			return &exitError{code: exitPrimaryErr, err: err}
+		case api.KindChannelUnavailable, api.KindShuttingDown:
+			return &exitError{code: exitUnavailable, err: err}
+		case api.KindOutcomeUnknown:
+			return &exitError{code: exitUnknown, err: err}
+		case api.KindBadRequest, api.KindPayloadTooLarge:
+			return &exitError{code: exitUsage, err: err}
+		}
+		return &exitError{code: exitFailure, err: err}
+	}
+	var se *protocol.ServerError
+	if errors.As(err, &se) {
+		return &exitError{code: exitPrimaryErr, err: err}
+	}
+	var ce *conn.CallError
+	if errors.As(err, &ce) && ce.OutcomeUnknown() {
+		return &exitError{code: exitUnknown, err: err}
+	}
+	// The daemon's socket not answering means no channel from here.
+	return &exitError{code: exitUnavailable, err: err}
+}

@@ -1,0 +1,57 @@
+// Command standbyd is a sidecar daemon for a PostgreSQL standby: it holds one
+// channel session to the primary named by the standby's primary_conninfo and
+// carries request frames over it. See README.md and docs/.
+//
+// This file and its siblings only wire packages together.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes, documented in docs/api.md.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // anything else: config, I/O
+	exitUsage       = 2 // bad arguments
+	exitPrimaryErr  = 3 // the primary answered with an error
+	exitUnavailable = 4 // no channel (daemon not running, primary down)
+	exitUnknown     = 5 // the request was sent, its outcome is unknown
+)
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	root := &cobra.Command{
+		Use:           "standbyd",
+		Short:         "Request/reply channel from a PostgreSQL standby to its primary",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.AddCommand(newRunCommand(), newCallCommand())
+	err := root.Execute()
+	if err == nil {
+		os.Exit(exitOK)
+	}
+	fmt.Fprintln(os.Stderr, "standbyd:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.code)
+	}
+	os.Exit(exitUsage)
+}

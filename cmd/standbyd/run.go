@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+
+	"github.com/standbyd/standbyd/internal/api"
+	"github.com/standbyd/standbyd/internal/config"
+	"github.com/standbyd/standbyd/internal/conn"
+	"github.com/standbyd/standbyd/internal/logging"
+	"github.com/standbyd/standbyd/internal/metrics"
+	"github.com/standbyd/standbyd/internal/protocol"
+	"github.com/standbyd/standbyd/internal/upstream"
+)
+
+func addConfigFlags(fs *pflag.FlagSet, configPath *string) {
+	fs.StringVarP(configPath, "config", "c", "", "config file (default "+config.DefaultPath+" if it exists)")
+	fs.String("data-directory", "", "the standby's data directory (standby.data_directory)")
+	fs.String("pg-config-file", "", "the standby's postgresql.conf when not in the data directory (standby.config_file)")
+	fs.String("conninfo", "", "connection string to use instead of primary_conninfo (channel.conninfo)")
+	fs.String("database", "", "database the channel connects to (channel.database)")
+	fs.String("socket", "", "local API socket (api.socket)")
+	fs.String("metrics-listen", "", "address of the metrics listener, empty to disable (metrics.listen)")
+	fs.String("log-level", "", "debug, info, warn or error (log.level)")
+	fs.String("log-format", "", "auto, json or console (log.format)")
+}
+
+func newRunCommand() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the daemon",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(configPath, cmd.Flags())
+			if err != nil {
+				return &exitError{code: exitFailure, err: err}
+			}
+			if err := runDaemon(cfg); err != nil {
+				return &exitError{code: exitFailure, err: err}
+			}
+			return nil
+		},
+	}
+	addConfigFlags(cmd.Flags(), &configPath)
+	return cmd
+}
+
+func dialOptions(cfg *config.Config, t *upstream.Target) (conn.DialOptions, error) {
+	mode, err := conn.ParseMode(cfg.Channel.Mode)
+	if err != nil {
+		return conn.DialOptions{}, err
+	}
+	return conn.DialOptions{
+		Config:       t.Config.Copy(),
+		Mode:         mode,
+		Procedure:    cfg.Channel.Procedure,
+		ClientName:   "standbyd " + version,
+		MaxFrameSize: cfg.Channel.MaxFrameSize,
+	}, nil
+}
+
+func runDaemon(cfg *config.Config) error {
+	log, _, err := logging.New(cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	target, err := upstream.Resolve(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("standbyd starting",
+		zap.String("version", version),
+		zap.String("config_file", cfg.File),
+		zap.String("primary_conninfo_source", target.Source),
+		zap.String("primary", target.Endpoint),
+		zap.String("mode", cfg.Channel.Mode),
+		zap.String("database", cfg.Channel.Database))
+
+	m := metrics.New(version)
+	sup, err := conn.NewSupervisor(conn.SupervisorConfig{
+		Dial: func(ctx context.Context) (*conn.Session, error) {
+			opts, err := dialOptions(cfg, target)
+			if err != nil {
+				return nil, err
+			}
+			return conn.Dial(ctx, opts)
+		},
+		HeartbeatInterval: cfg.Channel.HeartbeatInterval,
+		ReplyTimeout:      cfg.Channel.ReplyTimeout,
+		ConnectTimeout:    cfg.Channel.ConnectTimeout,
+		BackoffMin:        cfg.Channel.BackoffMin,
+		BackoffMax:        cfg.Channel.BackoffMax,
+		CloseTimeout:      cfg.Channel.CloseTimeout,
+		Logger:            log.Named("channel").With(zap.String("primary", target.Endpoint)),
+		Observer:          m,
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	var wg sync.WaitGroup
+	var httpSrv *http.Server
+	if cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		httpSrv = &http.Server{Handler: healthMux(m, sup), ReadHeaderTimeout: 5 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener", zap.Error(err))
+			}
+		}()
+		log.Info("metrics listening", zap.String("address", ln.Addr().String()))
+	}
+
+	mode, _ := cfg.API.Mode()
+	apiSrv, err := api.Listen(api.ServerConfig{
+		Socket:         cfg.API.Socket,
+		SocketMode:     mode,
+		DefaultTimeout: cfg.API.DefaultCallTimeout,
+		MaxTimeout:     cfg.API.MaxCallTimeout,
+		MaxPayload:     cfg.Channel.MaxFrameSize - protocol.HeaderSize,
+		Logger:         log.Named("api"),
+	}, sup)
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := apiSrv.Serve(); err != nil {
+			log.Error("api", zap.Error(err))
+		}
+	}()
+	log.Info("api listening", zap.String("socket", cfg.API.Socket))
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			log.Warn("SIGHUP received: reloading is not implemented yet; restart standbyd to apply changes")
+		}
+	}()
+
+	supDone := make(chan struct{})
+	go func() {
+		defer close(supDone)
+		sup.Run(ctx)
+	}()
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	<-supDone
+
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = apiSrv.Shutdown(sctx)
+	if httpSrv != nil {
+		_ = httpSrv.Shutdown(sctx)
+	}
+	wg.Wait()
+	log.Info("standbyd stopped")
+	return nil
+}
+
+// healthMux serves /metrics, /healthz (the process answers) and /readyz (the
+// channel is up).
+func healthMux(m *metrics.Metrics, sup *conn.Supervisor) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if st := sup.State(); st != conn.StateReady {
+			http.Error(w, "channel "+st.String(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}

@@ -1,0 +1,128 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Client talks to a running standbyd through its API socket.
+//
+//	c := api.NewClient("/run/standbyd/standbyd.sock")
+//	reply, err := c.Call(ctx, "N", payload)
+//	var apiErr *api.Error
+//	if errors.As(err, &apiErr) && apiErr.Kind == api.KindPrimaryError { ... }
+type Client struct {
+	hc *http.Client
+}
+
+// NewClient returns a client for the socket at path.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConns:    4,
+		IdleConnTimeout: 30 * time.Second,
+	}
+	return &Client{hc: &http.Client{Transport: tr}}
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// Error is an error answered by the daemon (see the Kind* constants).
+type Error struct {
+	HTTPStatus int
+	ErrorDetail
+}
+
+func (e *Error) Error() string {
+	if e.SQLState != "" {
+		return fmt.Sprintf("%s: %s (SQLSTATE %s)", e.Kind, e.Message, e.SQLState)
+	}
+	return fmt.Sprintf("%s: %s", e.Kind, e.Message)
+}
+
+// Call sends payload to op (a name like "N" or "ping", or a number) and
+// returns the reply payload. The context's deadline is passed to the daemon
+// as the call's timeout.
+func (c *Client) Call(ctx context.Context, op string, payload []byte) ([]byte, error) {
+	u := "http://standbyd/v1/call/" + url.PathEscape(op)
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d > 0 {
+			u += "?timeout=" + url.QueryEscape(d.String())
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(payload))
+	if err != nil {
+		return nil, fmt.Errorf("api call: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("api call: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("api call: reading reply: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, decodeError(resp.StatusCode, body)
+	}
+	return body, nil
+}
+
+// Status returns the daemon's channel status.
+func (c *Client) Status(ctx context.Context) (StatusResponse, error) {
+	var st StatusResponse
+	err := c.getJSON(ctx, "/v1/status", &st)
+	return st, err
+}
+
+// Ops returns the operations the primary offers.
+func (c *Client) Ops(ctx context.Context) (OpsResponse, error) {
+	var ops OpsResponse
+	err := c.getJSON(ctx, "/v1/ops", &ops)
+	return ops, err
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://standbyd"+path, nil)
+	if err != nil {
+		return fmt.Errorf("api %s: %w", path, err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("api %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("api %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return decodeError(resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("api %s: decoding: %w", path, err)
+	}
+	return nil
+}
+
+func decodeError(status int, body []byte) error {
+	var eb ErrorBody
+	if err := json.Unmarshal(body, &eb); err != nil || eb.Error.Kind == "" {
+		return &Error{HTTPStatus: status, ErrorDetail: ErrorDetail{Kind: "http_error",
+			Message: fmt.Sprintf("HTTP %d: %.200s", status, bytes.TrimSpace(body))}}
+	}
+	return &Error{HTTPStatus: status, ErrorDetail: eb.Error}
+}

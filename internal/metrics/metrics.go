@@ -1,0 +1,202 @@
+// Package metrics exports the channel's health to Prometheus. Metrics
+// implements conn.Observer; every series is documented in docs/metrics.md.
+//
+// Rules kept here: the up gauge is 1 only while a session that said hello is
+// serving; values that only make sense while connected (round-trip time, the
+// primary's WAL position) are reset when the session ends, so that nothing
+// reads as healthy while the channel is down.
+package metrics
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/standbyd/standbyd/internal/conn"
+	"github.com/standbyd/standbyd/internal/protocol"
+)
+
+const namespace = "standbyd"
+
+// Metrics holds standbyd's collectors in their own registry.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	up            prometheus.Gauge
+	state         *prometheus.GaugeVec
+	connects      prometheus.Counter
+	disconnects   prometheus.Counter
+	connectErrors prometheus.Counter
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	heartbeatRTT  prometheus.Gauge
+	lastReply     prometheus.Gauge
+	sessionStart  prometheus.Gauge
+	primaryWAL    prometheus.Gauge
+	primaryInfo   *prometheus.GaugeVec
+}
+
+// New creates the collectors, registers them with process and Go collectors,
+// and initialises labelled series to zero.
+func New(version string) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		up: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "channel_up",
+			Help: "1 while a channel session to the primary has said hello and is serving, else 0.",
+		}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "channel_state",
+			Help: "1 for the supervisor's current state, 0 for the others.",
+		}, []string{"state"}),
+		connects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "channel_connects_total",
+			Help: "Channel sessions established (connected, entered, hello answered).",
+		}),
+		disconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "channel_disconnects_total",
+			Help: "Channel sessions that ended.",
+		}),
+		connectErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "channel_connect_errors_total",
+			Help: "Attempts to establish a channel session that failed.",
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "requests_total",
+			Help: "Requests sent on the channel, by op and result (ok, error, failed).",
+		}, []string{"op", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "request_duration_seconds",
+			Help:    "Round trip of requests on the channel, by op.",
+			Buckets: []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1, 5},
+		}, []string{"op"}),
+		heartbeatRTT: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "heartbeat_rtt_seconds",
+			Help: "Round trip of the last heartbeat ping; NaN while the channel is down.",
+		}),
+		lastReply: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "last_reply_timestamp_seconds",
+			Help: "Unix time of the last reply received from the primary (0: never).",
+		}),
+		sessionStart: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "session_start_timestamp_seconds",
+			Help: "Unix time the current channel session said hello; 0 while the channel is down.",
+		}),
+		primaryWAL: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "primary_wal_position_bytes",
+			Help: "The primary's flushed WAL position (LSN as bytes) from the last ping; NaN while the channel is down.",
+		}),
+		primaryInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "primary_info",
+			Help: "1 for the primary of the current session: its system identifier and server version.",
+		}, []string{"system_identifier", "server_version_num"}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help: "1, labelled with the standbyd version.",
+	}, []string{"version"})
+	buildInfo.WithLabelValues(version).Set(1)
+
+	for _, st := range conn.States {
+		m.state.WithLabelValues(st.String())
+	}
+	for _, op := range []uint16{protocol.OpHello, protocol.OpPing, protocol.OpN} {
+		name := protocol.OpName(op)
+		for _, r := range []string{"ok", "error", "failed"} {
+			m.requests.WithLabelValues(name, r)
+		}
+		m.duration.WithLabelValues(name)
+	}
+	m.heartbeatRTT.Set(nan())
+	m.primaryWAL.Set(nan())
+
+	m.reg.MustRegister(m.up, m.state, m.connects, m.disconnects, m.connectErrors,
+		m.requests, m.duration, m.heartbeatRTT, m.lastReply, m.sessionStart,
+		m.primaryWAL, m.primaryInfo, buildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry is the registry, for tests.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// StateChanged implements conn.Observer.
+func (m *Metrics) StateChanged(s conn.State) {
+	for _, st := range conn.States {
+		v := 0.0
+		if st == s {
+			v = 1
+		}
+		m.state.WithLabelValues(st.String()).Set(v)
+	}
+	if s != conn.StateReady {
+		m.down()
+	}
+}
+
+// SessionStarted implements conn.Observer.
+func (m *Metrics) SessionStarted(h protocol.HelloReply) {
+	m.connects.Inc()
+	m.up.Set(1)
+	m.sessionStart.Set(float64(time.Now().UnixNano()) / 1e9)
+	m.primaryInfo.Reset()
+	m.primaryInfo.WithLabelValues(strconv.FormatUint(h.SystemIdentifier, 10),
+		strconv.FormatUint(uint64(h.ServerVersionNum), 10)).Set(1)
+}
+
+// SessionEnded implements conn.Observer.
+func (m *Metrics) SessionEnded(error) {
+	m.disconnects.Inc()
+	m.down()
+}
+
+func (m *Metrics) down() {
+	m.up.Set(0)
+	m.sessionStart.Set(0)
+	m.heartbeatRTT.Set(nan())
+	m.primaryWAL.Set(nan())
+	m.primaryInfo.Reset()
+}
+
+// ConnectFailed implements conn.Observer.
+func (m *Metrics) ConnectFailed(error) { m.connectErrors.Inc() }
+
+// CallFinished implements conn.Observer.
+func (m *Metrics) CallFinished(op uint16, d time.Duration, err error) {
+	name := protocol.OpName(op)
+	result := "ok"
+	var se *protocol.ServerError
+	switch {
+	case err == nil:
+	case errors.As(err, &se):
+		result = "error"
+	default:
+		result = "failed"
+	}
+	m.requests.WithLabelValues(name, result).Inc()
+	m.duration.WithLabelValues(name).Observe(d.Seconds())
+	if result != "failed" {
+		m.lastReply.Set(float64(time.Now().UnixNano()) / 1e9)
+	}
+}
+
+// Heartbeat implements conn.Observer.
+func (m *Metrics) Heartbeat(rtt time.Duration, p protocol.PingReply) {
+	m.heartbeatRTT.Set(rtt.Seconds())
+	m.primaryWAL.Set(float64(p.WALPosition))
+	m.lastReply.Set(float64(time.Now().UnixNano()) / 1e9)
+}
+
+func nan() float64 { return math.NaN() }
