@@ -29,7 +29,8 @@ func newCallCommand() *cobra.Command {
 		Short: "Send one request through the channel and print the reply",
 		Long: `Send one request and print the reply.
 
-OP is an op name (N, ping) or number (0x0100). By default the request goes
+OP is an op name (N, ping) or number (0x0100). Flags come before OP, so that
+arguments such as -300 are taken as values. By default the request goes
 through the running daemon's API socket; --direct opens a one-shot channel
 session of its own with the same configuration.
 
@@ -90,6 +91,8 @@ Exit codes: 0 ok, 2 usage, 3 the primary answered with an error,
 			return nil
 		},
 	}
+	// Everything after OP is an argument, negative numbers included.
+	cmd.Flags().SetInterspersed(false)
 	addConfigFlags(cmd.Flags(), &configPath)
 	cmd.Flags().StringVar(&in, "in", opfmt.InAuto, "argument encoding: auto, int32, text, hex, stdin")
 	cmd.Flags().StringVar(&out, "out", opfmt.OutAuto, "output format: auto, text, hex, raw, json")

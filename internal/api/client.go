@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,7 +20,20 @@ import (
 //	var apiErr *api.Error
 //	if errors.As(err, &apiErr) && apiErr.Kind == api.KindPrimaryError { ... }
 type Client struct {
-	hc *http.Client
+	hc     *http.Client
+	socket string
+}
+
+// ErrDaemonUnreachable is wrapped by errors of calls that could not reach
+// the daemon's socket (not running, wrong path, no permission).
+var ErrDaemonUnreachable = errors.New("standbyd not reachable")
+
+func (c *Client) transportError(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("%w at %s: %w", ErrDaemonUnreachable, c.socket, op.Err)
+	}
+	return fmt.Errorf("api: %w", err)
 }
 
 // NewClient returns a client for the socket at path.
@@ -32,7 +46,7 @@ func NewClient(socket string) *Client {
 		MaxIdleConns:    4,
 		IdleConnTimeout: 30 * time.Second,
 	}
-	return &Client{hc: &http.Client{Transport: tr}}
+	return &Client{hc: &http.Client{Transport: tr}, socket: socket}
 }
 
 // Close releases idle connections.
@@ -51,15 +65,33 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s", e.Kind, e.Message)
 }
 
+// responseGrace is how long past the call's deadline the client waits for
+// the daemon's answer: the daemon gives up at the deadline and then says why
+// (channel unavailable, outcome unknown), which is worth more than a bare
+// client-side timeout.
+const responseGrace = 2 * time.Second
+
 // Call sends payload to op (a name like "N" or "ping", or a number) and
 // returns the reply payload. The context's deadline is passed to the daemon
 // as the call's timeout.
 func (c *Client) Call(ctx context.Context, op string, payload []byte) ([]byte, error) {
 	u := "http://standbyd/v1/call/" + url.PathEscape(op)
 	if dl, ok := ctx.Deadline(); ok {
-		if d := time.Until(dl); d > 0 {
-			u += "?timeout=" + url.QueryEscape(d.String())
+		d := time.Until(dl)
+		if d <= 0 {
+			return nil, fmt.Errorf("api call: %w", context.DeadlineExceeded)
 		}
+		u += "?timeout=" + url.QueryEscape(d.String())
+		caller := ctx
+		hctx, cancel := context.WithDeadline(context.WithoutCancel(caller), dl.Add(responseGrace))
+		defer cancel()
+		stop := context.AfterFunc(caller, func() {
+			if !errors.Is(caller.Err(), context.DeadlineExceeded) {
+				cancel() // cancelled by the caller: stop at once
+			}
+		})
+		defer stop()
+		ctx = hctx
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(payload))
 	if err != nil {
@@ -68,7 +100,7 @@ func (c *Client) Call(ctx context.Context, op string, payload []byte) ([]byte, e
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("api call: %w", err)
+		return nil, c.transportError(err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
@@ -102,7 +134,7 @@ func (c *Client) getJSON(ctx context.Context, path string, v any) error {
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("api %s: %w", path, err)
+		return c.transportError(err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)

@@ -60,9 +60,9 @@ type Env struct {
 }
 
 var (
-	liveMu sync.Mutex
-	live   = map[*Env]bool{}
-	sigOne sync.Once
+	liveMu  sync.Mutex
+	live    = map[*Env]bool{}
+	sigStop chan struct{} // non-nil while the signal handler runs
 )
 
 // RepoRoot finds the module root by walking up from the working directory.
@@ -164,9 +164,7 @@ func (e *Env) Stop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		_, _ = e.run(ctx, "destroy", e.Base)
-		liveMu.Lock()
-		delete(live, e)
-		liveMu.Unlock()
+		unregister(e)
 	})
 }
 
@@ -266,17 +264,25 @@ func (e *Env) run(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// register remembers a live environment and, once, installs a handler that
-// stops all of them when the test binary is interrupted.
+// register remembers a live environment; while any is live a handler stops
+// them all when the test binary is interrupted.
 func register(e *Env) {
 	liveMu.Lock()
+	defer liveMu.Unlock()
 	live[e] = true
-	liveMu.Unlock()
-	sigOne.Do(func() {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-		go func() {
-			s := <-ch
+	if sigStop != nil {
+		return
+	}
+	stop := make(chan struct{})
+	sigStop = stop
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		defer signal.Stop(ch)
+		select {
+		case <-stop:
+			return
+		case s := <-ch:
 			liveMu.Lock()
 			envs := make([]*Env, 0, len(live))
 			for e := range live {
@@ -284,12 +290,25 @@ func register(e *Env) {
 			}
 			liveMu.Unlock()
 			for _, e := range envs {
-				e.Stop()
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				_, _ = e.run(ctx, "destroy", e.Base)
+				cancel()
 			}
 			fmt.Fprintf(os.Stderr, "testcluster: %v: stopped %d test cluster(s)\n", s, len(envs))
 			os.Exit(1)
-		}()
-	})
+		}
+	}()
+}
+
+// unregister forgets an environment and ends the signal handler with the last.
+func unregister(e *Env) {
+	liveMu.Lock()
+	defer liveMu.Unlock()
+	delete(live, e)
+	if len(live) == 0 && sigStop != nil {
+		close(sigStop)
+		sigStop = nil
+	}
 }
 
 // sweepStale stops clusters left behind by test processes that died.

@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/standbyd/standbyd/internal/api"
+	"github.com/standbyd/standbyd/internal/testcluster"
+)
+
+// daemon is a running `standbyd run` process.
+type daemon struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	dir     string
+	socket  string
+	metrics string
+	logPath string
+	done    chan error
+	exited  bool
+	exitErr error
+}
+
+// startDaemon runs the real binary against the standby's data directory;
+// extra is appended to the channel section of its config.
+func startDaemon(t *testing.T, extraChannel string) *daemon {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sbd-") // short: Unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := testcluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, dir: dir, socket: filepath.Join(dir, "api.sock"),
+		metrics: fmt.Sprintf("127.0.0.1:%d", port), logPath: filepath.Join(dir, "standbyd.log"), done: make(chan error, 1)}
+	cfg := fmt.Sprintf(`standby:
+  data_directory: %s
+channel:
+  heartbeat_interval: 500ms
+  reply_timeout: 3s
+  backoff_min: 100ms
+  backoff_max: 1s
+%s
+api:
+  socket: %s
+metrics:
+  listen: %s
+log:
+  format: json
+  level: debug
+`, env.StandbyData, extraChannel, d.socket, d.metrics)
+	cfgPath := filepath.Join(dir, "standbyd.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(d.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(daemonBin, "run", "--config", cfgPath)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait(); logf.Close() }()
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(d.logPath)
+			t.Logf("--- standbyd log ---\n%s", tailLines(string(b), 60))
+		}
+		os.RemoveAll(dir)
+	})
+	return d
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// stop sends SIGTERM and waits; it returns the process's exit error.
+func (d *daemon) stop() error {
+	if d.exited {
+		return d.exitErr
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.done:
+		d.exited, d.exitErr = true, err
+	case <-time.After(20 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		d.exited, d.exitErr = true, errors.New("standbyd did not exit within 20s of SIGTERM")
+	}
+	return d.exitErr
+}
+
+func (d *daemon) log() string {
+	b, _ := os.ReadFile(d.logPath)
+	return string(b)
+}
+
+// waitReady waits until /readyz says the channel is up.
+func (d *daemon) waitReady(timeout time.Duration) {
+	d.t.Helper()
+	if !d.poll(timeout, func() bool { return d.readyz() == http.StatusOK }) {
+		d.t.Fatalf("channel not ready within %s (readyz %d)", timeout, d.readyz())
+	}
+}
+
+func (d *daemon) readyz() int {
+	resp, err := http.Get("http://" + d.metrics + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (d *daemon) poll(timeout time.Duration, ok func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return true
+		}
+		select {
+		case err := <-d.done:
+			d.exited, d.exitErr = true, err
+			d.t.Fatalf("standbyd exited: %v\n%s", err, tailLines(d.log(), 30))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return ok()
+}
+
+// metric returns the value of an unlabelled series (or the exact series
+// with labels, as written in the exposition format).
+func (d *daemon) metric(series string) (float64, bool) {
+	resp, err := http.Get("http://" + d.metrics + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, series+" ") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(line[len(series):]), 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+// call runs `standbyd call` against the daemon's socket.
+func (d *daemon) call(args ...string) (stdout, stderr string, exit int) {
+	full := append([]string{"call", "--socket", d.socket}, args...)
+	cmd := exec.Command(daemonBin, full...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		exit = ee.ExitCode()
+	} else if err != nil {
+		d.t.Fatalf("running standbyd call: %v", err)
+	}
+	return o.String(), e.String(), exit
+}
+
+func (d *daemon) client() *api.Client {
+	c := api.NewClient(d.socket)
+	d.t.Cleanup(c.Close)
+	return c
+}
+
+func (d *daemon) status(ctx context.Context) api.StatusResponse {
+	d.t.Helper()
+	st, err := d.client().Status(ctx)
+	if err != nil {
+		d.t.Fatalf("status: %v", err)
+	}
+	return st
+}

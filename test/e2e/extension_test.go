@@ -1,0 +1,379 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/standbyd/standbyd/internal/conn"
+	"github.com/standbyd/standbyd/internal/conninfo"
+	"github.com/standbyd/standbyd/internal/pgconf"
+	"github.com/standbyd/standbyd/internal/protocol"
+)
+
+// superuser connects to "primary" or "standby" through its socket.
+func superuser(t *testing.T, which string, extra string) *pgconn.PgConn {
+	t.Helper()
+	port := env.PrimaryPort
+	if which == "standby" {
+		port = env.StandbyPort
+	}
+	c, err := pgconn.Connect(ctxT(t, 10*time.Second), "host="+env.SocketDir+" port="+strconv.Itoa(port)+" user=postgres dbname=postgres "+extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// channel is a raw view of the extension's side of the protocol.
+type channel struct {
+	t  *testing.T
+	pc *pgconn.PgConn
+}
+
+func enter(t *testing.T, pc *pgconn.PgConn) *channel {
+	t.Helper()
+	pc.Frontend().Send(&pgproto3.Query{String: "CALL standbyd.serve()"})
+	if err := pc.Frontend().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := pc.ReceiveMessage(ctxT(t, 10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyBothResponse:
+			return &channel{t: t, pc: pc}
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("entering: %s %s", m.Code, m.Message)
+		}
+	}
+}
+
+func (c *channel) send(frame []byte) {
+	c.pc.Frontend().Send(&pgproto3.CopyData{Data: frame})
+	if err := c.pc.Frontend().Flush(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// reply reads the next CopyData and parses it as a reply.
+func (c *channel) reply() protocol.Reply {
+	c.t.Helper()
+	for {
+		msg, err := c.pc.ReceiveMessage(ctxT(c.t, 10*time.Second))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			r, err := protocol.ParseReply(append([]byte(nil), m.Data...))
+			if err != nil {
+				c.t.Fatalf("malformed reply % x: %v", m.Data, err)
+			}
+			return r
+		case *pgproto3.ErrorResponse:
+			c.t.Fatalf("the channel ended: %s %s", m.Code, m.Message)
+		}
+	}
+}
+
+func (c *channel) call(op uint16, id uint32, payload []byte) protocol.Reply {
+	c.send(protocol.AppendRequest(nil, op, id, payload))
+	return c.reply()
+}
+
+// finish sends CopyDone and expects CopyDone, CommandComplete CALL, ReadyForQuery.
+func (c *channel) finish() {
+	c.t.Helper()
+	c.pc.Frontend().Send(&pgproto3.CopyDone{})
+	if err := c.pc.Frontend().Flush(); err != nil {
+		c.t.Fatal(err)
+	}
+	var seen []string
+	for {
+		msg, err := c.pc.ReceiveMessage(ctxT(c.t, 10*time.Second))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyDone:
+			seen = append(seen, "CopyDone")
+		case *pgproto3.CommandComplete:
+			seen = append(seen, string(m.CommandTag))
+		case *pgproto3.ReadyForQuery:
+			seen = append(seen, "ReadyForQuery")
+			if strings.Join(seen, ",") != "CopyDone,CALL,ReadyForQuery" {
+				c.t.Fatalf("closing sequence %v", seen)
+			}
+			return
+		}
+	}
+}
+
+func wantError(t *testing.T, r protocol.Reply, op uint16, id uint32, sqlstate string) {
+	t.Helper()
+	var se *protocol.ServerError
+	if !errors.As(r.Err(), &se) || se.SQLState != sqlstate || r.Op != op || r.ID != id {
+		t.Fatalf("want error %s for op %d id %d, got op %d id %d err %v", sqlstate, op, id, r.Op, r.ID, r.Err())
+	}
+}
+
+func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
+	needEnv(t)
+	pc := superuser(t, "primary", "")
+	ch := enter(t, pc)
+
+	r := ch.call(protocol.OpN, 1, protocol.AppendN(nil, [3]int32{100, 200, 300}))
+	if n, err := protocol.ParseN(r.Payload); r.Err() != nil || err != nil || n != [3]int32{400, 500, 600} || r.ID != 1 {
+		t.Fatalf("N: %+v %v", r, r.Err())
+	}
+	wantError(t, ch.call(protocol.OpN, 2, protocol.AppendN(nil, [3]int32{2147483647, 0, 0})), protocol.OpN, 2, "22003")
+	wantError(t, ch.call(protocol.OpN, 3, []byte{1, 2, 3}), protocol.OpN, 3, "22023")
+	wantError(t, ch.call(protocol.OpPing, 4, []byte{1}), protocol.OpPing, 4, "22023")
+	wantError(t, ch.call(0x1234, 5, nil), 0x1234, 5, "42883")
+	wantError(t, ch.call(protocol.OpHello, 6, []byte{0, 2, 0, 3, 0, 0, 4, 0}), protocol.OpHello, 6, "08P01") // no common version
+
+	bad := protocol.AppendRequest(nil, protocol.OpN, 7, nil)
+	bad[1] = 2 // frame version 2
+	ch.send(bad)
+	wantError(t, ch.reply(), protocol.OpN, 7, "08P01")
+	bad = protocol.AppendRequest(nil, protocol.OpPing, 8, nil)
+	bad[11] = 9 // length field lies
+	ch.send(bad)
+	wantError(t, ch.reply(), protocol.OpPing, 8, "08P01")
+	ch.send([]byte{'Q', 1, 0})
+	wantError(t, ch.reply(), 0, 0, "08P01") // no header: id 0
+	ch.send(protocol.AppendReply(nil, protocol.OpN, 9, 0, nil))
+	wantError(t, ch.reply(), 0, 0, "08P01") // wrong kind
+	ch.send(protocol.AppendRequest(nil, protocol.OpN, 10, make([]byte, 2<<20)))
+	wantError(t, ch.reply(), protocol.OpN, 10, "54000") // over standbyd.max_frame_size, discarded
+
+	// Flush and Sync are ignored in copy mode.
+	ch.pc.Frontend().Send(&pgproto3.Sync{})
+	ch.pc.Frontend().Send(&pgproto3.Flush{})
+	r = ch.call(protocol.OpN, 11, protocol.AppendN(nil, [3]int32{-300, 0, 1}))
+	if n, _ := protocol.ParseN(r.Payload); r.Err() != nil || n != [3]int32{0, 300, 301} {
+		t.Fatalf("N after errors: %v %v", n, r.Err())
+	}
+	ch.finish()
+	// The connection is an ordinary session again; CopyData sent now is ignored.
+	ch.send(protocol.AppendRequest(nil, protocol.OpN, 12, nil))
+	res, err := pc.Exec(ctxT(t, 10*time.Second), "SELECT 41 + 1").ReadAll()
+	if err != nil || len(res) != 1 || string(res[0].Rows[0][0]) != "42" {
+		t.Fatalf("session after the channel: %v %v", res, err)
+	}
+}
+
+func TestExtensionHelloAndPing(t *testing.T) {
+	needEnv(t)
+	for _, which := range []string{"primary", "standby"} {
+		t.Run(which, func(t *testing.T) {
+			ch := enter(t, superuser(t, which, ""))
+			r := ch.call(protocol.OpHello, 1, protocol.HelloRequest{MinVersion: 1, MaxVersion: 3, MaxFrameSize: 1 << 20, ClientName: "e2e"}.Append(nil))
+			h, err := protocol.ParseHelloReply(r.Payload)
+			if r.Err() != nil || err != nil {
+				t.Fatalf("hello: %v %v", r.Err(), err)
+			}
+			sysid, _ := env.SQL(ctxT(t, 10*time.Second), which, "SELECT system_identifier FROM pg_control_system()")
+			if h.Version != 1 || strconv.FormatUint(h.SystemIdentifier, 10) != sysid || h.ServerVersionNum/10000 != 15 ||
+				h.InRecovery != (which == "standby") || h.MaxFrameSize != 1<<20 || h.Timeline != 1 {
+				t.Fatalf("hello reply %+v (system identifier %s)", h, sysid)
+			}
+			names := []string{}
+			for _, o := range h.Ops {
+				names = append(names, o.Name)
+			}
+			if strings.Join(names, ",") != "hello,ping,N" {
+				t.Fatalf("ops %v", names)
+			}
+			r = ch.call(protocol.OpPing, 2, nil)
+			p, err := protocol.ParsePingReply(r.Payload)
+			if r.Err() != nil || err != nil || p.InRecovery != (which == "standby") || p.WALPosition == 0 {
+				t.Fatalf("ping %+v %v %v", p, r.Err(), err)
+			}
+			ch.finish()
+		})
+	}
+}
+
+func TestExtensionRefusesWrongContexts(t *testing.T) {
+	needEnv(t)
+	pc := superuser(t, "primary", "")
+	ctx := ctxT(t, 30*time.Second)
+	for _, c := range []struct{ sql, sqlstate, msg string }{
+		{"BEGIN; CALL standbyd.serve(); COMMIT", "25001", "transaction block"},
+		{"DO $$ BEGIN CALL standbyd.serve(); END $$", "2D000", "top level"},
+	} {
+		_, err := pc.Exec(ctx, c.sql).ReadAll()
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != c.sqlstate || !strings.Contains(pe.Message, c.msg) {
+			t.Fatalf("%s: %v", c.sql, err)
+		}
+		_, _ = pc.Exec(ctx, "ROLLBACK").ReadAll()
+	}
+	_, err := pc.Exec(ctx, "CREATE OR REPLACE FUNCTION public.serve_as_function() RETURNS void LANGUAGE c AS '$libdir/standbyd', 'standbyd_serve'; SELECT public.serve_as_function()").ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "CALL") {
+		t.Fatalf("as a function: %v", err)
+	}
+	_, _ = pc.Exec(ctx, "DROP FUNCTION IF EXISTS public.serve_as_function()").ReadAll()
+
+	// A role without EXECUTE is refused with a clear error.
+	_, err = pc.Exec(ctx, "DROP ROLE IF EXISTS nobody_e2e; CREATE ROLE nobody_e2e LOGIN").ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	np, err := pgconn.Connect(ctx, "host="+env.SocketDir+" port="+strconv.Itoa(env.PrimaryPort)+" user=nobody_e2e dbname=postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer np.Close(ctx)
+	_, err = np.Exec(ctx, "CALL standbyd.serve()").ReadAll()
+	if !errors.As(err, &pe) || pe.Code != "42501" {
+		t.Fatalf("unprivileged role: %v", err)
+	}
+}
+
+// statement_timeout counts from the CALL; the extension disarms it so an idle
+// channel lives on.
+func TestExtensionIdleChannelOutlivesStatementTimeout(t *testing.T) {
+	needEnv(t)
+	ch := enter(t, superuser(t, "primary", "options='-c statement_timeout=200'"))
+	time.Sleep(time.Second)
+	if r := ch.call(protocol.OpPing, 1, nil); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	ch.finish()
+}
+
+func TestExtensionCopyFailEndsTheChannelNotTheSession(t *testing.T) {
+	needEnv(t)
+	pc := superuser(t, "primary", "")
+	enter(t, pc)
+	pc.Frontend().Send(&pgproto3.CopyFail{Message: "client gave up"})
+	if err := pc.Frontend().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got *pgproto3.ErrorResponse
+	for {
+		msg, err := pc.ReceiveMessage(ctxT(t, 10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+			got = e
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if got == nil || got.Code != "57014" || !strings.Contains(got.Message, "client gave up") {
+		t.Fatalf("CopyFail: %+v", got)
+	}
+	if _, err := pc.Exec(ctxT(t, 10*time.Second), "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// conn.Session against the real primary, configured exactly as the daemon
+// does: primary_conninfo from the standby's files, through conninfo.
+func TestSessionWithStandbysConninfo(t *testing.T) {
+	needEnv(t)
+	cfg, err := pgconf.LoadDataDir(env.StandbyData, pgconf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := cfg.Get("primary_conninfo")
+	if !ok {
+		t.Fatal("no primary_conninfo")
+	}
+	res, err := conninfo.Parse(s.Value, conninfo.Options{Database: "postgres", ApplicationName: "standbyd-e2e", Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.PasswordSource, env.PassFile) {
+		t.Fatalf("password from %q, want the passfile named in primary_conninfo", res.PasswordSource)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	sess, err := conn.Dial(ctx, conn.DialOptions{Config: res.Config, ClientName: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.Hello().InRecovery || sess.MaxFrameSize() != 1<<20 {
+		t.Fatalf("hello %+v", sess.Hello())
+	}
+	for i := int32(0); i < 1000; i++ {
+		out, err := sess.Call(ctx, protocol.OpN, protocol.AppendN(nil, [3]int32{i, -i, 2 * i}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := protocol.ParseN(out); n != [3]int32{i + 300, -i + 300, 2*i + 300} {
+			t.Fatalf("call %d: %v", i, n)
+		}
+	}
+	var se *protocol.ServerError
+	if _, err := sess.Call(ctx, protocol.OpN, protocol.AppendN(nil, [3]int32{2147483647, 0, 0})); !errors.As(err, &se) || se.SQLState != "22003" {
+		t.Fatalf("overflow: %v", err)
+	}
+	if sess.Err() != nil {
+		t.Fatalf("an error reply ended the session: %v", sess.Err())
+	}
+	// A frame larger than the session allows is refused locally, not sent.
+	var ce *conn.CallError
+	if _, err := sess.Call(ctx, protocol.OpN, make([]byte, 2<<20)); !errors.As(err, &ce) || ce.OutcomeUnknown() {
+		t.Fatalf("oversize: %v", err)
+	}
+	pid := strconv.Itoa(int(sess.BackendPID()))
+	if got := primarySQL(t, "SELECT application_name FROM pg_stat_activity WHERE pid = "+pid); got != "standbyd-e2e" {
+		t.Fatalf("application_name %q", got)
+	}
+	if err := sess.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The backend went away after Terminate.
+	deadline := time.Now().Add(10 * time.Second)
+	for primarySQL(t, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid) != "0" {
+		if time.Now().After(deadline) {
+			t.Fatal("backend still there after Close")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A session whose backend is terminated during a request reports an outcome
+// the caller cannot know, and ends.
+func TestSessionBackendTerminated(t *testing.T) {
+	needEnv(t)
+	cfg, _ := pgconf.LoadDataDir(env.StandbyData, pgconf.Options{})
+	s, _ := cfg.Get("primary_conninfo")
+	res, err := conninfo.Parse(s.Value, conninfo.Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	sess, err := conn.Dial(ctx, conn.DialOptions{Config: res.Config})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close(ctx)
+	primarySQL(t, "SELECT pg_terminate_backend("+strconv.Itoa(int(sess.BackendPID()))+")")
+	time.Sleep(200 * time.Millisecond)
+	_, err = sess.Call(ctx, protocol.OpPing, nil)
+	var ce *conn.CallError
+	if !errors.As(err, &ce) || !ce.OutcomeUnknown() || sess.Err() == nil {
+		t.Fatalf("after terminate: %v (session err %v)", err, sess.Err())
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57P01" {
+		t.Fatalf("want the FATAL 57P01 in the chain, got %v", err)
+	}
+}
