@@ -42,6 +42,7 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null || GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	staticcheck ./...
+	@if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh .ci/run; else echo "shellcheck not installed: shell scripts not checked"; fi
 
 demo: ## throwaway primary + standby + standbyd, requests flowing
 	scripts/demo.sh

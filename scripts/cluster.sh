@@ -23,7 +23,7 @@ PG_MAJOR=15
 PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CHANNEL_ROLE=standbyd_repl
-PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libkrb5-dev make gcc curl)
+PACKAGES=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libkrb5-dev make gcc curl)
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -57,13 +57,10 @@ cmd_deps() {
 	fi
 	echo "cluster.sh: installing ${missing[*]}"
 	apt-get update -qq
-	# The package would create and start a default cluster on 5432: we do not
-	# need it, and it must not take a port a test wants.
-	mkdir -p /etc/postgresql-common
-	if [[ ! -e /etc/postgresql-common/createcluster.conf ]] || ! grep -q '^create_main_cluster' /etc/postgresql-common/createcluster.conf; then
-		echo "create_main_cluster = false" >>/etc/postgresql-common/createcluster.conf
-	fi
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# Debian's postinst may create a default cluster "15/main" on port 5432;
+	# it is left alone: our clusters use their own directories and ports.
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
 }
 
 cmd_extension() {

@@ -307,3 +307,25 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// docs/conninfo.md has a row for every keyword, with the action in the code.
+func TestDocHasEveryKeyword(t *testing.T) {
+	b, err := os.ReadFile("../../docs/conninfo.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for _, k := range Keywords {
+		row := "| `" + k.Name + "` |"
+		i := strings.Index(doc, row)
+		if i < 0 {
+			t.Errorf("docs/conninfo.md has no row for %s", k.Name)
+			continue
+		}
+		line := doc[i:]
+		line = line[:strings.IndexByte(line, '\n')]
+		if !strings.Contains(line, "| "+string(k.Action)+" |") {
+			t.Errorf("docs/conninfo.md row for %s does not say %s: %s", k.Name, k.Action, line)
+		}
+	}
+}
