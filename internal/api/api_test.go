@@ -1,0 +1,151 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/standbyd/standbyd/internal/conn"
+	"github.com/standbyd/standbyd/internal/protocol"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// stubChannel stands in for the supervisor: these tests are about the HTTP
+// layer (error kinds, limits, status), not the channel, which test/e2e
+// covers against real servers.
+type stubChannel struct {
+	reply func(op uint16, payload []byte) ([]byte, error)
+	st    conn.Status
+}
+
+func (s *stubChannel) Call(ctx context.Context, op uint16, payload []byte) ([]byte, error) {
+	return s.reply(op, payload)
+}
+func (s *stubChannel) Status() conn.Status { return s.st }
+
+func serve(t *testing.T, ch Channel) *Client {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "s")
+	srv, err := Listen(ServerConfig{Socket: sock, SocketMode: 0o600, DefaultTimeout: time.Second, MaxTimeout: 2 * time.Second, MaxPayload: 64}, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve() }()
+	c := NewClient(sock)
+	t.Cleanup(func() {
+		c.Close()
+		_ = srv.Shutdown(context.Background())
+		<-done
+		os.RemoveAll(dir)
+	})
+	return c
+}
+
+func TestErrorKinds(t *testing.T) {
+	cases := []struct {
+		err    error
+		kind   string
+		status int
+	}{
+		{&protocol.ServerError{SQLState: "22003", Message: "integer out of range"}, KindPrimaryError, http.StatusUnprocessableEntity},
+		{&conn.CallError{Op: "N", Err: errors.New("eof")}, KindBadRequest, http.StatusBadRequest},
+		{fmt.Errorf("%w: primary down", conn.ErrUnavailable), KindChannelUnavailable, http.StatusServiceUnavailable},
+		{conn.ErrStopped, KindShuttingDown, http.StatusServiceUnavailable},
+	}
+	for _, c := range cases {
+		cl := serve(t, &stubChannel{reply: func(uint16, []byte) ([]byte, error) { return nil, c.err }})
+		_, err := cl.Call(context.Background(), "N", nil)
+		var ae *Error
+		if !errors.As(err, &ae) || ae.Kind != c.kind || ae.HTTPStatus != c.status {
+			t.Errorf("%v: got %v", c.err, err)
+		}
+		if c.kind == KindPrimaryError && ae.SQLState != "22003" {
+			t.Errorf("sqlstate lost: %+v", ae)
+		}
+	}
+}
+
+func TestCallPassesPayloadAndLimits(t *testing.T) {
+	var gotOp uint16
+	cl := serve(t, &stubChannel{reply: func(op uint16, p []byte) ([]byte, error) {
+		gotOp = op
+		return append([]byte("echo:"), p...), nil
+	}})
+	out, err := cl.Call(context.Background(), "0x0100", []byte("abc"))
+	if err != nil || string(out) != "echo:abc" || gotOp != 0x100 {
+		t.Fatalf("call: %q %v op %d", out, err, gotOp)
+	}
+	var ae *Error
+	if _, err := cl.Call(context.Background(), "N", make([]byte, 65)); !errors.As(err, &ae) || ae.Kind != KindPayloadTooLarge {
+		t.Fatalf("oversize: %v", err)
+	}
+	if _, err := cl.Call(context.Background(), "nosuchop", nil); !errors.As(err, &ae) || ae.Kind != KindBadRequest {
+		t.Fatalf("unknown op: %v", err)
+	}
+}
+
+func TestStatusAndOps(t *testing.T) {
+	st := conn.Status{State: conn.StateReady, Hello: protocol.HelloReply{Version: 1, SystemIdentifier: 42,
+		Ops: []protocol.OpInfo{{Op: protocol.OpN, Builtin: true, Name: "N"}}}}
+	cl := serve(t, &stubChannel{st: st})
+	s, err := cl.Status(context.Background())
+	if err != nil || s.State != "ready" || s.Primary == nil || s.Primary.SystemIdentifier != "42" {
+		t.Fatalf("status %+v %v", s, err)
+	}
+	ops, err := cl.Ops(context.Background())
+	if err != nil || len(ops.Ops) != 1 || ops.Ops[0].Name != "N" {
+		t.Fatalf("ops %+v %v", ops, err)
+	}
+	down := serve(t, &stubChannel{st: conn.Status{State: conn.StateBackingOff, LastError: "connection refused"}})
+	s, _ = down.Status(context.Background())
+	if s.Primary != nil || !strings.Contains(s.LastError, "refused") {
+		t.Fatalf("a down channel must not describe a primary: %+v", s)
+	}
+	var ae *Error
+	if _, err := down.Ops(context.Background()); !errors.As(err, &ae) || ae.Kind != KindChannelUnavailable {
+		t.Fatalf("ops while down: %v", err)
+	}
+}
+
+func TestUnreachableDaemon(t *testing.T) {
+	c := NewClient("/nonexistent/standbyd.sock")
+	defer c.Close()
+	_, err := c.Call(context.Background(), "N", nil)
+	if !errors.Is(err, ErrDaemonUnreachable) {
+		t.Fatalf("want ErrDaemonUnreachable, got %v", err)
+	}
+}
+
+func TestStaleSocketReplacedLiveOneRefused(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "s")
+	first, err := Listen(ServerConfig{Socket: sock, SocketMode: 0o600, MaxPayload: 1}, &stubChannel{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = first.Serve() }()
+	if _, err := Listen(ServerConfig{Socket: sock, SocketMode: 0o600, MaxPayload: 1}, &stubChannel{}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second daemon on a live socket: %v", err)
+	}
+	_ = first.Shutdown(context.Background())
+	<-done
+	fi, err := os.Stat(sock)
+	if err == nil {
+		t.Fatalf("socket left after shutdown: %v", fi.Mode())
+	}
+}

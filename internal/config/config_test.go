@@ -1,0 +1,72 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestLoadGood(t *testing.T) {
+	c, err := Load("testdata/good.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Channel.ReplyTimeout != 3*time.Second || c.Channel.MaxFrameSize != 65536 || c.API.Socket != "/run/standbyd/api.sock" || c.Log.Level != "debug" {
+		t.Fatalf("file values not applied: %+v", c)
+	}
+	if c.Channel.HeartbeatInterval != 2*time.Second || c.Channel.Database != "postgres" || c.Metrics.Listen != "127.0.0.1:9561" {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
+
+func TestPrecedenceFlagsOverEnvOverFile(t *testing.T) {
+	t.Setenv("STANDBYD_CHANNEL_REPLY_TIMEOUT", "4s")
+	t.Setenv("STANDBYD_API_SOCKET", "/env.sock")
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	fs.String("socket", "", "")
+	if err := fs.Parse([]string{"--socket", "/flag.sock"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load("testdata/good.yaml", fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Channel.ReplyTimeout != 4*time.Second {
+		t.Errorf("env did not override the file: %s", c.Channel.ReplyTimeout)
+	}
+	if c.API.Socket != "/flag.sock" {
+		t.Errorf("flag did not override env: %s", c.API.Socket)
+	}
+}
+
+func TestLoadErrorsNameTheKey(t *testing.T) {
+	cases := map[string][]string{
+		"testdata/unknown_key.yaml":  {"testdata/unknown_key.yaml", "reply_timeot"},
+		"testdata/bad_duration.yaml": {"channel.heartbeat_interval", "invalid duration"},
+		"testdata/bad_values.yaml": {"channel.mode", "channel.max_frame_size", "channel.backoff_max",
+			"channel.procedure", "api.socket_mode", "log.level"},
+		"testdata/bad_yaml.yaml": {"testdata/bad_yaml.yaml", "line"},
+		"testdata/missing.yaml":  {"testdata/missing.yaml"},
+	}
+	for file, wants := range cases {
+		_, err := Load(file, nil)
+		if err == nil {
+			t.Errorf("%s: want an error", file)
+			continue
+		}
+		for _, w := range wants {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error does not mention %q: %v", file, w, err)
+			}
+		}
+	}
+}
+
+func TestDataDirectoryRequired(t *testing.T) {
+	_, err := Load("", nil)
+	if err == nil || !strings.Contains(err.Error(), "standby.data_directory") {
+		t.Fatalf("want standby.data_directory required, got %v", err)
+	}
+}
