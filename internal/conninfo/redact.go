@@ -9,7 +9,12 @@ import "strings"
 func Redact(conninfo string) string {
 	kvs, err := ParseString(conninfo)
 	if err != nil {
-		return "(unparsable connection string, redacted)"
+		return unparsable
+	}
+	for _, kv := range kvs {
+		if !plainKey(kv.Key) {
+			return unparsable // not a libpq keyword: nothing sensible to show
+		}
 	}
 	var b strings.Builder
 	for i, kv := range kvs {
@@ -25,4 +30,19 @@ func Redact(conninfo string) string {
 		b.WriteString(quote(kv.Value))
 	}
 	return b.String()
+}
+
+const unparsable = "(unparsable connection string, redacted)"
+
+func plainKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+			return false
+		}
+	}
+	return true
 }
