@@ -227,49 +227,24 @@ func (s *Session) Call(ctx context.Context, op uint16, payload []byte) ([]byte, 
 	// One buffer: the CopyData message header ('d' + int32 length), then the frame.
 	s.wbuf = append(s.wbuf[:0], 'd', 0, 0, 0, 0)
 	s.wbuf = protocol.AppendRequest(s.wbuf, op, id, payload)
-	binary.BigEndian.PutUint32(s.wbuf[1:5], uint32(len(s.wbuf)-1))
-
-	stop := s.watch(ctx)
-	defer stop()
-
-	if err := s.pc.Frontend().SendUnbufferedEncodedCopyData(s.wbuf); err != nil {
-		err = s.ctxErr(ctx, err)
-		s.abort(err)
-		// A failed write may still have put bytes on the wire.
-		return nil, &CallError{Op: name, Err: err, sent: true}
+	data, err := s.exchange(ctx, name)
+	if err != nil {
+		return nil, err
 	}
-
-	for {
-		msg, err := s.receive(ctx)
-		if err != nil {
-			return nil, &CallError{Op: name, Err: err, sent: true}
-		}
-		data, ok := msg.(*pgproto3.CopyData)
-		if !ok {
-			if err := s.nonCopyMessage(msg); err != nil {
-				return nil, &CallError{Op: name, Err: err, sent: true}
-			}
-			continue
-		}
-		reply, err := protocol.ParseReply(data.Data)
-		if err != nil {
-			perr := &ProtocolError{Msg: fmt.Sprintf("malformed reply: %v", err)}
-			s.abort(perr)
-			return nil, &CallError{Op: name, Err: perr, sent: true}
-		}
-		if reply.ID != id || reply.Op != op {
-			perr := &ProtocolError{Msg: fmt.Sprintf("reply for request %d op %s while waiting for request %d op %s",
-				reply.ID, protocol.OpName(reply.Op), id, name)}
-			s.abort(perr)
-			return nil, &CallError{Op: name, Err: perr, sent: true}
-		}
-		if err := reply.Err(); err != nil {
-			return nil, err
-		}
-		out := make([]byte, len(reply.Payload))
-		copy(out, reply.Payload)
-		return out, nil
+	reply, err := protocol.ParseReply(data)
+	if err != nil {
+		return nil, s.protocolError(name, fmt.Sprintf("malformed reply: %v", err))
 	}
+	if reply.ID != id || reply.Op != op {
+		return nil, s.protocolError(name, fmt.Sprintf("reply for request %d op %s while waiting for request %d op %s",
+			reply.ID, protocol.OpName(reply.Op), id, name))
+	}
+	if err := reply.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]byte, len(reply.Payload))
+	copy(out, reply.Payload)
+	return out, nil
 }
 
 // callRaw speaks the original frame layout of a patched server: 'N' and three
@@ -285,13 +260,29 @@ func (s *Session) callRaw(ctx context.Context, op uint16, payload []byte) ([]byt
 	}
 	s.wbuf = append(s.wbuf[:0], 'd', 0, 0, 0, 0)
 	s.wbuf = protocol.AppendRawN(s.wbuf, args)
-	binary.BigEndian.PutUint32(s.wbuf[1:5], uint32(len(s.wbuf)-1))
+	data, err := s.exchange(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	res, err := protocol.ParseRawNReply(data)
+	if err != nil {
+		return nil, s.protocolError(name, fmt.Sprintf("malformed raw reply: %v", err))
+	}
+	return protocol.AppendN(nil, res), nil
+}
 
+// exchange sends the CopyData message in s.wbuf (its length field is filled
+// in here) and returns the data of the next CopyData from the primary, valid
+// until the next receive. Any failure ends the session; the request counts
+// as sent.
+func (s *Session) exchange(ctx context.Context, name string) ([]byte, error) {
+	binary.BigEndian.PutUint32(s.wbuf[1:5], uint32(len(s.wbuf)-1))
 	stop := s.watch(ctx)
 	defer stop()
 	if err := s.pc.Frontend().SendUnbufferedEncodedCopyData(s.wbuf); err != nil {
 		err = s.ctxErr(ctx, err)
 		s.abort(err)
+		// A failed write may still have put bytes on the wire.
 		return nil, &CallError{Op: name, Err: err, sent: true}
 	}
 	for {
@@ -299,21 +290,20 @@ func (s *Session) callRaw(ctx context.Context, op uint16, payload []byte) ([]byt
 		if err != nil {
 			return nil, &CallError{Op: name, Err: err, sent: true}
 		}
-		data, ok := msg.(*pgproto3.CopyData)
-		if !ok {
-			if err := s.nonCopyMessage(msg); err != nil {
-				return nil, &CallError{Op: name, Err: err, sent: true}
-			}
-			continue
+		if data, ok := msg.(*pgproto3.CopyData); ok {
+			return data.Data, nil
 		}
-		res, err := protocol.ParseRawNReply(data.Data)
-		if err != nil {
-			perr := &ProtocolError{Msg: fmt.Sprintf("malformed raw reply: %v", err)}
-			s.abort(perr)
-			return nil, &CallError{Op: name, Err: perr, sent: true}
+		if err := s.nonCopyMessage(msg); err != nil {
+			return nil, &CallError{Op: name, Err: err, sent: true}
 		}
-		return protocol.AppendN(nil, res), nil
 	}
+}
+
+// protocolError ends the session over something the protocol does not allow.
+func (s *Session) protocolError(name, msg string) error {
+	perr := &ProtocolError{Msg: msg}
+	s.abort(perr)
+	return &CallError{Op: name, Err: perr, sent: true}
 }
 
 // receive reads one message; any failure ends the session.

@@ -76,25 +76,40 @@ func AppendRequest(dst []byte, op uint16, id uint32, payload []byte) []byte {
 
 // ParseRequest parses a request frame.
 func ParseRequest(buf []byte) (Request, error) {
-	if len(buf) < HeaderSize {
-		return Request{}, ErrShortFrame
-	}
-	r := Request{
-		Version: buf[1],
-		Op:      binary.BigEndian.Uint16(buf[2:4]),
-		ID:      binary.BigEndian.Uint32(buf[4:8]),
-	}
-	if buf[0] != KindRequest {
-		return r, fmt.Errorf("%w: %#x, want 'Q'", ErrWrongKind, buf[0])
-	}
-	if n := binary.BigEndian.Uint32(buf[8:12]); uint64(n) != uint64(len(buf)-HeaderSize) {
-		return r, fmt.Errorf("%w: field says %d, frame has %d", ErrLengthMismatch, n, len(buf)-HeaderSize)
+	h, err := parseHeader(buf, KindRequest)
+	r := Request{Version: h.second, Op: h.op, ID: h.id}
+	if err != nil {
+		return r, err
 	}
 	if uint16(r.Version) != Version1 {
 		return r, fmt.Errorf("%w: %d", ErrBadVersion, r.Version)
 	}
 	r.Payload = buf[HeaderSize:]
 	return r, nil
+}
+
+// header is the part common to requests and replies.
+type header struct {
+	second byte // version (request) or status (reply)
+	op     uint16
+	id     uint32
+}
+
+// parseHeader reads the 12-byte header and checks the kind and the length
+// field. On a kind or length error the op and id are still returned, so that
+// an error reply can echo them.
+func parseHeader(buf []byte, kind byte) (header, error) {
+	if len(buf) < HeaderSize {
+		return header{}, ErrShortFrame
+	}
+	h := header{second: buf[1], op: binary.BigEndian.Uint16(buf[2:4]), id: binary.BigEndian.Uint32(buf[4:8])}
+	if buf[0] != kind {
+		return h, fmt.Errorf("%w: %#x, want %q", ErrWrongKind, buf[0], kind)
+	}
+	if n := binary.BigEndian.Uint32(buf[8:12]); uint64(n) != uint64(len(buf)-HeaderSize) {
+		return h, fmt.Errorf("%w: field says %d, frame has %d", ErrLengthMismatch, n, len(buf)-HeaderSize)
+	}
+	return h, nil
 }
 
 // AppendReply appends a reply frame to dst.
@@ -124,19 +139,10 @@ func fixSQLState(s string) string {
 
 // ParseReply parses a reply frame.
 func ParseReply(buf []byte) (Reply, error) {
-	if len(buf) < HeaderSize {
-		return Reply{}, ErrShortFrame
-	}
-	r := Reply{
-		Status: buf[1],
-		Op:     binary.BigEndian.Uint16(buf[2:4]),
-		ID:     binary.BigEndian.Uint32(buf[4:8]),
-	}
-	if buf[0] != KindReply {
-		return r, fmt.Errorf("%w: %#x, want 'A'", ErrWrongKind, buf[0])
-	}
-	if n := binary.BigEndian.Uint32(buf[8:12]); uint64(n) != uint64(len(buf)-HeaderSize) {
-		return r, fmt.Errorf("%w: field says %d, frame has %d", ErrLengthMismatch, n, len(buf)-HeaderSize)
+	h, err := parseHeader(buf, KindReply)
+	r := Reply{Status: h.second, Op: h.op, ID: h.id}
+	if err != nil {
+		return r, err
 	}
 	switch r.Status {
 	case StatusOK:
