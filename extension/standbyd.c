@@ -49,6 +49,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "standbyd_ops.h"
@@ -70,6 +71,11 @@ PG_MODULE_MAGIC;
 
 /* GUCs */
 int			standbyd_max_frame_size = 1024 * 1024;
+static int	standbyd_idle_timeout = 0;	/* ms, 0 = off */
+static bool standbyd_log_sessions = true;
+
+/* The wait event shown in pg_stat_activity while the channel waits. */
+static uint32 channel_wait_event = 0;
 
 /* How a frontend message read ended. */
 typedef enum ReadResult
@@ -98,6 +104,27 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("standbyd.idle_timeout",
+							"Ends a channel that received nothing from its client for this long.",
+							"Like wal_sender_timeout for the channel: standbyd pings every few seconds, "
+							"so only a vanished client hits it. 0 turns it off.",
+							&standbyd_idle_timeout,
+							0,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("standbyd.log_sessions",
+							 "Logs each channel's start and end.",
+							 NULL,
+							 &standbyd_log_sessions,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("standbyd");
 }
@@ -296,14 +323,35 @@ read_frontend_message(StringInfo buf)
 	pg_unreachable();
 }
 
-/* Sleep until the client sends something, the latch is set, or the postmaster dies. */
+/*
+ * Sleep until the client sends something, the latch is set, the postmaster
+ * dies, or standbyd.idle_timeout passes since the last message (FATAL).
+ */
 static void
-wait_for_client(void)
+wait_for_client(TimestampTz last_message)
 {
 	WaitEvent	event;
+	long		timeout = -1;
+
+	if (standbyd_idle_timeout > 0)
+	{
+		TimestampTz deadline = TimestampTzPlusMilliseconds(last_message, standbyd_idle_timeout);
+
+		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (timeout <= 0)
+			ereport(FATAL,
+#if PG_VERSION_NUM >= 140000
+					(errcode(ERRCODE_IDLE_SESSION_TIMEOUT),
+#else
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+#endif
+					 errmsg("terminating standbyd channel after %d ms without a message from the client",
+							standbyd_idle_timeout)));
+	}
 
 	ModifyWaitEvent(FeBeWaitSet, FeBeWaitSetSocketPos, WL_SOCKET_READABLE, NULL);
-	(void) WaitEventSetWait(FeBeWaitSet, -1, &event, 1, WAIT_EVENT_CLIENT_READ);
+	if (WaitEventSetWait(FeBeWaitSet, timeout, &event, 1, channel_wait_event) == 0)
+		return;					/* timed out: the caller comes back here */
 
 	if (event.events & WL_POSTMASTER_DEATH)
 		ereport(FATAL,
@@ -383,8 +431,18 @@ standbyd_serve(PG_FUNCTION_ARGS)
 	StringInfoData in;
 	StringInfoData out;
 	uint64		requests = 0;
+	TimestampTz last_message;
 
 	check_calling_context(fcinfo);
+
+	if (channel_wait_event == 0)
+	{
+#if PG_VERSION_NUM >= 170000
+		channel_wait_event = WaitEventExtensionNew("StandbydChannel");
+#else
+		channel_wait_event = PG_WAIT_EXTENSION;
+#endif
+	}
 
 	/*
 	 * The channel lives for hours; statement_timeout (counted from the CALL)
@@ -411,10 +469,11 @@ standbyd_serve(PG_FUNCTION_ARGS)
 	 */
 	SPI_commit();
 
-	ereport(LOG,
-			(errmsg("standbyd channel opened"),
-			 errdetail("Protocol version %d, max frame size %d bytes.",
-					   SBD_PROTOCOL_VERSION, standbyd_max_frame_size)));
+	if (standbyd_log_sessions)
+		ereport(LOG,
+				(errmsg("standbyd channel opened"),
+				 errdetail("Protocol version %d, max frame size %d bytes, idle timeout %d ms.",
+						   SBD_PROTOCOL_VERSION, standbyd_max_frame_size, standbyd_idle_timeout)));
 
 	/* Buffers live across requests; each request's work has its own context. */
 	loop_cxt = AllocSetContextCreate(CurrentMemoryContext,
@@ -426,6 +485,7 @@ standbyd_serve(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(loop_cxt);
 	initStringInfo(&in);
 	initStringInfo(&out);
+	last_message = GetCurrentTimestamp();
 
 	for (;;)
 	{
@@ -445,9 +505,11 @@ standbyd_serve(PG_FUNCTION_ARGS)
 		rr = read_frontend_message(&in);
 		if (rr == READ_NOTHING)
 		{
-			wait_for_client();
+			wait_for_client(last_message);
 			continue;
 		}
+		if (standbyd_idle_timeout > 0)
+			last_message = GetCurrentTimestamp();
 		if (rr == READ_COPYDONE)
 			break;
 		if (rr == READ_IGNORED)
@@ -477,9 +539,10 @@ standbyd_serve(PG_FUNCTION_ARGS)
 	pq_putemptymessage('c');
 	pq_flush();
 
-	ereport(LOG,
-			(errmsg("standbyd channel closed by the client after " UINT64_FORMAT " requests",
-					requests)));
+	if (standbyd_log_sessions)
+		ereport(LOG,
+				(errmsg("standbyd channel closed by the client after " UINT64_FORMAT " requests",
+						requests)));
 
 	MemoryContextSwitchTo(TopMemoryContext);
 	MemoryContextDelete(loop_cxt);

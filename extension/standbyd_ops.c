@@ -16,30 +16,36 @@
 #if PG_VERSION_NUM >= 150000
 #include "access/xlogrecovery.h"
 #endif
+#include "replication/walreceiver.h"
 #include "common/int.h"
+#include "port/pg_bswap.h"
 #include "datatype/timestamp.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "standbyd_ops.h"
-
-typedef void (*SbdOpHandler) (const SbdRequest *req, StringInfo out);
+#include "standbyd_sqlops.h"
 
 typedef struct SbdBuiltinOp
 {
 	uint16		op;
 	const char *name;
 	SbdOpHandler handler;
+	bool		in_transaction; /* reads catalogs or relations */
 } SbdBuiltinOp;
 
 static void op_hello(const SbdRequest *req, StringInfo out);
 static void op_ping(const SbdRequest *req, StringInfo out);
 static void op_n(const SbdRequest *req, StringInfo out);
+static void op_wal(const SbdRequest *req, StringInfo out);
 
 static const SbdBuiltinOp builtin_ops[] = {
-	{SBD_OP_HELLO, "hello", op_hello},
-	{SBD_OP_PING, "ping", op_ping},
-	{SBD_OP_N, "N", op_n},
+	{SBD_OP_HELLO, "hello", op_hello, true},
+	{SBD_OP_PING, "ping", op_ping, false},
+	{SBD_OP_N, "N", op_n, false},
+	{SBD_OP_SETTING, "setting", sbd_op_setting, true},
+	{SBD_OP_WAL, "wal", op_wal, false},
+	{SBD_OP_PAGE, "page", sbd_op_page, true},
 };
 
 #define NUM_BUILTIN_OPS lengthof(builtin_ops)
@@ -83,6 +89,8 @@ op_hello(const SbdRequest *req, StringInfo out)
 	TimeLineID	tli = 0;
 	bool		in_recovery;
 	char		msg[128];
+	int			count_at;
+	uint16		nops;
 
 	if (req->payload_len < 8)
 	{
@@ -118,7 +126,8 @@ op_hello(const SbdRequest *req, StringInfo out)
 	sbd_put_u64(out, GetSystemIdentifier());
 	sbd_put_u32(out, tli);
 	sbd_put_u32(out, (uint32) standbyd_max_frame_size);
-	sbd_put_u16(out, (uint16) NUM_BUILTIN_OPS);
+	count_at = out->len;
+	sbd_put_u16(out, 0);		/* op count, set below */
 	for (int i = 0; i < NUM_BUILTIN_OPS; i++)
 	{
 		size_t		len = strlen(builtin_ops[i].name);
@@ -128,6 +137,9 @@ op_hello(const SbdRequest *req, StringInfo out)
 		sbd_put_u8(out, (uint8) len);
 		appendBinaryStringInfoNT(out, builtin_ops[i].name, len);
 	}
+	nops = NUM_BUILTIN_OPS + sbd_append_registered_ops(out);
+	nops = pg_hton16(nops);
+	memcpy(out->data + count_at, &nops, sizeof(nops));
 	sbd_reply_finish(out);
 }
 
@@ -185,20 +197,84 @@ op_n(const SbdRequest *req, StringInfo out)
 	sbd_reply_finish(out);
 }
 
+/*
+ * The WAL positions a standby operator wants, in one reply:
+ * flags (u8, bit 0 in recovery), timeline (u32), then u64 LSNs: insert,
+ * write, flush (0 in recovery), received and replayed (0 on a primary),
+ * and the commit timestamp of the last replayed transaction (i64 us since
+ * the Unix epoch, 0 when unknown or on a primary).
+ */
+static void
+op_wal(const SbdRequest *req, StringInfo out)
+{
+	TimeLineID	tli = 0;
+	bool		in_recovery;
+	XLogRecPtr	insert = 0,
+				write = 0,
+				flush = 0,
+				received = 0,
+				replayed = 0;
+	int64		replay_ts = 0;
+
+	if (req->payload_len != 0)
+	{
+		sbd_reply_error(out, req->op, req->id, "22023", "wal takes no payload");
+		return;
+	}
+	in_recovery = RecoveryInProgress();
+	if (in_recovery)
+	{
+		TimeLineID	rtli;
+		TimestampTz ts;
+
+		received = GetWalRcvFlushRecPtr(NULL, &rtli);
+		replayed = GetXLogReplayRecPtr(&tli);
+		ts = GetLatestXTime();
+		if (ts != 0)
+			replay_ts = ts + SBD_EPOCH_OFFSET_USECS;
+	}
+	else
+	{
+		insert = GetXLogInsertRecPtr();
+		write = GetXLogWriteRecPtr();
+		flush = current_wal_position(&tli, &in_recovery);
+	}
+
+	sbd_reply_begin(out, req->op, req->id);
+	sbd_put_u8(out, in_recovery ? 1 : 0);
+	sbd_put_u32(out, tli);
+	sbd_put_u64(out, insert);
+	sbd_put_u64(out, write);
+	sbd_put_u64(out, flush);
+	sbd_put_u64(out, received);
+	sbd_put_u64(out, replayed);
+	sbd_put_u64(out, (uint64) replay_ts);
+	sbd_reply_finish(out);
+}
+
 void
 sbd_dispatch(const SbdRequest *req, StringInfo out)
 {
-	char		msg[64];
-
 	for (int i = 0; i < NUM_BUILTIN_OPS; i++)
 	{
 		if (builtin_ops[i].op == req->op)
 		{
-			builtin_ops[i].handler(req, out);
+			if (builtin_ops[i].in_transaction)
+				sbd_run_in_transaction(req, out, builtin_ops[i].handler);
+			else
+				builtin_ops[i].handler(req, out);
 			return;
 		}
 	}
+	if (req->op >= SBD_FIRST_USER_OP)
+	{
+		sbd_run_in_transaction(req, out, sbd_op_user_handler);
+		return;
+	}
+	{
+		char		msg[64];
 
-	snprintf(msg, sizeof(msg), "unknown op 0x%04X", req->op);
-	sbd_reply_error(out, req->op, req->id, "42883", msg);
+		snprintf(msg, sizeof(msg), "unknown op 0x%04X", req->op);
+		sbd_reply_error(out, req->op, req->id, "42883", msg);
+	}
 }

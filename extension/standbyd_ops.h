@@ -15,8 +15,10 @@ extern int	standbyd_max_frame_size;
 
 /*
  * Answer one well-formed request: out receives exactly one reply frame (ok or
- * error) for req.  Built-in operations never run SQL, take no snapshot and no
- * lock; they raise no error except out-of-memory.
+ * error) for req.  Built-ins that only read shared memory (ping, N, wal) run
+ * as they are and raise no error except out-of-memory; the others (hello,
+ * setting, page, user handlers) run in a subtransaction followed by a commit
+ * (standbyd_sqlops.c).
  */
 extern void sbd_dispatch(const SbdRequest *req, StringInfo out);
 

@@ -27,6 +27,9 @@
 #define SBD_OP_HELLO				'H'
 #define SBD_OP_PING					'P'
 #define SBD_OP_N					'N'
+#define SBD_OP_SETTING				'S'
+#define SBD_OP_WAL					'W'
+#define SBD_OP_PAGE					'B'
 #define SBD_FIRST_USER_OP			0x0100
 
 #define SBD_OPFLAG_BUILTIN			0x01

@@ -43,7 +43,10 @@ Exit codes: 0 ok, 2 usage, 3 the primary answered with an error,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			op, err := protocol.ParseOp(args[0])
 			if err != nil {
-				return &exitError{code: exitUsage, err: err}
+				// Perhaps a handler registered on the primary: its name is
+				// resolved by the daemon (or after hello with --direct), and
+				// its arguments are encoded as for any user op.
+				op = protocol.FirstUserOp
 			}
 			payload, err := opfmt.Encode(op, args[1:], in, os.Stdin)
 			if err != nil {
@@ -58,7 +61,7 @@ Exit codes: 0 ok, 2 usage, 3 the primary answered with an error,
 				if err != nil {
 					return &exitError{code: exitFailure, err: err}
 				}
-				reply, err = callDirect(ctx, cfg, op, payload)
+				reply, err = callDirect(ctx, cfg, args[0], payload)
 				if err != nil {
 					return callExit(err)
 				}
@@ -101,7 +104,7 @@ Exit codes: 0 ok, 2 usage, 3 the primary answered with an error,
 	return cmd
 }
 
-func callDirect(ctx context.Context, cfg *config.Config, op uint16, payload []byte) ([]byte, error) {
+func callDirect(ctx context.Context, cfg *config.Config, opName string, payload []byte) ([]byte, error) {
 	t, err := upstream.Resolve(cfg)
 	if err != nil {
 		return nil, &exitError{code: exitFailure, err: err}
@@ -115,11 +118,14 @@ func callDirect(ctx context.Context, cfg *config.Config, op uint16, payload []by
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", conn.ErrUnavailable, err)
 	}
-	reply, err := sess.Call(ctx, op, payload)
 	cctx, cancel := context.WithTimeout(context.Background(), cfg.Channel.CloseTimeout)
 	defer cancel()
-	_ = sess.Close(cctx)
-	return reply, err
+	defer func() { _ = sess.Close(cctx) }()
+	op, err := protocol.ResolveOp(opName, sess.Hello().Ops)
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
+	return sess.Call(ctx, op, payload)
 }
 
 // callExit maps a call failure to the documented exit code.

@@ -106,7 +106,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
-	op, err := protocol.ParseOp(r.PathValue("op"))
+	op, err := protocol.ResolveOp(r.PathValue("op"), s.ch.Status().Hello.Ops)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, ErrorDetail{Kind: KindBadRequest, Message: err.Error()})
 		return

@@ -46,6 +46,18 @@ func Encode(op uint16, args []string, enc string, stdin io.Reader) ([]byte, erro
 			return nil, nil
 		case protocol.OpHello:
 			return nil, fmt.Errorf("hello is sent by the daemon itself; use `standbyd status` to see its answer")
+		case protocol.OpWAL:
+			if len(args) > 0 {
+				return nil, fmt.Errorf("wal takes no arguments")
+			}
+			return nil, nil
+		case protocol.OpSetting:
+			if len(args) != 1 {
+				return nil, fmt.Errorf("setting takes one argument, the parameter's name")
+			}
+			return []byte(args[0]), nil
+		case protocol.OpPage:
+			return encodePage(args)
 		default:
 			enc = InText
 		}
@@ -85,6 +97,27 @@ func Encode(op uint16, args []string, enc string, stdin io.Reader) ([]byte, erro
 	return nil, fmt.Errorf("unknown input encoding %q (auto, int32, text, hex, stdin)", enc)
 }
 
+// encodePage reads RELATION BLOCK [FORK] (fork: main, fsm, vm, init).
+func encodePage(args []string) ([]byte, error) {
+	if len(args) < 2 || len(args) > 3 {
+		return nil, fmt.Errorf("page takes RELATION BLOCK [FORK]")
+	}
+	block, err := strconv.ParseUint(args[1], 0, 32)
+	if err != nil {
+		return nil, fmt.Errorf("block number %q is not a 32-bit unsigned integer", args[1])
+	}
+	fork := uint8(protocol.ForkMain)
+	if len(args) == 3 {
+		forks := map[string]uint8{"main": protocol.ForkMain, "fsm": protocol.ForkFSM, "vm": protocol.ForkVM, "init": protocol.ForkInit}
+		f, ok := forks[args[2]]
+		if !ok {
+			return nil, fmt.Errorf("fork %q is not main, fsm, vm or init", args[2])
+		}
+		fork = f
+	}
+	return protocol.AppendPageRequest(nil, fork, uint32(block), args[0]), nil
+}
+
 // Format renders a reply payload. The result ends without a newline except
 // for raw output, which is the payload itself.
 func Format(op uint16, payload []byte, format string) ([]byte, error) {
@@ -116,6 +149,19 @@ func Format(op uint16, payload []byte, format string) ([]byte, error) {
 			}
 			return fmt.Appendf(nil, "server_time=%s wal_position=%s timeline=%d in_recovery=%t",
 				p.ServerTime.UTC().Format(time.RFC3339Nano), protocol.LSN(p.WALPosition), p.Timeline, p.InRecovery), nil
+		case protocol.OpWAL:
+			w, err := protocol.ParseWALReport(payload)
+			if err != nil {
+				return nil, err
+			}
+			if w.InRecovery {
+				return fmt.Appendf(nil, "in_recovery=true timeline=%d received=%s replayed=%s last_replayed_commit=%s",
+					w.Timeline, w.Received, w.Replayed, formatTime(w.LastReplayedCommit)), nil
+			}
+			return fmt.Appendf(nil, "in_recovery=false timeline=%d insert=%s write=%s flush=%s",
+				w.Timeline, w.Insert, w.Write, w.Flush), nil
+		case protocol.OpPage:
+			return []byte(hex.EncodeToString(payload)), nil
 		}
 		if printable(payload) {
 			return payload, nil
@@ -142,6 +188,13 @@ func decoded(op uint16, payload []byte) (any, error) {
 			"wal_position": protocol.LSN(p.WALPosition).String(), "timeline": p.Timeline, "in_recovery": p.InRecovery}, nil
 	}
 	return map[string]any{"op": protocol.OpName(op), "payload_hex": hex.EncodeToString(payload)}, nil
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "unknown"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 func printable(b []byte) bool {

@@ -8,19 +8,28 @@ import (
 
 // Built-in operations (docs/protocol.md, "Operations").
 const (
-	OpHello uint16 = 'H'
-	OpPing  uint16 = 'P'
-	OpN     uint16 = 'N'
+	OpHello   uint16 = 'H'
+	OpPing    uint16 = 'P'
+	OpN       uint16 = 'N'
+	OpSetting uint16 = 'S'
+	OpWAL     uint16 = 'W'
+	OpPage    uint16 = 'B'
 
 	// FirstUserOp is the first code for operations a DBA registers.
 	FirstUserOp uint16 = 0x0100
 )
 
 var builtinNames = map[uint16]string{
-	OpHello: "hello",
-	OpPing:  "ping",
-	OpN:     "N",
+	OpHello:   "hello",
+	OpPing:    "ping",
+	OpN:       "N",
+	OpSetting: "setting",
+	OpWAL:     "wal",
+	OpPage:    "page",
 }
+
+// BuiltinOps lists the built-in operations' codes.
+var BuiltinOps = []uint16{OpHello, OpPing, OpN, OpSetting, OpWAL, OpPage}
 
 // OpName names an op: the built-in's name, else its code in hex.
 func OpName(op uint16) string {
@@ -30,8 +39,9 @@ func OpName(op uint16) string {
 	return fmt.Sprintf("0x%04X", op)
 }
 
-// ParseOp reads an op from a name ("ping", "N"; case-insensitive for
-// built-ins) or a number ("256", "0x0100").
+// ParseOp reads an op from a built-in's name ("ping", "N", case-insensitive)
+// or a number ("256", "0x0100"). Names of operations registered on the
+// primary are resolved with the primary's hello (ResolveOp).
 func ParseOp(s string) (uint16, error) {
 	for op, name := range builtinNames {
 		if strings.EqualFold(s, name) {
@@ -48,5 +58,20 @@ func ParseOp(s string) (uint16, error) {
 		}
 		return uint16(v), nil
 	}
-	return 0, fmt.Errorf("unknown op %q: use a built-in name (hello, ping, N) or a number", s)
+	return 0, fmt.Errorf("unknown op %q: use a built-in name (ping, N, setting, wal, page), a registered handler's name, or a number", s)
+}
+
+// ResolveOp is ParseOp that also knows the operations a primary offered in
+// its hello (registered handlers, by exact name).
+func ResolveOp(s string, offered []OpInfo) (uint16, error) {
+	op, err := ParseOp(s)
+	if err == nil {
+		return op, nil
+	}
+	for _, o := range offered {
+		if !o.Builtin && o.Name == s {
+			return o.Op, nil
+		}
+	}
+	return 0, err
 }

@@ -244,3 +244,66 @@ func ParseRawNReply(buf []byte) ([3]int32, error) {
 	}
 	return ParseN(buf)
 }
+
+// WALReport is the payload of a wal reply (docs/protocol.md).
+type WALReport struct {
+	InRecovery bool
+	Timeline   uint32
+	// On a primary (zero in recovery):
+	Insert, Write, Flush LSN
+	// In recovery (zero on a primary):
+	Received, Replayed LSN
+	// LastReplayedCommit is the commit time of the last replayed
+	// transaction (zero when unknown or on a primary).
+	LastReplayedCommit time.Time
+}
+
+const walReportSize = 1 + 4 + 6*8
+
+// Append appends the payload to dst.
+func (w WALReport) Append(dst []byte) []byte {
+	var f byte
+	if w.InRecovery {
+		f = 1
+	}
+	dst = append(dst, f)
+	dst = binary.BigEndian.AppendUint32(dst, w.Timeline)
+	for _, l := range []LSN{w.Insert, w.Write, w.Flush, w.Received, w.Replayed} {
+		dst = binary.BigEndian.AppendUint64(dst, uint64(l))
+	}
+	var ts int64
+	if !w.LastReplayedCommit.IsZero() {
+		ts = w.LastReplayedCommit.UnixMicro()
+	}
+	return binary.BigEndian.AppendUint64(dst, uint64(ts))
+}
+
+// ParseWALReport parses a wal reply payload; trailing bytes are ignored.
+func ParseWALReport(buf []byte) (WALReport, error) {
+	if len(buf) < walReportSize {
+		return WALReport{}, fmt.Errorf("wal reply: %w: %d bytes, want %d", ErrShortPayload, len(buf), walReportSize)
+	}
+	w := WALReport{InRecovery: buf[0]&1 != 0, Timeline: binary.BigEndian.Uint32(buf[1:])}
+	l := func(i int) LSN { return LSN(binary.BigEndian.Uint64(buf[5+8*i:])) }
+	w.Insert, w.Write, w.Flush, w.Received, w.Replayed = l(0), l(1), l(2), l(3), l(4)
+	if ts := int64(binary.BigEndian.Uint64(buf[45:])); ts != 0 {
+		w.LastReplayedCommit = time.UnixMicro(ts)
+	}
+	return w, nil
+}
+
+// Forks of a relation, for page requests.
+const (
+	ForkMain = 0
+	ForkFSM  = 1
+	ForkVM   = 2
+	ForkInit = 3
+)
+
+// AppendPageRequest appends a page request payload: fork, block number and
+// relation name (optionally schema-qualified, quoted as in SQL).
+func AppendPageRequest(dst []byte, fork uint8, block uint32, relation string) []byte {
+	dst = append(dst, fork)
+	dst = binary.BigEndian.AppendUint32(dst, block)
+	return append(dst, relation...)
+}
