@@ -32,6 +32,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
@@ -62,6 +63,13 @@ sbd_run_in_transaction(const SbdRequest *req, StringInfo out, SbdOpHandler body)
 {
 	MemoryContext reqcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
+
+	/*
+	 * This transaction began when the previous request committed, perhaps
+	 * long ago: see catalog changes committed since then (a GRANT, a new
+	 * handler) before checking anything.
+	 */
+	AcceptInvalidationMessages();
 
 	if (StatementTimeout > 0)
 		enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);

@@ -188,12 +188,18 @@ func TestExtensionHelloAndPing(t *testing.T) {
 				h.InRecovery != (which == "standby") || h.MaxFrameSize != 1<<20 || h.Timeline != 1 {
 				t.Fatalf("hello reply %+v (system identifier %s)", h, sysid)
 			}
-			names := []string{}
-			for _, o := range h.Ops {
-				names = append(names, o.Name)
+			// The built-ins first, in order, then only registered handlers.
+			if len(h.Ops) < len(protocol.BuiltinOps) {
+				t.Fatalf("ops %+v", h.Ops)
 			}
-			if strings.Join(names, ",") != "hello,ping,N" {
-				t.Fatalf("ops %v", names)
+			for i, o := range h.Ops {
+				if i < len(protocol.BuiltinOps) {
+					if o.Op != protocol.BuiltinOps[i] || !o.Builtin || o.Name != protocol.OpName(o.Op) {
+						t.Fatalf("op %d: %+v", i, o)
+					}
+				} else if o.Builtin || o.Op < protocol.FirstUserOp {
+					t.Fatalf("op %d after the built-ins: %+v", i, o)
+				}
 			}
 			r = ch.call(protocol.OpPing, 2, nil)
 			p, err := protocol.ParsePingReply(r.Payload)
