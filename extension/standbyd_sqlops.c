@@ -142,6 +142,7 @@ sbd_run_in_transaction(const SbdRequest *req, StringInfo out, SbdOpHandler body)
 static Oid
 lookup_handler(uint16 op, char **name)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	Datum		args[1];
 	Oid			argtypes[1] = {INT4OID};
 	bool		isnull;
@@ -153,7 +154,9 @@ lookup_handler(uint16 op, char **name)
 
 	if (lookup_plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT handler::pg_catalog.oid, name FROM "
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("SELECT handler::pg_catalog.oid, name FROM "
 									   REGISTRY_SCHEMA "." REGISTRY_TABLE " WHERE op = $1",
 									   1, argtypes);
 
@@ -165,6 +168,8 @@ lookup_handler(uint16 op, char **name)
 	}
 	args[0] = Int32GetDatum((int32) op);
 	rc = SPI_execute_plan(lookup_plan, args, NULL, false, 1);
+	/* SPI returns in its own procedure context: back to the request's. */
+	MemoryContextSwitchTo(cxt);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "looking up the handler failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -374,6 +379,7 @@ sbd_op_page(const SbdRequest *req, StringInfo out)
 int
 sbd_append_registered_ops(StringInfo out)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	int			rc;
 	int			n = 0;
 
@@ -381,6 +387,7 @@ sbd_append_registered_ops(StringInfo out)
 		return 0;
 	rc = SPI_execute("SELECT op, name FROM " REGISTRY_SCHEMA "." REGISTRY_TABLE " ORDER BY op",
 					 false, 0);
+	MemoryContextSwitchTo(cxt);	/* SPI leaves us in its procedure context */
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "listing handlers failed: %s", SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed && i < 65535 - 64; i++)

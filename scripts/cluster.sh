@@ -66,7 +66,8 @@ cmd_deps() {
 cmd_extension() {
 	local pgc=$PGBIN/pg_config
 	[[ -x $pgc ]] || die "$pgc not found; run: scripts/cluster.sh deps"
-	make -s -C "$ROOT/extension" PG_CONFIG="$pgc" COPT="${COPT:--Werror}" >/dev/null
+	make -s -C "$ROOT/extension" PG_CONFIG="$pgc" \
+		COPT="${COPT:--Werror -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers}" >/dev/null
 	local sharedir
 	sharedir=$("$pgc" --sharedir)
 	[[ -w $sharedir/extension ]] || die "cannot write $sharedir/extension: install the extension as root"

@@ -132,6 +132,14 @@ func TestPingAndStatusDescribeThePrimary(t *testing.T) {
 	if row != "standbyd_repl|postgres|standbyd|active|CALL standbyd.serve()" {
 		t.Fatalf("channel backend row: %q", row)
 	}
+	// While it waits for the next request the channel shows its own wait
+	// event type (Extension on 15; a named one on 17+).
+	pid := strconv.Itoa(int(st.ChannelBackendID))
+	if !d.poll(5*time.Second, func() bool {
+		return primarySQL(t, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = "+pid) == "Extension"
+	}) {
+		t.Fatal("the idle channel's wait_event_type is not Extension")
+	}
 	if !strings.Contains(d.log(), `"primary_conninfo_source":"`+env.StandbyData+`/postgresql.auto.conf:`) {
 		t.Fatalf("the daemon did not report where primary_conninfo came from:\n%s", tailLines(d.log(), 10))
 	}
