@@ -9,7 +9,10 @@ export PATH := /usr/local/go/bin:$(GOBIN):$(PATH)
 
 BIN := bin/standbyd
 
-.PHONY: all build extension deps test test-unit fuzz lint demo clean help
+SOAK ?= 10m
+SOAK_REPORT ?= bench/results/soak-$(shell date -u +%Y-%m-%d).md
+
+.PHONY: all build extension deps test test-unit fuzz lint demo soak clean help
 
 all: build extension ## build the daemon and the extension
 
@@ -46,6 +49,12 @@ lint: ## gofmt, go vet, staticcheck
 
 demo: ## throwaway primary + standby + standbyd, requests flowing
 	scripts/demo.sh
+
+soak: deps extension build ## random faults under load for SOAK (10m); report in bench/results/
+	@mkdir -p bench/results
+	STANDBYD_BIN=$(CURDIR)/$(BIN) STANDBYD_SOAK=$(SOAK) STANDBYD_SOAK_REPORT=$(CURDIR)/$(SOAK_REPORT) \
+		$(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./test/e2e
+	@echo "soak report: $(SOAK_REPORT)"
 
 clean: ## remove build outputs
 	rm -rf bin

@@ -116,12 +116,32 @@ CONF
 	if [[ $(id -u) == 0 ]]; then chown postgres:postgres "$base/$name.log"; fi
 }
 
+# alive reports whether a process runs (a zombie does not count).
+alive() {
+	local pid=$1
+	[[ -r /proc/$pid/stat ]] || return 1
+	[[ $(cut -d' ' -f3 "/proc/$pid/stat") != Z ]]
+}
+
 start_one() {
 	local base=$1 name=$2
 	local data=$base/$name
 	[[ -f $data/PG_VERSION ]] || die "no cluster in $data"
+	# After a kill -9 of the postmaster its pid file stays behind; where
+	# nothing reaps the dead postmaster (a container's PID 1), PostgreSQL
+	# would take the zombie for a running server and refuse to start.
 	local port
 	port=$(sed -n 's/^port = \([0-9]*\)$/\1/p' "$data/postgresql.conf" | tail -1)
+	local lock
+	for lock in "$data/postmaster.pid" "$base/sock/.s.PGSQL.$port.lock"; do
+		[[ -f $lock ]] || continue
+		local oldpid
+		oldpid=$(head -1 "$lock")
+		if [[ -n $oldpid ]] && ! alive "$oldpid"; then
+			echo "cluster.sh: removing the stale lock file $lock (PID $oldpid is gone)"
+			rm -f "$lock"
+		fi
+	done
 	as_owner "$PGBIN/pg_ctl" -D "$data" -l "$base/$name.log" -w -t 60 -s start ||
 		{ tail -20 "$base/$name.log" >&2; die "$name did not start"; }
 	wait_ready "$port" "$base" || die "$name on port $port is not accepting connections"
@@ -205,7 +225,7 @@ stop_one() {
 	if [[ -f $data/postmaster.pid ]]; then
 		local pid
 		pid=$(head -1 "$data/postmaster.pid" 2>/dev/null || true)
-		if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+		if [[ -n $pid ]] && alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
 	fi
 }
 

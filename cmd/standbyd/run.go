@@ -93,13 +93,28 @@ func runDaemon(cfg *config.Config) error {
 		zap.String("database", cfg.Channel.Database))
 
 	m := metrics.New(version)
-	sup, err := conn.NewSupervisor(conn.SupervisorConfig{
-		Dial: func(ctx context.Context) (*conn.Session, error) {
+	var sup *conn.Supervisor
+	sup, err = conn.NewSupervisor(conn.SupervisorConfig{
+		Dial: func(ctx context.Context, connected func()) (*conn.Session, error) {
 			opts, err := dialOptions(cfg, target)
 			if err != nil {
-				return nil, err
+				return nil, &conn.ConfigError{Err: err}
 			}
+			opts.OnConnected = connected
 			return conn.Dial(ctx, opts)
+		},
+		SlowThreshold: cfg.Channel.SlowThreshold,
+		FailFast:      cfg.Channel.FailFast,
+		Idempotent: func(op uint16) bool {
+			if op < protocol.FirstUserOp {
+				return true // every built-in only reads
+			}
+			for _, ref := range cfg.Channel.IdempotentOps {
+				if o, err := protocol.ResolveOp(ref, sup.Status().Hello.Ops); err == nil && o == op {
+					return true
+				}
+			}
+			return false
 		},
 		HeartbeatInterval: cfg.Channel.HeartbeatInterval,
 		ReplyTimeout:      cfg.Channel.ReplyTimeout,

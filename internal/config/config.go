@@ -62,6 +62,9 @@ type ChannelConfig struct {
 	KeepalivesIdle    time.Duration `mapstructure:"keepalives_idle"`
 	KeepalivesIntvl   time.Duration `mapstructure:"keepalives_interval"`
 	KeepalivesCount   int           `mapstructure:"keepalives_count"`
+	SlowThreshold     time.Duration `mapstructure:"slow_threshold"`
+	FailFast          bool          `mapstructure:"fail_fast"`
+	IdempotentOps     []string      `mapstructure:"idempotent_ops"`
 }
 
 // APIConfig configures the local request API.
@@ -103,6 +106,9 @@ var defaults = map[string]any{
 	"channel.keepalives_idle":     "5s",
 	"channel.keepalives_interval": "2s",
 	"channel.keepalives_count":    3,
+	"channel.slow_threshold":      "0s",
+	"channel.fail_fast":           false,
+	"channel.idempotent_ops":      []string{},
 	"api.socket":                  "/run/standbyd/standbyd.sock",
 	"api.socket_mode":             "0660",
 	"api.default_call_timeout":    "10s",
@@ -230,6 +236,14 @@ func (c *Config) Validate() error {
 	if c.API.MaxCallTimeout < c.API.DefaultCallTimeout {
 		bad("api.max_call_timeout", "%s is below api.default_call_timeout %s", c.API.MaxCallTimeout, c.API.DefaultCallTimeout)
 	}
+	if c.Channel.SlowThreshold < 0 || c.Channel.SlowThreshold > c.Channel.ReplyTimeout {
+		bad("channel.slow_threshold", "%s must be between 0 (half the reply timeout) and channel.reply_timeout", c.Channel.SlowThreshold)
+	}
+	for _, op := range c.Channel.IdempotentOps {
+		if !validOpRef(op) {
+			bad("channel.idempotent_ops", "%q is neither an op number (256 to 65535) nor a handler name", op)
+		}
+	}
 	if c.Channel.TCPUserTimeout < 0 || c.Channel.KeepalivesIdle < 0 || c.Channel.KeepalivesIntvl < 0 || c.Channel.KeepalivesCount < 0 {
 		bad("channel.keepalives_*", "must not be negative")
 	}
@@ -256,6 +270,23 @@ func (a APIConfig) Mode() (fs.FileMode, error) {
 		return 0, fmt.Errorf("%q is not an octal file mode like 0660", a.SocketMode)
 	}
 	return fs.FileMode(m), nil
+}
+
+// validOpRef accepts an op number from 256 to 65535 or a handler name.
+func validOpRef(s string) bool {
+	if s == "" {
+		return false
+	}
+	if s[0] >= '0' && s[0] <= '9' {
+		n, err := strconv.ParseUint(s, 0, 16)
+		return err == nil && n >= 256
+	}
+	for i, r := range s {
+		if !(r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')) {
+			return false
+		}
+	}
+	return len(s) <= 63
 }
 
 func validProcedure(s string) bool {

@@ -44,3 +44,11 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.cur = 0 }
+
+// slow returns the delay after a configuration error: near the cap, since
+// retrying soon cannot help, with jitter.
+func (b *backoff) slow() time.Duration {
+	b.cur = b.max
+	q := b.max / 4
+	return b.max - q + time.Duration(rand.Int64N(int64(q)+1))
+}

@@ -65,6 +65,9 @@ type DialOptions struct {
 	// MaxFrameSize is the largest frame this side accepts, header included;
 	// protocol.DefaultMaxFrameSize when zero.
 	MaxFrameSize int
+	// OnConnected, if set, is called once the connection is authenticated,
+	// before entering the channel.
+	OnConnected func()
 }
 
 // Session is one channel session: a PostgreSQL connection that has entered
@@ -105,6 +108,9 @@ func Dial(ctx context.Context, opts DialOptions) (*Session, error) {
 	}
 	// Refuse absurd messages from a confused peer before allocating them.
 	pc.Frontend().SetMaxBodyLen(maxFrame + 64)
+	if opts.OnConnected != nil {
+		opts.OnConnected()
+	}
 
 	if opts.Mode == ModeRaw {
 		return s, nil

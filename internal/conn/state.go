@@ -4,7 +4,7 @@ package conn
 type State int32
 
 const (
-	// StateConnecting: dialing the primary, entering the channel, hello.
+	// StateConnecting: dialing the primary and authenticating.
 	StateConnecting State = iota
 	// StateReady: a session is up and serving calls.
 	StateReady
@@ -14,15 +14,19 @@ const (
 	StateStopping
 	// StateStopped: Run has returned.
 	StateStopped
+	// StateEntering: connected; CALL standbyd.serve() and hello under way.
+	StateEntering
 )
 
 // States lists every state, for metrics that export one series per state.
-var States = []State{StateConnecting, StateReady, StateBackingOff, StateStopping, StateStopped}
+var States = []State{StateConnecting, StateEntering, StateReady, StateBackingOff, StateStopping, StateStopped}
 
 func (s State) String() string {
 	switch s {
 	case StateConnecting:
 		return "connecting"
+	case StateEntering:
+		return "entering"
 	case StateReady:
 		return "ready"
 	case StateBackingOff:

@@ -22,16 +22,18 @@ type Observer interface {
 	StateChanged(State)
 	SessionStarted(hello protocol.HelloReply)
 	SessionEnded(err error)
-	ConnectFailed(err error)
+	ConnectFailed(err error, class ErrorClass)
 	CallFinished(op uint16, d time.Duration, err error)
+	SlowRequest(op uint16)
 	Heartbeat(rtt time.Duration, ping protocol.PingReply)
 }
 
 // SupervisorConfig configures a Supervisor.
 type SupervisorConfig struct {
 	// Dial opens a new session (connect, enter, hello). Called from the
-	// supervisor's goroutine with a context bounded by ConnectTimeout.
-	Dial func(ctx context.Context) (*Session, error)
+	// supervisor's goroutine with a context bounded by ConnectTimeout; it
+	// calls connected once authenticated (DialOptions.OnConnected).
+	Dial func(ctx context.Context, connected func()) (*Session, error)
 	// HeartbeatInterval: a ping is sent after this long without a request.
 	HeartbeatInterval time.Duration
 	// ReplyTimeout: a request or ping without a reply after this long ends
@@ -43,8 +45,17 @@ type SupervisorConfig struct {
 	BackoffMin, BackoffMax time.Duration
 	// CloseTimeout bounds the polite close at shutdown.
 	CloseTimeout time.Duration
-	Logger       *zap.Logger
-	Observer     Observer
+	// SlowThreshold: a request still unanswered after this long is logged
+	// as slow (ReplyTimeout/2 when zero).
+	SlowThreshold time.Duration
+	// FailFast makes calls fail at once while no session is ready, instead
+	// of waiting for one until their deadline.
+	FailFast bool
+	// Idempotent reports ops that may be sent again on a new session when
+	// their outcome is unknown. Nil: none.
+	Idempotent func(op uint16) bool
+	Logger     *zap.Logger
+	Observer   Observer
 }
 
 // Status is a snapshot of the supervisor for `standbyd status` and the API.
@@ -94,6 +105,12 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = 2 * time.Second
 	}
+	if cfg.SlowThreshold <= 0 || cfg.SlowThreshold > cfg.ReplyTimeout {
+		cfg.SlowThreshold = cfg.ReplyTimeout / 2
+	}
+	if cfg.Idempotent == nil {
+		cfg.Idempotent = func(uint16) bool { return false }
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -134,11 +151,37 @@ func (s *Supervisor) setState(st State, err error) {
 }
 
 // Call sends a request through the channel and waits for its reply until ctx
-// ends. While no session is ready the call waits (in arrival order) for one.
-// Errors: *protocol.ServerError (the primary answered with an error),
-// *CallError (OutcomeUnknown tells whether the request may have run),
-// ErrUnavailable wrapped with the last connection error, ErrStopped.
+// ends. While no session is ready the call waits (in arrival order) for one,
+// or fails at once with FailFast. Errors: *protocol.ServerError (the primary
+// answered with an error), *CallError (OutcomeUnknown tells whether the
+// request may have run), ErrUnavailable wrapped with the last connection
+// error, ErrStopped.
+//
+// A request whose outcome is unknown is never sent again, unless its op is
+// idempotent (SupervisorConfig.Idempotent): then it is sent again on the
+// next session, within the caller's deadline.
 func (s *Supervisor) Call(ctx context.Context, op uint16, payload []byte) ([]byte, error) {
+	for {
+		out, err := s.callOnce(ctx, op, payload)
+		var ce *CallError
+		if err != nil && errors.As(err, &ce) && ce.OutcomeUnknown() && ctx.Err() == nil && s.cfg.Idempotent(op) {
+			s.log.Info("retrying an idempotent request whose outcome is unknown",
+				zap.String("op", protocol.OpName(op)), zap.Error(err))
+			continue
+		}
+		return out, err
+	}
+}
+
+func (s *Supervisor) callOnce(ctx context.Context, op uint16, payload []byte) ([]byte, error) {
+	if s.cfg.FailFast && s.State() != StateReady {
+		select {
+		case <-s.stopped:
+			return nil, ErrStopped
+		default:
+		}
+		return nil, s.unavailable(errors.New("no session ready (fail_fast)"))
+	}
 	r := &request{op: op, payload: payload, done: make(chan result, 1)}
 	select {
 	case s.requests <- r:
@@ -179,15 +222,20 @@ func (s *Supervisor) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		s.setState(StateConnecting, nil)
 		dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
-		sess, err := s.cfg.Dial(dctx)
+		sess, err := s.cfg.Dial(dctx, func() { s.setState(StateEntering, nil) })
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			s.cfg.Observer.ConnectFailed(err)
+			class := Classify(err)
+			s.cfg.Observer.ConnectFailed(err, class)
 			delay := bo.next()
-			s.log.Warn("channel connect failed", zap.Error(err), zap.Duration("retry_in", delay))
+			if class == ClassConfiguration {
+				delay = bo.slow()
+			}
+			s.log.Warn("channel connect failed", zap.String("class", string(class)),
+				zap.Error(err), zap.Duration("retry_in", delay))
 			s.setState(StateBackingOff, err)
 			if !sleepCtx(ctx, delay) {
 				return
@@ -247,7 +295,13 @@ func (s *Supervisor) serve(ctx context.Context, sess *Session) error {
 		case r := <-s.requests:
 			start := time.Now()
 			cctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReplyTimeout)
+			slow := time.AfterFunc(s.cfg.SlowThreshold, func() {
+				s.log.Warn("request slow", zap.String("op", protocol.OpName(r.op)),
+					zap.Duration("waiting", time.Since(start)), zap.Duration("reply_timeout", s.cfg.ReplyTimeout))
+				s.cfg.Observer.SlowRequest(r.op)
+			})
 			payload, err := sess.Call(cctx, r.op, r.payload)
+			slow.Stop()
 			cancel()
 			s.cfg.Observer.CallFinished(r.op, time.Since(start), err)
 			if err == nil || isServerError(err) {
@@ -321,6 +375,7 @@ type nopObserver struct{}
 func (nopObserver) StateChanged(State)                          {}
 func (nopObserver) SessionStarted(protocol.HelloReply)          {}
 func (nopObserver) SessionEnded(error)                          {}
-func (nopObserver) ConnectFailed(error)                         {}
+func (nopObserver) ConnectFailed(error, ErrorClass)             {}
+func (nopObserver) SlowRequest(uint16)                          {}
 func (nopObserver) CallFinished(uint16, time.Duration, error)   {}
 func (nopObserver) Heartbeat(time.Duration, protocol.PingReply) {}

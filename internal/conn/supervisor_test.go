@@ -12,7 +12,7 @@ import (
 func TestSupervisorWithoutPrimary(t *testing.T) {
 	var attempts atomic.Int32
 	sup, err := NewSupervisor(SupervisorConfig{
-		Dial: func(ctx context.Context) (*Session, error) {
+		Dial: func(ctx context.Context, _ func()) (*Session, error) {
 			attempts.Add(1)
 			return nil, errors.New("connection refused")
 		},

@@ -32,7 +32,8 @@ type Metrics struct {
 	state         *prometheus.GaugeVec
 	connects      prometheus.Counter
 	disconnects   prometheus.Counter
-	connectErrors prometheus.Counter
+	connectErrors *prometheus.CounterVec
+	slowRequests  *prometheus.CounterVec
 	requests      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	heartbeatRTT  prometheus.Gauge
@@ -63,10 +64,14 @@ func New(version string) *Metrics {
 			Namespace: namespace, Name: "channel_disconnects_total",
 			Help: "Channel sessions that ended.",
 		}),
-		connectErrors: prometheus.NewCounter(prometheus.CounterOpts{
+		connectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "channel_connect_errors_total",
-			Help: "Attempts to establish a channel session that failed.",
-		}),
+			Help: "Attempts to establish a channel session that failed, by class (transient: retried with backoff; configuration: needs a fix, retried slowly).",
+		}, []string{"class"}),
+		slowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "slow_requests_total",
+			Help: "Requests still unanswered after the slow threshold (half the reply timeout by default), by op.",
+		}, []string{"op"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "requests_total",
 			Help: "Requests sent on the channel, by op and result (ok, error, failed).",
@@ -106,8 +111,12 @@ func New(version string) *Metrics {
 	for _, st := range conn.States {
 		m.state.WithLabelValues(st.String())
 	}
-	for _, op := range []uint16{protocol.OpHello, protocol.OpPing, protocol.OpN} {
+	for _, c := range conn.ErrorClasses {
+		m.connectErrors.WithLabelValues(string(c))
+	}
+	for _, op := range protocol.BuiltinOps {
 		name := protocol.OpName(op)
+		m.slowRequests.WithLabelValues(name)
 		for _, r := range []string{"ok", "error", "failed"} {
 			m.requests.WithLabelValues(name, r)
 		}
@@ -116,7 +125,7 @@ func New(version string) *Metrics {
 	m.heartbeatRTT.Set(nan())
 	m.primaryWAL.Set(nan())
 
-	m.reg.MustRegister(m.up, m.state, m.connects, m.disconnects, m.connectErrors,
+	m.reg.MustRegister(m.up, m.state, m.connects, m.disconnects, m.connectErrors, m.slowRequests,
 		m.requests, m.duration, m.heartbeatRTT, m.lastReply, m.sessionStart,
 		m.primaryWAL, m.primaryInfo, buildInfo,
 		collectors.NewGoCollector(),
@@ -171,7 +180,12 @@ func (m *Metrics) down() {
 }
 
 // ConnectFailed implements conn.Observer.
-func (m *Metrics) ConnectFailed(error) { m.connectErrors.Inc() }
+func (m *Metrics) ConnectFailed(_ error, class conn.ErrorClass) {
+	m.connectErrors.WithLabelValues(string(class)).Inc()
+}
+
+// SlowRequest implements conn.Observer.
+func (m *Metrics) SlowRequest(op uint16) { m.slowRequests.WithLabelValues(protocol.OpName(op)).Inc() }
 
 // CallFinished implements conn.Observer.
 func (m *Metrics) CallFinished(op uint16, d time.Duration, err error) {

@@ -51,7 +51,8 @@ func startDaemon(t *testing.T, extraChannel string) *daemon {
   data_directory: %s
 channel:
   heartbeat_interval: 500ms
-  reply_timeout: 3s
+  reply_timeout: 2s
+  connect_timeout: 3s
   backoff_min: 100ms
   backoff_max: 1s
 %s

@@ -1,0 +1,75 @@
+package conn
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrorClass says whether retrying soon can help.
+type ErrorClass string
+
+const (
+	// ClassTransient: the primary is down, restarting, unreachable, busy; the
+	// next attempt may work.
+	ClassTransient ErrorClass = "transient"
+	// ClassConfiguration: authentication, pg_hba, a missing database or
+	// extension, a missing privilege, a wrong cluster, a TLS verification
+	// failure. Retrying soon cannot help; someone must change something.
+	ClassConfiguration ErrorClass = "configuration"
+)
+
+// ErrorClasses lists the classes, for metrics.
+var ErrorClasses = []ErrorClass{ClassTransient, ClassConfiguration}
+
+// configurationSQLStates are server errors that a retry will not fix.
+var configurationSQLStates = map[string]bool{
+	"28000": true, // invalid_authorization_specification (no pg_hba entry)
+	"28P01": true, // invalid_password
+	"3D000": true, // invalid_catalog_name (no such database)
+	"42501": true, // insufficient_privilege (EXECUTE on standbyd.serve())
+	"3F000": true, // invalid_schema_name (extension not created)
+	"42883": true, // undefined_function (extension not created)
+	"0A000": true, // feature_not_supported (refused calling context)
+	"25001": true, // active_sql_transaction
+	"2D000": true, // invalid_transaction_termination
+	"42704": true, // undefined_object (a startup parameter the server refuses)
+	"55P02": true, // cant_change_runtime_param
+	"08004": true, // sqlserver_rejected_establishment_of_sqlconnection
+}
+
+// ConfigError marks an error as a configuration problem (identity
+// mismatch, a refused connection keyword).
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Classify tells a transient failure from a configuration problem.
+func Classify(err error) ErrorClass {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return ClassConfiguration
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		if configurationSQLStates[pe.Code] {
+			return ClassConfiguration
+		}
+		return ClassTransient
+	}
+	var pr *ProtocolError
+	if errors.As(err, &pr) {
+		return ClassConfiguration
+	}
+	var uae x509.UnknownAuthorityError
+	var hne x509.HostnameError
+	var cie x509.CertificateInvalidError
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &uae) || errors.As(err, &hne) || errors.As(err, &cie) || errors.As(err, &cve) {
+		return ClassConfiguration
+	}
+	return ClassTransient
+}

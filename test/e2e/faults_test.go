@@ -1,0 +1,470 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	mathrand "math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/standbyd/standbyd/internal/api"
+	"github.com/standbyd/standbyd/internal/protocol"
+	"github.com/standbyd/standbyd/internal/testcluster"
+)
+
+// passfileFor writes a passfile valid for any port (the proxy's), with the
+// channel role's password from the cluster's passfile.
+func passfileFor(t *testing.T, e *testcluster.Env) string {
+	t.Helper()
+	b, err := os.ReadFile(e.PassFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Split(strings.TrimSpace(string(b)), ":")
+	p := t.TempDir() + "/pgpass"
+	if err := os.WriteFile(p, []byte("127.0.0.1:*:*:"+f[3]+":"+f[4]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func conninfoVia(port int, passfile string) string {
+	return fmt.Sprintf("  conninfo: \"host=127.0.0.1 port=%d user=%s sslmode=disable passfile=%s\"\n", port, testcluster.ChannelRole, passfile)
+}
+
+// caller keeps calling N with arguments unique to each call and sorts the
+// outcomes; a reply that does not match its call is a misroute.
+type caller struct {
+	c        *api.Client
+	stop     chan struct{}
+	done     chan struct{}
+	calls    atomic.Int64
+	mu       sync.Mutex
+	outcomes map[string]int
+	misroute []string
+}
+
+func startCaller(d *daemon) *caller {
+	cl := &caller{c: api.NewClient(d.socket), stop: make(chan struct{}), done: make(chan struct{}), outcomes: map[string]int{}}
+	go cl.run()
+	return cl
+}
+
+func (cl *caller) run() {
+	defer close(cl.done)
+	defer cl.c.Close()
+	for i := int32(1); ; i++ {
+		select {
+		case <-cl.stop:
+			return
+		default:
+		}
+		args := [3]int32{i, -i, i % 1000}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		out, err := cl.c.Call(ctx, "N", protocol.AppendN(nil, args))
+		cancel()
+		cl.calls.Add(1)
+		kind := "ok"
+		var ae *api.Error
+		switch {
+		case err == nil:
+			got, perr := protocol.ParseN(out)
+			if want, _ := protocol.ApplyN(args); perr != nil || got != want {
+				cl.mu.Lock()
+				cl.misroute = append(cl.misroute, fmt.Sprintf("N %v -> %v", args, got))
+				cl.mu.Unlock()
+			}
+		case errors.As(err, &ae):
+			kind = ae.Kind
+		default:
+			kind = "client: " + err.Error()
+		}
+		cl.mu.Lock()
+		cl.outcomes[kind]++
+		cl.mu.Unlock()
+		if kind != "ok" {
+			time.Sleep(20 * time.Millisecond)
+		} else {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+}
+
+func (cl *caller) finish() (int64, map[string]int, []string) {
+	close(cl.stop)
+	<-cl.done
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.calls.Load(), cl.outcomes, cl.misroute
+}
+
+func vmRSSKB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			v, _ := strconv.Atoi(strings.Fields(l)[1])
+			return v
+		}
+	}
+	return 0
+}
+
+// waitState polls /readyz for want (true: ready) and returns how long it took.
+func (d *daemon) waitState(ready bool, timeout time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	want := http.StatusServiceUnavailable
+	if ready {
+		want = http.StatusOK
+	}
+	ok := d.poll(timeout, func() bool { return d.readyz() == want })
+	return time.Since(start), ok
+}
+
+func killAndWaitPostmaster(t *testing.T, e *testcluster.Env) {
+	t.Helper()
+	pm, err := e.PostmasterPID("primary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	children, _ := exec.Command("pgrep", "-P", strconv.Itoa(pm)).Output()
+	if err := syscallKill(pm); err != nil {
+		t.Fatal(err)
+	}
+	// The orphaned backends notice the postmaster's death and exit; the
+	// shared memory is free once they have.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, c := range strings.Fields(string(children)) {
+		pid, _ := strconv.Atoi(c)
+		for processRunning(pid) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func processRunning(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
+
+type faultResult struct {
+	name              string
+	detect, recovered time.Duration
+}
+
+// injectFaults runs each fault against e while d serves cl, and measures
+// how long the daemon took to notice (channel not ready) and to recover.
+func injectFaults(t *testing.T, e *testcluster.Env, p *faultProxy, d *daemon, kinds []string) []faultResult {
+	t.Helper()
+	ctx := context.Background()
+	var results []faultResult
+	for _, kind := range kinds {
+		d.waitReady(60 * time.Second)
+		time.Sleep(300 * time.Millisecond) // some calls in between
+		st := d.status(ctx)
+		pid := strconv.Itoa(int(st.ChannelBackendID))
+		start := time.Now()
+		var heal func()
+		switch kind {
+		case "terminate":
+			if _, err := e.PrimarySQL(ctx, "SELECT pg_terminate_backend("+pid+")"); err != nil {
+				t.Fatal(err)
+			}
+		case "restart-fast", "restart-immediate":
+			mode := strings.TrimPrefix(kind, "restart-")
+			if err := e.StopServer(ctx, "primary", mode); err != nil {
+				t.Fatal(err)
+			}
+			heal = func() {
+				if err := e.StartServer(ctx, "primary"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case "kill-backend":
+			if err := syscallKill(int(st.ChannelBackendID)); err != nil {
+				t.Fatal(err)
+			}
+		case "kill-postmaster":
+			killAndWaitPostmaster(t, e)
+			heal = func() {
+				if err := e.StartServer(ctx, "primary"); err != nil {
+					t.Fatalf("%v\n%s", err, e.LogTail("primary", 15))
+				}
+			}
+		case "blackhole":
+			p.setBlackhole(true)
+			heal = func() { p.setBlackhole(false) }
+		case "reset":
+			p.reset()
+		case "latency":
+			// Slower than the slow threshold, faster than the reply timeout:
+			// the channel must stay up.
+			p.setLatency(400 * time.Millisecond)
+			time.Sleep(3 * time.Second)
+			p.setLatency(0)
+			if d.readyz() != http.StatusOK {
+				t.Fatalf("added latency below the reply timeout took the channel down")
+			}
+			results = append(results, faultResult{name: kind})
+			continue
+		default:
+			t.Fatalf("unknown fault %s", kind)
+		}
+		if _, ok := d.waitState(false, 30*time.Second); !ok {
+			t.Fatalf("%s: the daemon did not notice within 30s", kind)
+		}
+		detect := time.Since(start)
+		healStart := time.Now()
+		if heal != nil {
+			heal()
+		}
+		if _, ok := d.waitState(true, 60*time.Second); !ok {
+			t.Fatalf("%s: the daemon did not recover within 60s", kind)
+		}
+		results = append(results, faultResult{name: kind, detect: detect, recovered: time.Since(healStart)})
+		t.Logf("fault %-17s detected after %6s, ready again %6s after the primary/path was back", kind,
+			detect.Round(time.Millisecond), time.Since(healStart).Round(time.Millisecond))
+	}
+	return results
+}
+
+// faultChannelConfig: the timings of startDaemon's config (heartbeat 500ms,
+// reply timeout 2s, backoff 100ms to 1s) are the ones the fault tests expect.
+const faultChannelConfig = ""
+
+// Every fault kind while a caller keeps calling: each call gets exactly one
+// outcome, no reply reaches the wrong call, the daemon notices and comes
+// back, and its memory does not grow.
+func TestFaultsUnderLoad(t *testing.T) {
+	needEnv(t)
+	e := testcluster.New(t, testcluster.Options{})
+	p := startProxy(t, fmt.Sprintf("127.0.0.1:%d", e.PrimaryPort))
+	d := startDaemon(t, faultChannelConfig+conninfoVia(p.port(), passfileFor(t, e)))
+	d.waitReady(30 * time.Second)
+	cl := startCaller(d)
+	time.Sleep(time.Second)
+	rssBefore := vmRSSKB(d.cmd.Process.Pid)
+
+	results := injectFaults(t, e, p, d, []string{"terminate", "restart-fast", "restart-immediate", "kill-backend",
+		"kill-postmaster", "blackhole", "reset", "latency"})
+	d.waitReady(60 * time.Second)
+	time.Sleep(time.Second)
+	calls, outcomes, misroutes := cl.finish()
+	rssAfter := vmRSSKB(d.cmd.Process.Pid)
+
+	t.Logf("%d calls: %v; daemon VmRSS %d kB -> %d kB", calls, outcomes, rssBefore, rssAfter)
+	sum := 0
+	for _, n := range outcomes {
+		sum += n
+	}
+	if int64(sum) != calls {
+		t.Fatalf("%d calls but %d outcomes", calls, sum)
+	}
+	if len(misroutes) > 0 {
+		t.Fatalf("replies reached the wrong call: %v", misroutes)
+	}
+	if outcomes["ok"] < 100 {
+		t.Fatalf("only %d calls succeeded", outcomes["ok"])
+	}
+	for kind := range outcomes {
+		if strings.HasPrefix(kind, "client:") {
+			t.Fatalf("a call failed without an answer from the daemon: %v", outcomes)
+		}
+	}
+	for _, r := range results {
+		// heartbeat 500ms + reply timeout 2s, plus a margin for a loaded machine.
+		if r.name == "blackhole" && r.detect > 2*time.Second+500*time.Millisecond+3*time.Second {
+			t.Errorf("blackhole detected after %s, configured reply timeout 2s + heartbeat 0.5s", r.detect)
+		}
+	}
+	if rssAfter-rssBefore > 20*1024 {
+		t.Errorf("daemon VmRSS grew by %d kB", rssAfter-rssBefore)
+	}
+	if !strings.Contains(d.log(), "request slow") {
+		t.Error("400ms of latency with a 1s slow threshold logged no slow request")
+	}
+	if n, _ := d.metric(`standbyd_channel_connect_errors_total{class="transient"}`); n == 0 {
+		t.Error("no transient connect errors counted while the primary was down")
+	}
+}
+
+// The primary down when standbyd starts: it runs, says it is not ready, and
+// connects when the primary comes; SIGTERM during backoff exits promptly.
+func TestStartWithPrimaryDown(t *testing.T) {
+	needEnv(t)
+	e := testcluster.New(t, testcluster.Options{})
+	ctx := context.Background()
+	if err := e.StopServer(ctx, "primary", "fast"); err != nil {
+		t.Fatal(err)
+	}
+	pf := passfileFor(t, e)
+	d := startDaemon(t, faultChannelConfig+conninfoVia(e.PrimaryPort, pf))
+	if _, ok := d.waitState(false, 10*time.Second); !ok {
+		t.Fatal("ready with the primary down?")
+	}
+	time.Sleep(time.Second)
+	st := d.status(ctx)
+	if st.State != "backing_off" && st.State != "connecting" || !strings.Contains(st.LastError, "refused") {
+		t.Fatalf("status with the primary down: %+v", st)
+	}
+	if err := e.StartServer(ctx, "primary"); err != nil {
+		t.Fatal(err)
+	}
+	d.waitReady(30 * time.Second)
+	if out, _, code := d.call("N", "1", "2", "3"); code != 0 || out != "301 302 303\n" {
+		t.Fatalf("after the primary came up: %d %q", code, out)
+	}
+
+	// SIGTERM while backing off.
+	if err := e.StopServer(ctx, "primary", "immediate"); err != nil {
+		t.Fatal(err)
+	}
+	defer e.StartServer(ctx, "primary")
+	if _, ok := d.waitState(false, 10*time.Second); !ok {
+		t.Fatal("did not notice the stop")
+	}
+	start := time.Now()
+	if err := d.stop(); err != nil {
+		t.Fatalf("exit after SIGTERM during backoff: %v", err)
+	}
+	t.Logf("SIGTERM during backoff: exited after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// A wrong password is a configuration error: counted as such, reported in
+// the status, retried at the slow end of the backoff.
+func TestConfigurationErrorsAreRetriedSlowly(t *testing.T) {
+	needEnv(t)
+	e := testcluster.New(t, testcluster.Options{})
+	d := startDaemon(t, faultChannelConfig+fmt.Sprintf("  conninfo: \"host=127.0.0.1 port=%d user=%s password=wrong sslmode=disable\"\n", e.PrimaryPort, testcluster.ChannelRole))
+	time.Sleep(3 * time.Second)
+	n, _ := d.metric(`standbyd_channel_connect_errors_total{class="configuration"}`)
+	if n < 1 {
+		t.Fatalf("configuration errors counted: %v", n)
+	}
+	// backoff_max is 1s: at most about one attempt a second, not a hot loop.
+	if n > 6 {
+		t.Fatalf("%v attempts in 3s with a configuration error", n)
+	}
+	st := d.status(context.Background())
+	if !strings.Contains(st.LastError, "28P01") || strings.Contains(st.LastError, "wrong") {
+		t.Fatalf("status: %q (must name the failure, never the password)", st.LastError)
+	}
+	if !strings.Contains(d.log(), `"class":"configuration"`) || strings.Contains(d.log(), "password=wrong") {
+		t.Fatal("the log must classify the error and never show the password")
+	}
+}
+
+// fail_fast: a call while the channel is down fails at once.
+func TestFailFast(t *testing.T) {
+	needEnv(t)
+	e := testcluster.New(t, testcluster.Options{})
+	if err := e.StopServer(context.Background(), "primary", "fast"); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, faultChannelConfig+"  fail_fast: true\n"+conninfoVia(e.PrimaryPort, passfileFor(t, e)))
+	d.waitState(false, 10*time.Second)
+	start := time.Now()
+	_, errOut, code := d.call("--timeout", "20s", "N", "1", "2", "3")
+	if code != 4 || !strings.Contains(errOut, "fail_fast") {
+		t.Fatalf("fail_fast call: %d %q", code, errOut)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("fail_fast call waited %s", el)
+	}
+}
+
+// TestSoak loops random faults under load for STANDBYD_SOAK (a duration;
+// `make soak` sets it, 10m by default) and writes a report to
+// STANDBYD_SOAK_REPORT. Without STANDBYD_SOAK it does not run.
+func TestSoak(t *testing.T) {
+	needEnv(t)
+	dur, err := time.ParseDuration(os.Getenv("STANDBYD_SOAK"))
+	if err != nil || dur <= 0 {
+		t.Skip("set STANDBYD_SOAK to a duration (make soak)")
+	}
+	e := testcluster.New(t, testcluster.Options{})
+	p := startProxy(t, fmt.Sprintf("127.0.0.1:%d", e.PrimaryPort))
+	d := startDaemon(t, conninfoVia(p.port(), passfileFor(t, e)))
+	d.waitReady(30 * time.Second)
+	cl := startCaller(d)
+	kinds := []string{"terminate", "restart-fast", "restart-immediate", "kill-backend", "kill-postmaster", "blackhole", "reset", "latency"}
+	rng := mathrand.New(mathrand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	var all []faultResult
+	peakRSS, peakGoroutines := 0, 0.0
+	start := time.Now()
+	for time.Since(start) < dur {
+		all = append(all, injectFaults(t, e, p, d, []string{kinds[rng.IntN(len(kinds))]})...)
+		if r := vmRSSKB(d.cmd.Process.Pid); r > peakRSS {
+			peakRSS = r
+		}
+		if g, _ := d.metric("go_goroutines"); g > peakGoroutines {
+			peakGoroutines = g
+		}
+		time.Sleep(time.Duration(500+rng.IntN(2500)) * time.Millisecond) // load between faults
+	}
+	d.waitReady(60 * time.Second)
+	calls, outcomes, misroutes := cl.finish()
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "# standbyd soak, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "Duration %s; %d faults injected; heartbeat 500ms, reply timeout 2s, backoff 100ms to 1s.\n\n", time.Since(start).Round(time.Second), len(all))
+	fmt.Fprintf(&b, "Calls: %d (one N call after another, unique arguments, 2s deadline each).\n\n| outcome | calls |\n|---|---:|\n", calls)
+	var okinds []string
+	for k := range outcomes {
+		okinds = append(okinds, k)
+	}
+	sort.Strings(okinds)
+	for _, k := range okinds {
+		fmt.Fprintf(&b, "| %s | %d |\n", k, outcomes[k])
+	}
+	fmt.Fprintf(&b, "\nReplies that reached the wrong call: %d.\n\n", len(misroutes))
+	fmt.Fprintf(&b, "| fault | count | detection median | detection max | recovery median | recovery max |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, k := range kinds {
+		var det, rec []time.Duration
+		for _, r := range all {
+			if r.name == k {
+				det, rec = append(det, r.detect), append(rec, r.recovered)
+			}
+		}
+		if len(det) == 0 {
+			continue
+		}
+		det, rec = sortedDurations(det), sortedDurations(rec)
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", k, len(det),
+			det[len(det)/2].Round(time.Millisecond), det[len(det)-1].Round(time.Millisecond),
+			rec[len(rec)/2].Round(time.Millisecond), rec[len(rec)-1].Round(time.Millisecond))
+	}
+	fmt.Fprintf(&b, "\nDetection: from the fault to /readyz answering 503. Recovery: from the primary or path being back to /readyz 200. Latency faults (400ms added for 3s) must not take the channel down and have no times.\n\n")
+	fmt.Fprintf(&b, "Daemon: peak VmRSS %d kB, peak goroutines %.0f.\n", peakRSS, peakGoroutines)
+	report := b.String()
+	t.Log("\n" + report)
+	if path := os.Getenv("STANDBYD_SOAK_REPORT"); path != "" {
+		if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(misroutes) > 0 {
+		t.Fatalf("replies reached the wrong call: %v", misroutes)
+	}
+}
+
+func sortedDurations(ds []time.Duration) []time.Duration {
+	out := append([]time.Duration(nil), ds...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
