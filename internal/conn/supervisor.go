@@ -139,7 +139,13 @@ func (s *Supervisor) Status() Status {
 }
 
 func (s *Supervisor) setState(st State, err error) {
-	s.state.Store(int32(st))
+	if prev := State(s.state.Swap(int32(st))); prev != st {
+		fields := []zap.Field{zap.String("from", prev.String()), zap.String("to", st.String())}
+		if err != nil {
+			fields = append(fields, zap.Error(err))
+		}
+		s.log.Info("channel state", fields...)
+	}
 	s.mu.Lock()
 	s.status.State = st
 	s.status.StateSince = time.Now()

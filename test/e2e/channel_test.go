@@ -122,6 +122,9 @@ func TestPingAndStatusDescribeThePrimary(t *testing.T) {
 
 	st := d.status(ctx)
 	sysid := primarySQL(t, "SELECT system_identifier FROM pg_control_system()")
+	if out, e, code := d.cli("status"); code != 0 || !strings.Contains(out, "channel:      ready") || !strings.Contains(out, sysid) {
+		t.Fatalf("standbyd status: exit %d\n%s%s", code, out, e)
+	}
 	if st.State != "ready" || st.Primary == nil || st.Primary.SystemIdentifier != sysid || st.Primary.ProtocolVersion != 1 {
 		t.Fatalf("status %+v, primary system identifier %s", st, sysid)
 	}
@@ -277,6 +280,9 @@ func TestPrimaryDownAndBack(t *testing.T) {
 	_, errOut, code := d.call("--timeout", "1s", "N", "1", "2", "3")
 	if code != 4 || !strings.Contains(errOut, "channel_unavailable") {
 		t.Fatalf("call with the primary down: exit %d, stderr %q", code, errOut)
+	}
+	if out, _, code := d.cli("status"); code != 4 || !strings.Contains(out, "last error:") {
+		t.Fatalf("standbyd status with the primary down: exit %d\n%s", code, out)
 	}
 
 	if err := env.StartServer(ctx, "primary"); err != nil {

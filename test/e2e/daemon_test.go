@@ -173,7 +173,12 @@ func (d *daemon) metric(series string) (float64, bool) {
 
 // call runs `standbyd call` against the daemon's socket.
 func (d *daemon) call(args ...string) (stdout, stderr string, exit int) {
-	full := append([]string{"call", "--socket", d.socket}, args...)
+	return d.cli("call", args...)
+}
+
+// cli runs a standbyd subcommand against the daemon's socket.
+func (d *daemon) cli(sub string, args ...string) (stdout, stderr string, exit int) {
+	full := append([]string{sub, "--socket", d.socket}, args...)
 	cmd := exec.Command(daemonBin, full...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

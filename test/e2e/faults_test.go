@@ -51,6 +51,7 @@ type caller struct {
 	mu       sync.Mutex
 	outcomes map[string]int
 	misroute []string
+	longest  time.Duration // the longest call, deadline 2s
 }
 
 func startCaller(d *daemon) *caller {
@@ -70,9 +71,14 @@ func (cl *caller) run() {
 		}
 		args := [3]int32{i, -i, i % 1000}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		began := time.Now()
 		out, err := cl.c.Call(ctx, "N", protocol.AppendN(nil, args))
+		took := time.Since(began)
 		cancel()
 		cl.calls.Add(1)
+		cl.mu.Lock()
+		cl.longest = max(cl.longest, took)
+		cl.mu.Unlock()
 		kind := "ok"
 		var ae *api.Error
 		switch {
@@ -278,6 +284,12 @@ func TestFaultsUnderLoad(t *testing.T) {
 	if len(misroutes) > 0 {
 		t.Fatalf("replies reached the wrong call: %v", misroutes)
 	}
+	// The daemon answers at the call's deadline at the latest (2s); allow
+	// for scheduling on a loaded machine, not for a second timeout.
+	if cl.longest > 3*time.Second {
+		t.Fatalf("a call with a 2s deadline took %s", cl.longest)
+	}
+	t.Logf("longest call: %s (deadline 2s)", cl.longest.Round(time.Millisecond))
 	if outcomes["ok"] < 100 {
 		t.Fatalf("only %d calls succeeded", outcomes["ok"])
 	}
@@ -432,7 +444,7 @@ func TestSoak(t *testing.T) {
 	for _, k := range okinds {
 		fmt.Fprintf(&b, "| %s | %d |\n", k, outcomes[k])
 	}
-	fmt.Fprintf(&b, "\nReplies that reached the wrong call: %d.\n\n", len(misroutes))
+	fmt.Fprintf(&b, "\nReplies that reached the wrong call: %d. Longest call: %s (deadline 2s).\n\n", len(misroutes), cl.longest.Round(time.Millisecond))
 	fmt.Fprintf(&b, "| fault | count | detection median | detection max | recovery median | recovery max |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, k := range kinds {
 		var det, rec []time.Duration
