@@ -97,6 +97,39 @@ func readReply(t *testing.T, pc *pgconn.PgConn) protocol.Reply {
 	}
 }
 
+// sendHostile sends total hostile frames in batches on an entered channel
+// and checks that each gets one reply echoing what could be read of its
+// header. It returns the ok and error reply counts and the SQLSTATEs seen.
+func sendHostile(t *testing.T, pc *pgconn.PgConn, rng *rand.Rand, total int) (ok, errs int, sqlstates map[string]int) {
+	t.Helper()
+	const batch = 250
+	sqlstates = map[string]int{}
+	for sent := 0; sent < total; sent += batch {
+		frames := make([][]byte, batch)
+		for i := range frames {
+			frames[i] = hostileFrame(rng)
+			pc.Frontend().Send(&pgproto3.CopyData{Data: frames[i]})
+		}
+		if err := pc.Frontend().Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range frames {
+			r := readReply(t, pc)
+			if op, id := expectedEcho(frames[i]); r.Op != op || r.ID != id {
+				t.Fatalf("frame % x: reply for op %d id %d, want op %d id %d", frames[i], r.Op, r.ID, op, id)
+			}
+			var se *protocol.ServerError
+			if errors.As(r.Err(), &se) {
+				errs++
+				sqlstates[se.SQLState]++
+			} else {
+				ok++
+			}
+		}
+	}
+	return ok, errs, sqlstates
+}
+
 func crashLines(log string) []string {
 	var bad []string
 	for _, l := range strings.Split(log, "\n") {
@@ -121,34 +154,8 @@ func TestHostileFrames(t *testing.T) {
 	pc := connectTo(t, e, "")
 	enter(t, pc)
 	rng := rand.New(rand.NewPCG(2026, 11))
-	const total, batch = 100000, 250
-	var ok, errs int
-	sqlstates := map[string]int{}
-	for sent := 0; sent < total; sent += batch {
-		frames := make([][]byte, batch)
-		for i := range frames {
-			frames[i] = hostileFrame(rng)
-			pc.Frontend().Send(&pgproto3.CopyData{Data: frames[i]})
-		}
-		if err := pc.Frontend().Flush(); err != nil {
-			t.Fatal(err)
-		}
-		for i := range frames {
-			r := readReply(t, pc)
-			op, id := expectedEcho(frames[i])
-			if r.Op != op || r.ID != id {
-				t.Fatalf("frame % x: reply for op %d id %d, want op %d id %d", frames[i], r.Op, r.ID, op, id)
-			}
-			if err := r.Err(); err != nil {
-				errs++
-				var se *protocol.ServerError
-				errors.As(err, &se)
-				sqlstates[se.SQLState]++
-			} else {
-				ok++
-			}
-		}
-	}
+	const total = 100000
+	ok, errs, sqlstates := sendHostile(t, pc, rng, total)
 	// Oversize frames, one at a time: read in bounded chunks and refused.
 	for i := 0; i < 20; i++ {
 		f := protocol.AppendRequest(nil, protocol.OpN, uint32(i), make([]byte, 1<<20+rng.IntN(200000)))
@@ -379,24 +386,7 @@ func TestHostileFramesOnHotStandby(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "standby", "")
 	enter(t, pc)
-	rng := rand.New(rand.NewPCG(15, 20))
-	const total, batch = 20000, 250
-	for sent := 0; sent < total; sent += batch {
-		frames := make([][]byte, batch)
-		for i := range frames {
-			frames[i] = hostileFrame(rng)
-			pc.Frontend().Send(&pgproto3.CopyData{Data: frames[i]})
-		}
-		if err := pc.Frontend().Flush(); err != nil {
-			t.Fatal(err)
-		}
-		for i := range frames {
-			r := readReply(t, pc)
-			if op, id := expectedEcho(frames[i]); r.Op != op || r.ID != id {
-				t.Fatalf("frame % x: reply for op %d id %d, want op %d id %d", frames[i], r.Op, r.ID, op, id)
-			}
-		}
-	}
+	sendHostile(t, pc, rand.New(rand.NewPCG(15, 20)), 20000)
 	(&channel{t: t, pc: pc}).finish()
 	if bad := crashLines(env.Log("standby")); len(bad) > 0 {
 		t.Fatalf("the standby's log shows a crash:\n%s", strings.Join(bad, "\n"))
