@@ -139,7 +139,7 @@ func callExit(err error) error {
 		switch ae.Kind {
 		case api.KindPrimaryError:
 			return &exitError{code: exitPrimaryErr, err: err}
-		case api.KindChannelUnavailable, api.KindShuttingDown:
+		case api.KindChannelUnavailable, api.KindShuttingDown, api.KindBusy:
 			return &exitError{code: exitUnavailable, err: err}
 		case api.KindOutcomeUnknown:
 			return &exitError{code: exitUnknown, err: err}

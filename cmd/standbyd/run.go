@@ -104,6 +104,8 @@ func runDaemon(cfg *config.Config) error {
 			return conn.Dial(ctx, opts)
 		},
 		SlowThreshold: cfg.Channel.SlowThreshold,
+		Sessions:      cfg.Channel.Sessions,
+		QueueLimit:    cfg.API.QueueLimit,
 		FailFast:      cfg.Channel.FailFast,
 		Idempotent: func(op uint16) bool {
 			if op < protocol.FirstUserOp {
@@ -154,6 +156,7 @@ func runDaemon(cfg *config.Config) error {
 	apiSrv, err := api.Listen(api.ServerConfig{
 		Socket:         cfg.API.Socket,
 		SocketMode:     mode,
+		SocketGroup:    cfg.API.SocketGroup,
 		DefaultTimeout: cfg.API.DefaultCallTimeout,
 		MaxTimeout:     cfg.API.MaxCallTimeout,
 		MaxPayload:     cfg.Channel.MaxFrameSize - protocol.HeaderSize,

@@ -80,4 +80,7 @@ func printStatus(w io.Writer, st api.StatusResponse, now time.Time) {
 	if st.LastReply != nil {
 		fmt.Fprintf(w, "last reply:   %s\n", ago(*st.LastReply))
 	}
+	if len(st.Sessions) > 1 || st.Waiting > 0 {
+		fmt.Fprintf(w, "sessions:     %d of %d ready, %d calls waiting\n", st.ReadySessions, len(st.Sessions), st.Waiting)
+	}
 }

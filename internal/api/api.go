@@ -19,6 +19,7 @@ const (
 	KindOutcomeUnknown     = "outcome_unknown"
 	KindPrimaryError       = "primary_error"
 	KindShuttingDown       = "shutting_down"
+	KindBusy               = "busy"
 )
 
 // ErrorBody is the JSON body of every error response.
@@ -42,6 +43,18 @@ type StatusResponse struct {
 	SessionStart     *time.Time `json:"session_start,omitempty"`
 	LastReply        *time.Time `json:"last_reply,omitempty"`
 	ChannelBackendID uint32     `json:"backend_pid,omitempty"`
+	ReadySessions    int        `json:"ready_sessions"`
+	Waiting          int        `json:"waiting_calls"`
+	Sessions         []Session  `json:"sessions"`
+}
+
+// Session is one channel session of the daemon.
+type Session struct {
+	State        string     `json:"state"`
+	StateSince   time.Time  `json:"state_since"`
+	LastError    string     `json:"last_error,omitempty"`
+	SessionStart *time.Time `json:"session_start,omitempty"`
+	BackendPID   uint32     `json:"backend_pid,omitempty"`
 }
 
 // Primary describes the primary of the current session (from hello).
@@ -68,9 +81,20 @@ type Op struct {
 
 func statusResponse(st conn.Status) StatusResponse {
 	r := StatusResponse{
-		State:      st.State.String(),
-		StateSince: st.StateSince,
-		LastError:  st.LastError,
+		State:         st.State.String(),
+		StateSince:    st.StateSince,
+		LastError:     st.LastError,
+		ReadySessions: st.Ready,
+		Waiting:       st.Waiting,
+		Sessions:      []Session{},
+	}
+	for _, ss := range st.Sessions {
+		s := Session{State: ss.State.String(), StateSince: ss.StateSince, LastError: ss.LastError, BackendPID: ss.BackendPID}
+		if !ss.SessionStart.IsZero() {
+			start := ss.SessionStart
+			s.SessionStart = &start
+		}
+		r.Sessions = append(r.Sessions, s)
 	}
 	if st.State == conn.StateReady {
 		h := st.Hello

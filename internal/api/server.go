@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"strconv"
 	"time"
 
@@ -27,8 +28,10 @@ type Channel interface {
 
 // ServerConfig configures the API server.
 type ServerConfig struct {
-	Socket         string
-	SocketMode     fs.FileMode
+	Socket     string
+	SocketMode fs.FileMode
+	// SocketGroup, if set, owns the socket (its members may call).
+	SocketGroup    string
 	DefaultTimeout time.Duration
 	MaxTimeout     time.Duration
 	// MaxPayload is the largest request payload accepted (the frame limit
@@ -74,14 +77,30 @@ func Listen(cfg ServerConfig, ch Channel) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("api socket mode: %w", err)
 	}
+	if cfg.SocketGroup != "" {
+		g, err := user.LookupGroup(cfg.SocketGroup)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("api socket group: %w", err)
+		}
+		gid, _ := strconv.Atoi(g.Gid)
+		if err := os.Chown(cfg.Socket, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("api socket group %s: %w", cfg.SocketGroup, err)
+		}
+	}
 	s := &Server{cfg: cfg, ch: ch, ln: ln, log: cfg.Logger}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/call/{op}", s.handleCall)
 	mux.HandleFunc("GET /v1/status", s.handleStatus)
 	mux.HandleFunc("GET /v1/ops", s.handleOps)
 	s.srv = &http.Server{
-		Handler:           mux,
+		Handler: mux,
+		// A client that sends slowly holds only its own connection, and
+		// not for long; a call may take up to MaxTimeout to answer.
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      cfg.MaxTimeout + 30*time.Second,
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          zap.NewStdLog(cfg.Logger.Named("api")),
 	}
@@ -106,7 +125,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
-	op, err := protocol.ResolveOp(r.PathValue("op"), s.ch.Status().Hello.Ops)
+	name := r.PathValue("op")
+	op, err := protocol.ResolveOp(name, s.ch.Status().Hello.Ops)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, ErrorDetail{Kind: KindBadRequest, Message: err.Error()})
 		return
@@ -121,7 +141,12 @@ func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 		}
 		timeout = min(d, s.cfg.MaxTimeout)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxPayload)))
+	// The JSON form may be larger than the payload it carries (base64).
+	limit := int64(s.cfg.MaxPayload)
+	if isJSON(r.Header.Get("Content-Type")) {
+		limit = limit*2 + 1024
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -132,12 +157,26 @@ func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, ErrorDetail{Kind: KindBadRequest, Message: "reading the body: " + err.Error()})
 		return
 	}
+	payload, err := DecodeCallBody(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, ErrorDetail{Kind: KindBadRequest, Message: err.Error()})
+		return
+	}
+	if len(payload) > s.cfg.MaxPayload {
+		writeError(w, http.StatusRequestEntityTooLarge, ErrorDetail{Kind: KindPayloadTooLarge,
+			Message: fmt.Sprintf("payload larger than %d bytes", s.cfg.MaxPayload)})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	reply, err := s.ch.Call(ctx, op, body)
+	reply, err := s.ch.Call(ctx, op, payload)
 	if err != nil {
 		code, detail := classify(err)
 		writeError(w, code, detail)
+		return
+	}
+	if isJSON(r.Header.Get("Content-Type")) || isJSON(r.Header.Get("Accept")) {
+		writeJSON(w, http.StatusOK, encodeCallResponse(protocol.OpName(op), op, reply))
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -152,6 +191,8 @@ func classify(err error) (int, ErrorDetail) {
 	switch {
 	case errors.As(err, &se):
 		return http.StatusUnprocessableEntity, ErrorDetail{Kind: KindPrimaryError, Message: se.Message, SQLState: se.SQLState}
+	case errors.Is(err, conn.ErrBusy):
+		return http.StatusTooManyRequests, ErrorDetail{Kind: KindBusy, Message: err.Error()}
 	case errors.Is(err, conn.ErrStopped):
 		return http.StatusServiceUnavailable, ErrorDetail{Kind: KindShuttingDown, Message: err.Error()}
 	case errors.As(err, &ce) && ce.OutcomeUnknown():

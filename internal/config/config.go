@@ -65,12 +65,15 @@ type ChannelConfig struct {
 	SlowThreshold     time.Duration `mapstructure:"slow_threshold"`
 	FailFast          bool          `mapstructure:"fail_fast"`
 	IdempotentOps     []string      `mapstructure:"idempotent_ops"`
+	Sessions          int           `mapstructure:"sessions"`
 }
 
 // APIConfig configures the local request API.
 type APIConfig struct {
 	Socket             string        `mapstructure:"socket"`
 	SocketMode         string        `mapstructure:"socket_mode"`
+	SocketGroup        string        `mapstructure:"socket_group"`
+	QueueLimit         int           `mapstructure:"queue_limit"`
 	DefaultCallTimeout time.Duration `mapstructure:"default_call_timeout"`
 	MaxCallTimeout     time.Duration `mapstructure:"max_call_timeout"`
 }
@@ -109,8 +112,11 @@ var defaults = map[string]any{
 	"channel.slow_threshold":      "0s",
 	"channel.fail_fast":           false,
 	"channel.idempotent_ops":      []string{},
+	"channel.sessions":            1,
 	"api.socket":                  "/run/standbyd/standbyd.sock",
 	"api.socket_mode":             "0660",
+	"api.socket_group":            "",
+	"api.queue_limit":             1000,
 	"api.default_call_timeout":    "10s",
 	"api.max_call_timeout":        "5m",
 	"metrics.listen":              "127.0.0.1:9561",
@@ -246,6 +252,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Channel.TCPUserTimeout < 0 || c.Channel.KeepalivesIdle < 0 || c.Channel.KeepalivesIntvl < 0 || c.Channel.KeepalivesCount < 0 {
 		bad("channel.keepalives_*", "must not be negative")
+	}
+	if c.Channel.Sessions < 1 || c.Channel.Sessions > 64 {
+		bad("channel.sessions", "%d is outside 1 to 64", c.Channel.Sessions)
+	}
+	if c.API.QueueLimit < 0 {
+		bad("api.queue_limit", "must not be negative (0: no limit)")
 	}
 	if _, err := c.API.Mode(); err != nil {
 		bad("api.socket_mode", "%v", err)

@@ -16,6 +16,9 @@ import (
 // ErrStopped is returned by calls made after the supervisor stopped.
 var ErrStopped = errors.New("standbyd is shutting down")
 
+// ErrBusy is returned at once when QueueLimit calls already wait.
+var ErrBusy = errors.New("too many calls waiting for the channel")
+
 // Observer receives the supervisor's events, for metrics. Every method is
 // called from the supervisor's goroutine or a caller's and must not block.
 type Observer interface {
@@ -54,11 +57,19 @@ type SupervisorConfig struct {
 	// Idempotent reports ops that may be sent again on a new session when
 	// their outcome is unknown. Nil: none.
 	Idempotent func(op uint16) bool
+	// Sessions is how many sessions serve calls (1 when zero). Each is
+	// strictly request/reply; calls go to whichever is free.
+	Sessions int
+	// QueueLimit bounds the calls waiting for a session; more are refused
+	// with ErrBusy at once. 0: no limit.
+	QueueLimit int
 	Logger     *zap.Logger
 	Observer   Observer
 }
 
 // Status is a snapshot of the supervisor for `standbyd status` and the API.
+// With several sessions, the session fields describe the first ready one
+// (or the first one, when none is ready).
 type Status struct {
 	State        State
 	StateSince   time.Time
@@ -67,6 +78,32 @@ type Status struct {
 	SessionStart time.Time
 	LastReply    time.Time
 	BackendPID   uint32
+	// Sessions has one entry per session; Ready counts the ready ones.
+	Sessions []SessionStatus
+	Ready    int
+	// Waiting is the number of calls waiting for a session.
+	Waiting int
+}
+
+// SessionStatus describes one session of the supervisor.
+type SessionStatus struct {
+	State        State
+	StateSince   time.Time
+	LastError    string
+	SessionStart time.Time
+	BackendPID   uint32
+}
+
+// slot is one session's loop and state.
+type slot struct {
+	idx    int
+	state  State
+	since  time.Time
+	err    string
+	start  time.Time
+	pid    uint32
+	hello  protocol.HelloReply
+	logger *zap.Logger
 }
 
 // Supervisor keeps one channel session alive and serves calls over it, one
@@ -77,10 +114,13 @@ type Supervisor struct {
 	requests chan *request
 	stopped  chan struct{}
 
-	state atomic.Int32
+	state   atomic.Int32 // the aggregate State
+	waiting atomic.Int64
 
-	mu     sync.Mutex
-	status Status
+	mu        sync.Mutex
+	slots     []*slot
+	aggSince  time.Time
+	lastReply time.Time
 }
 
 type request struct {
@@ -111,6 +151,9 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	if cfg.Idempotent == nil {
 		cfg.Idempotent = func(uint16) bool { return false }
 	}
+	if cfg.Sessions <= 0 {
+		cfg.Sessions = 1
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -122,38 +165,84 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 		log:      cfg.Logger,
 		requests: make(chan *request),
 		stopped:  make(chan struct{}),
+		aggSince: time.Now(),
 	}
-	s.status.State = StateConnecting
-	s.status.StateSince = time.Now()
+	for i := 0; i < cfg.Sessions; i++ {
+		l := cfg.Logger
+		if cfg.Sessions > 1 {
+			l = l.With(zap.Int("session", i))
+		}
+		s.slots = append(s.slots, &slot{idx: i, state: StateConnecting, since: time.Now(), logger: l})
+	}
 	return s, nil
 }
 
-// State is the current state.
+// State is the aggregate state: ready while any session is ready.
 func (s *Supervisor) State() State { return State(s.state.Load()) }
 
 // Status returns a snapshot of the supervisor's state.
 func (s *Supervisor) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.status
+	st := Status{State: State(s.state.Load()), StateSince: s.aggSince, LastReply: s.lastReply, Waiting: int(s.waiting.Load())}
+	pick := s.slots[0]
+	for _, sl := range s.slots {
+		if sl.state == StateReady {
+			if st.Ready == 0 {
+				pick = sl
+			}
+			st.Ready++
+		}
+		st.Sessions = append(st.Sessions, SessionStatus{State: sl.state, StateSince: sl.since, LastError: sl.err,
+			SessionStart: sl.start, BackendPID: sl.pid})
+	}
+	st.LastError = pick.err
+	st.Hello = pick.hello
+	st.SessionStart = pick.start
+	st.BackendPID = pick.pid
+	return st
 }
 
-func (s *Supervisor) setState(st State, err error) {
-	if prev := State(s.state.Swap(int32(st))); prev != st {
+// aggregate is the supervisor's state from its sessions': ready if one is,
+// else the state of the first session. Called with s.mu held.
+func (s *Supervisor) aggregate() State {
+	for _, sl := range s.slots {
+		if sl.state == StateReady {
+			return StateReady
+		}
+	}
+	return s.slots[0].state
+}
+
+func (s *Supervisor) setState(sl *slot, st State, err error) {
+	s.mu.Lock()
+	prev := sl.state
+	sl.state = st
+	sl.since = time.Now()
+	if err != nil {
+		sl.err = err.Error()
+	}
+	if st == StateReady {
+		sl.err = ""
+	} else {
+		sl.start, sl.pid = time.Time{}, 0
+	}
+	agg := s.aggregate()
+	aggChanged := State(s.state.Swap(int32(agg))) != agg
+	if aggChanged {
+		s.aggSince = time.Now()
+	}
+	s.mu.Unlock()
+	if prev != st {
 		fields := []zap.Field{zap.String("from", prev.String()), zap.String("to", st.String())}
 		if err != nil {
 			fields = append(fields, zap.Error(err))
 		}
-		s.log.Info("channel state", fields...)
+		sl.logger.Info("channel state", fields...)
 	}
-	s.mu.Lock()
-	s.status.State = st
-	s.status.StateSince = time.Now()
-	if err != nil {
-		s.status.LastError = err.Error()
+	if aggChanged {
+		s.cfg.Observer.StateChanged(agg)
 	}
-	s.mu.Unlock()
-	s.cfg.Observer.StateChanged(st)
 }
 
 // Call sends a request through the channel and waits for its reply until ctx
@@ -180,6 +269,16 @@ func (s *Supervisor) Call(ctx context.Context, op uint16, payload []byte) ([]byt
 }
 
 func (s *Supervisor) callOnce(ctx context.Context, op uint16, payload []byte) ([]byte, error) {
+	if n := s.waiting.Add(1); s.cfg.QueueLimit > 0 && n > int64(s.cfg.QueueLimit) {
+		s.waiting.Add(-1)
+		return nil, ErrBusy
+	}
+	queued := true
+	defer func() {
+		if queued {
+			s.waiting.Add(-1)
+		}
+	}()
 	if s.cfg.FailFast && s.State() != StateReady {
 		select {
 		case <-s.stopped:
@@ -191,6 +290,8 @@ func (s *Supervisor) callOnce(ctx context.Context, op uint16, payload []byte) ([
 	r := &request{op: op, payload: payload, done: make(chan result, 1)}
 	select {
 	case s.requests <- r:
+		queued = false
+		s.waiting.Add(-1)
 	case <-ctx.Done():
 		return nil, s.unavailable(ctx.Err())
 	case <-s.stopped:
@@ -217,18 +318,33 @@ func (s *Supervisor) unavailable(cause error) error {
 	return fmt.Errorf("%w (%s): %w", ErrUnavailable, st.State, cause)
 }
 
-// Run keeps the channel up until ctx is cancelled, then closes the session
-// politely (CopyDone) and returns. Calls waiting at that point get ErrStopped.
+// Run keeps the sessions up until ctx is cancelled, then closes them
+// politely (CopyDone) and returns. Calls waiting at that point get
+// ErrStopped.
 func (s *Supervisor) Run(ctx context.Context) {
-	defer func() {
-		s.setState(StateStopped, nil)
-		close(s.stopped)
-	}()
+	var wg sync.WaitGroup
+	for _, sl := range s.slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.runSlot(ctx, sl)
+		}()
+	}
+	wg.Wait()
+	for _, sl := range s.slots {
+		s.setState(sl, StateStopped, nil)
+	}
+	close(s.stopped)
+}
+
+// runSlot keeps one session up.
+func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 	bo := newBackoff(s.cfg.BackoffMin, s.cfg.BackoffMax)
+	log := sl.logger
 	for ctx.Err() == nil {
-		s.setState(StateConnecting, nil)
+		s.setState(sl, StateConnecting, nil)
 		dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
-		sess, err := s.cfg.Dial(dctx, func() { s.setState(StateEntering, nil) })
+		sess, err := s.cfg.Dial(dctx, func() { s.setState(sl, StateEntering, nil) })
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -240,9 +356,9 @@ func (s *Supervisor) Run(ctx context.Context) {
 			if class == ClassConfiguration {
 				delay = bo.slow()
 			}
-			s.log.Warn("channel connect failed", zap.String("class", string(class)),
+			log.Warn("channel connect failed", zap.String("class", string(class)),
 				zap.Error(err), zap.Duration("retry_in", delay))
-			s.setState(StateBackingOff, err)
+			s.setState(sl, StateBackingOff, err)
 			if !sleepCtx(ctx, delay) {
 				return
 			}
@@ -251,13 +367,9 @@ func (s *Supervisor) Run(ctx context.Context) {
 		bo.reset()
 		hello := sess.Hello()
 		s.mu.Lock()
-		s.status.Hello = hello
-		s.status.SessionStart = time.Now()
-		s.status.BackendPID = sess.BackendPID()
-		s.status.LastError = ""
+		sl.hello = hello
 		s.mu.Unlock()
-		s.cfg.Observer.SessionStarted(hello)
-		s.log.Info("channel ready",
+		log.Info("channel ready",
 			zap.String("mode", sess.Mode().String()),
 			zap.Uint32("backend_pid", sess.BackendPID()),
 			zap.Uint32("server_version_num", hello.ServerVersionNum),
@@ -265,24 +377,28 @@ func (s *Supervisor) Run(ctx context.Context) {
 			zap.Uint32("timeline", hello.Timeline),
 			zap.Bool("primary_in_recovery", hello.InRecovery),
 			zap.Int("max_frame_size", sess.MaxFrameSize()))
-		s.setState(StateReady, nil)
+		s.setState(sl, StateReady, nil)
+		s.mu.Lock()
+		sl.start, sl.pid = time.Now(), sess.BackendPID()
+		s.mu.Unlock()
+		s.cfg.Observer.SessionStarted(hello)
 
-		err = s.serve(ctx, sess)
+		err = s.serve(ctx, sl, sess)
 		s.cfg.Observer.SessionEnded(err)
 		if ctx.Err() != nil {
-			s.setState(StateStopping, nil)
+			s.setState(sl, StateStopping, nil)
 			cctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
 			if cerr := sess.Close(cctx); cerr != nil {
-				s.log.Warn("closing the channel", zap.Error(cerr))
+				log.Warn("closing the channel", zap.Error(cerr))
 			} else {
-				s.log.Info("channel closed")
+				log.Info("channel closed")
 			}
 			cancel()
 			return
 		}
 		delay := bo.next()
-		s.log.Warn("channel lost", zap.Error(err), zap.Duration("retry_in", delay))
-		s.setState(StateBackingOff, err)
+		log.Warn("channel lost", zap.Error(err), zap.Duration("retry_in", delay))
+		s.setState(sl, StateBackingOff, err)
 		if !sleepCtx(ctx, delay) {
 			return
 		}
@@ -291,7 +407,7 @@ func (s *Supervisor) Run(ctx context.Context) {
 
 // serve answers calls and sends heartbeats until the session fails or ctx
 // ends. It returns why the session ended (nil when ctx ended).
-func (s *Supervisor) serve(ctx context.Context, sess *Session) error {
+func (s *Supervisor) serve(ctx context.Context, sl *slot, sess *Session) error {
 	hb := time.NewTimer(s.cfg.HeartbeatInterval)
 	defer hb.Stop()
 	for {
@@ -302,7 +418,7 @@ func (s *Supervisor) serve(ctx context.Context, sess *Session) error {
 			start := time.Now()
 			cctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReplyTimeout)
 			slow := time.AfterFunc(s.cfg.SlowThreshold, func() {
-				s.log.Warn("request slow", zap.String("op", protocol.OpName(r.op)),
+				sl.logger.Warn("request slow", zap.String("op", protocol.OpName(r.op)),
 					zap.Duration("waiting", time.Since(start)), zap.Duration("reply_timeout", s.cfg.ReplyTimeout))
 				s.cfg.Observer.SlowRequest(r.op)
 			})
@@ -356,7 +472,7 @@ func (s *Supervisor) heartbeat(sess *Session) error {
 
 func (s *Supervisor) noteReply() {
 	s.mu.Lock()
-	s.status.LastReply = time.Now()
+	s.lastReply = time.Now()
 	s.mu.Unlock()
 }
 

@@ -165,10 +165,11 @@ func (m *Metrics) SessionStarted(h protocol.HelloReply) {
 		strconv.FormatUint(uint64(h.ServerVersionNum), 10)).Set(1)
 }
 
-// SessionEnded implements conn.Observer.
+// SessionEnded implements conn.Observer. The gauges follow the aggregate
+// state (StateChanged): with several sessions, one ending while another
+// serves leaves the channel up.
 func (m *Metrics) SessionEnded(error) {
 	m.disconnects.Inc()
-	m.down()
 }
 
 func (m *Metrics) down() {
