@@ -78,10 +78,12 @@ say "standbyd call ping (the primary's clock and WAL position)"
 "${CALL[@]}" ping
 
 say "the same through the API socket with curl"
-printf '\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x03' |
-	curl -sS --unix-socket "$BASE/standbyd.sock" --data-binary @- \
-		-H 'Content-Type: application/octet-stream' http://standbyd/v1/call/N | od -An -tx1
+curl -sS --unix-socket "$BASE/standbyd.sock" -H 'Content-Type: application/json' \
+	-d '{"int32":[100,200,300]}' http://standbyd/v1/call/N
 curl -sS --unix-socket "$BASE/standbyd.sock" http://standbyd/v1/status
+
+say "standbyd status"
+"$BIN" status --socket "$BASE/standbyd.sock"
 
 say "the channel's backend on the primary: active, no xmin held"
 "$CLUSTER" psql "$BASE" primary -c \

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/standbyd/standbyd/internal/api"
+	"github.com/standbyd/standbyd/client"
 	"github.com/standbyd/standbyd/internal/config"
 	"github.com/standbyd/standbyd/internal/conn"
 	"github.com/standbyd/standbyd/internal/opfmt"
@@ -76,7 +76,7 @@ Exit codes: 0 ok, 2 usage, 3 the primary answered with an error,
 						socket = cfg.API.Socket
 					}
 				}
-				c := api.NewClient(socket)
+				c := client.New(socket)
 				defer c.Close()
 				reply, err = c.Call(ctx, args[0], payload)
 				if err != nil {
@@ -134,16 +134,16 @@ func callExit(err error) error {
 	if errors.As(err, &ee) {
 		return ee
 	}
-	var ae *api.Error
+	var ae *client.Error
 	if errors.As(err, &ae) {
 		switch ae.Kind {
-		case api.KindPrimaryError:
+		case client.KindPrimaryError:
 			return &exitError{code: exitPrimaryErr, err: err}
-		case api.KindChannelUnavailable, api.KindShuttingDown, api.KindBusy:
+		case client.KindChannelUnavailable, client.KindShuttingDown, client.KindBusy:
 			return &exitError{code: exitUnavailable, err: err}
-		case api.KindOutcomeUnknown:
+		case client.KindOutcomeUnknown:
 			return &exitError{code: exitUnknown, err: err}
-		case api.KindBadRequest, api.KindPayloadTooLarge:
+		case client.KindBadRequest, client.KindPayloadTooLarge:
 			return &exitError{code: exitUsage, err: err}
 		}
 		return &exitError{code: exitFailure, err: err}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/standbyd/standbyd/internal/api"
+	"github.com/standbyd/standbyd/client"
 	"github.com/standbyd/standbyd/internal/config"
 )
 
@@ -33,7 +33,7 @@ Exit codes: 0 the channel is ready, 4 it is not (or the daemon does not answer).
 					socket = cfg.API.Socket
 				}
 			}
-			c := api.NewClient(socket)
+			c := client.New(socket)
 			defer c.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
 			defer cancel()
@@ -59,7 +59,7 @@ Exit codes: 0 the channel is ready, 4 it is not (or the daemon does not answer).
 	return cmd
 }
 
-func printStatus(w io.Writer, st api.StatusResponse, now time.Time) {
+func printStatus(w io.Writer, st client.StatusResponse, now time.Time) {
 	ago := func(t time.Time) string { return now.Sub(t).Round(time.Second).String() + " ago" }
 	fmt.Fprintf(w, "channel:      %s (since %s)\n", st.State, ago(st.StateSince))
 	if st.LastError != "" {

@@ -1,83 +1,39 @@
-// Package api is standbyd's local request API: HTTP over a Unix domain socket
-// on the standby host, so that scripts (curl --unix-socket), `standbyd call`
-// and Go programs (Client) send requests through the daemon's channel
-// without a connection of their own to the primary. docs/api.md specifies
-// it.
+// Package api serves standbyd's local request API: HTTP over a Unix domain
+// socket on the standby host, so that scripts (curl --unix-socket),
+// `standbyd call` and Go programs (package client) send requests through the
+// daemon's channel without a connection of their own to the primary.
+// docs/api.md specifies it.
 package api
 
 import (
-	"time"
-
+	"github.com/standbyd/standbyd/client"
 	"github.com/standbyd/standbyd/internal/conn"
 )
 
-// Error kinds, the "kind" field of an error response.
-const (
-	KindBadRequest         = "bad_request"
-	KindPayloadTooLarge    = "payload_too_large"
-	KindChannelUnavailable = "channel_unavailable"
-	KindOutcomeUnknown     = "outcome_unknown"
-	KindPrimaryError       = "primary_error"
-	KindShuttingDown       = "shutting_down"
-	KindBusy               = "busy"
+// The wire types are the client package's, so that the server and every
+// client agree on them.
+type (
+	ErrorBody      = client.ErrorBody
+	ErrorDetail    = client.ErrorDetail
+	StatusResponse = client.StatusResponse
+	Primary        = client.Primary
+	Session        = client.Session
+	OpsResponse    = client.OpsResponse
+	Op             = client.Op
+	CallRequest    = client.CallRequest
+	CallResponse   = client.CallResponse
 )
 
-// ErrorBody is the JSON body of every error response.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail says what went wrong.
-type ErrorDetail struct {
-	Kind     string `json:"kind"`
-	Message  string `json:"message"`
-	SQLState string `json:"sqlstate,omitempty"`
-}
-
-// StatusResponse is the body of GET /v1/status.
-type StatusResponse struct {
-	State            string     `json:"state"`
-	StateSince       time.Time  `json:"state_since"`
-	LastError        string     `json:"last_error,omitempty"`
-	Primary          *Primary   `json:"primary,omitempty"`
-	SessionStart     *time.Time `json:"session_start,omitempty"`
-	LastReply        *time.Time `json:"last_reply,omitempty"`
-	ChannelBackendID uint32     `json:"backend_pid,omitempty"`
-	ReadySessions    int        `json:"ready_sessions"`
-	Waiting          int        `json:"waiting_calls"`
-	Sessions         []Session  `json:"sessions"`
-}
-
-// Session is one channel session of the daemon.
-type Session struct {
-	State        string     `json:"state"`
-	StateSince   time.Time  `json:"state_since"`
-	LastError    string     `json:"last_error,omitempty"`
-	SessionStart *time.Time `json:"session_start,omitempty"`
-	BackendPID   uint32     `json:"backend_pid,omitempty"`
-}
-
-// Primary describes the primary of the current session (from hello).
-type Primary struct {
-	SystemIdentifier string `json:"system_identifier"`
-	ServerVersionNum uint32 `json:"server_version_num"`
-	Timeline         uint32 `json:"timeline"`
-	InRecovery       bool   `json:"in_recovery"`
-	ProtocolVersion  uint16 `json:"protocol_version"`
-	MaxFrameSize     uint32 `json:"max_frame_size"`
-}
-
-// OpsResponse is the body of GET /v1/ops.
-type OpsResponse struct {
-	Ops []Op `json:"ops"`
-}
-
-// Op is one operation the primary offers.
-type Op struct {
-	Code    uint16 `json:"code"`
-	Name    string `json:"name"`
-	Builtin bool   `json:"builtin"`
-}
+// Error kinds (see the client package).
+const (
+	KindBadRequest         = client.KindBadRequest
+	KindPayloadTooLarge    = client.KindPayloadTooLarge
+	KindChannelUnavailable = client.KindChannelUnavailable
+	KindOutcomeUnknown     = client.KindOutcomeUnknown
+	KindPrimaryError       = client.KindPrimaryError
+	KindShuttingDown       = client.KindShuttingDown
+	KindBusy               = client.KindBusy
+)
 
 func statusResponse(st conn.Status) StatusResponse {
 	r := StatusResponse{

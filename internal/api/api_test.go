@@ -13,6 +13,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/standbyd/standbyd/client"
+
 	"github.com/standbyd/standbyd/internal/conn"
 	"github.com/standbyd/standbyd/internal/protocol"
 )
@@ -32,7 +34,7 @@ func (s *stubChannel) Call(ctx context.Context, op uint16, payload []byte) ([]by
 }
 func (s *stubChannel) Status() conn.Status { return s.st }
 
-func serve(t *testing.T, ch Channel) *Client {
+func serve(t *testing.T, ch Channel) *client.Client {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "api")
 	if err != nil {
@@ -45,7 +47,7 @@ func serve(t *testing.T, ch Channel) *Client {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve() }()
-	c := NewClient(sock)
+	c := client.New(sock)
 	t.Cleanup(func() {
 		c.Close()
 		_ = srv.Shutdown(context.Background())
@@ -69,7 +71,7 @@ func TestErrorKinds(t *testing.T) {
 	for _, c := range cases {
 		cl := serve(t, &stubChannel{reply: func(uint16, []byte) ([]byte, error) { return nil, c.err }})
 		_, err := cl.Call(context.Background(), "N", nil)
-		var ae *Error
+		var ae *client.Error
 		if !errors.As(err, &ae) || ae.Kind != c.kind || ae.HTTPStatus != c.status {
 			t.Errorf("%v: got %v", c.err, err)
 		}
@@ -89,7 +91,7 @@ func TestCallPassesPayloadAndLimits(t *testing.T) {
 	if err != nil || string(out) != "echo:abc" || gotOp != 0x100 {
 		t.Fatalf("call: %q %v op %d", out, err, gotOp)
 	}
-	var ae *Error
+	var ae *client.Error
 	if _, err := cl.Call(context.Background(), "N", make([]byte, 65)); !errors.As(err, &ae) || ae.Kind != KindPayloadTooLarge {
 		t.Fatalf("oversize: %v", err)
 	}
@@ -115,17 +117,17 @@ func TestStatusAndOps(t *testing.T) {
 	if s.Primary != nil || !strings.Contains(s.LastError, "refused") {
 		t.Fatalf("a down channel must not describe a primary: %+v", s)
 	}
-	var ae *Error
+	var ae *client.Error
 	if _, err := down.Ops(context.Background()); !errors.As(err, &ae) || ae.Kind != KindChannelUnavailable {
 		t.Fatalf("ops while down: %v", err)
 	}
 }
 
 func TestUnreachableDaemon(t *testing.T) {
-	c := NewClient("/nonexistent/standbyd.sock")
+	c := client.New("/nonexistent/standbyd.sock")
 	defer c.Close()
 	_, err := c.Call(context.Background(), "N", nil)
-	if !errors.Is(err, ErrDaemonUnreachable) {
+	if !errors.Is(err, client.ErrDaemonUnreachable) {
 		t.Fatalf("want ErrDaemonUnreachable, got %v", err)
 	}
 }

@@ -11,24 +11,6 @@ import (
 	"unicode/utf8"
 )
 
-// CallRequest is the JSON form of a call: at most one of the fields gives
-// the payload (none: an empty payload).
-type CallRequest struct {
-	Text   *string  `json:"text,omitempty"`
-	Base64 *string  `json:"base64,omitempty"`
-	Hex    *string  `json:"hex,omitempty"`
-	Int32  *[]int32 `json:"int32,omitempty"`
-}
-
-// CallResponse is the JSON form of a reply.
-type CallResponse struct {
-	Op     string  `json:"op"`
-	Code   uint16  `json:"code"`
-	Base64 string  `json:"base64"`
-	Text   *string `json:"text,omitempty"`  // when the payload is valid UTF-8
-	Int32  []int32 `json:"int32,omitempty"` // when it is a whole number of int32
-}
-
 // isJSON reports whether a Content-Type or Accept value names JSON.
 func isJSON(v string) bool {
 	mt, _, err := mime.ParseMediaType(v)

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/standbyd/standbyd/internal/api"
+	"github.com/standbyd/standbyd/client"
 	"github.com/standbyd/standbyd/internal/protocol"
 )
 
@@ -40,7 +40,7 @@ func mixedCallsUntil(t *testing.T, d *daemon, callers, each int, until time.Time
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := api.NewClient(d.socket)
+			cl := client.New(d.socket)
 			defer cl.Close()
 			for i := 0; until.IsZero() && i < each || !until.IsZero() && time.Now().Before(until); i++ {
 				time.Sleep(pause)
@@ -70,7 +70,7 @@ func mixedCallsUntil(t *testing.T, d *daemon, callers, each int, until time.Time
 				out, err := cl.Call(ctx, op, payload)
 				cancel()
 				kind := "ok"
-				var ae *api.Error
+				var ae *client.Error
 				switch {
 				case err == nil:
 					if !check(out) {
@@ -138,7 +138,7 @@ func TestCallersThroughAPrimaryRestart(t *testing.T) {
 	t.Logf("calls through a restart: %v", outcomes)
 	for kind := range outcomes {
 		switch kind {
-		case "ok", api.KindChannelUnavailable, api.KindOutcomeUnknown:
+		case "ok", client.KindChannelUnavailable, client.KindOutcomeUnknown:
 		default:
 			t.Errorf("undocumented outcome %q (%d)", kind, outcomes[kind])
 		}
@@ -185,7 +185,7 @@ func TestJSONFormBusyAndBadInput(t *testing.T) {
 	js := map[string]string{"Content-Type": "application/json"}
 
 	code, body := postJSON(t, d, "/v1/call/N", `{"int32":[100,200,300]}`, js)
-	var resp api.CallResponse
+	var resp client.CallResponse
 	if code != 200 || json.Unmarshal(body, &resp) != nil || fmt.Sprint(resp.Int32) != "[400 500 600]" || resp.Op != "N" {
 		t.Fatalf("JSON N: %d %s", code, body)
 	}
@@ -195,7 +195,7 @@ func TestJSONFormBusyAndBadInput(t *testing.T) {
 	}
 	for _, bad := range []string{`{"text":`, `{"txt":"x"}`, `{"text":"a","hex":"00"}`, `{"hex":"zz"}`} {
 		code, body = postJSON(t, d, "/v1/call/echo", bad, js)
-		if code != 400 || !strings.Contains(string(body), api.KindBadRequest) {
+		if code != 400 || !strings.Contains(string(body), client.KindBadRequest) {
 			t.Fatalf("bad JSON %s: %d %s", bad, code, body)
 		}
 	}
@@ -204,7 +204,7 @@ func TestJSONFormBusyAndBadInput(t *testing.T) {
 		t.Fatalf("unknown op name: %d %s", code, body)
 	}
 	code, body = postJSON(t, d, "/v1/call/echo", strings.Repeat("x", 1<<20), nil)
-	if code != 413 || !strings.Contains(string(body), api.KindPayloadTooLarge) {
+	if code != 413 || !strings.Contains(string(body), client.KindPayloadTooLarge) {
 		t.Fatalf("oversize payload: %d %.100s", code, body)
 	}
 	code, _ = postJSON(t, d, "/v1/call/N?timeout=soon", "", nil)
@@ -224,7 +224,7 @@ func TestJSONFormBusyAndBadInput(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	_, err = d.client().Call(ctx, "nap", []byte("1"))
 	cancel()
-	var ae *api.Error
+	var ae *client.Error
 	if err == nil {
 		t.Fatal("a 1s nap with a 200ms deadline succeeded")
 	}
@@ -257,7 +257,7 @@ func TestJSONFormBusyAndBadInput(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = q.client().Call(context.Background(), "N", protocol.AppendN(nil, [3]int32{}))
-	if !errors.As(err, &ae) || ae.Kind != api.KindBusy || ae.HTTPStatus != 429 {
+	if !errors.As(err, &ae) || ae.Kind != client.KindBusy || ae.HTTPStatus != 429 {
 		t.Fatalf("fourth call with queue_limit 2: %v", err)
 	}
 	if time.Since(start) > time.Second {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/standbyd/standbyd/internal/api"
+	"github.com/standbyd/standbyd/client"
 	"github.com/standbyd/standbyd/internal/testcluster"
 )
 
@@ -192,13 +192,13 @@ func (d *daemon) cli(sub string, args ...string) (stdout, stderr string, exit in
 	return o.String(), e.String(), exit
 }
 
-func (d *daemon) client() *api.Client {
-	c := api.NewClient(d.socket)
+func (d *daemon) client() *client.Client {
+	c := client.New(d.socket)
 	d.t.Cleanup(c.Close)
 	return c
 }
 
-func (d *daemon) status(ctx context.Context) api.StatusResponse {
+func (d *daemon) status(ctx context.Context) client.StatusResponse {
 	d.t.Helper()
 	st, err := d.client().Status(ctx)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/standbyd/standbyd/internal/api"
+	"github.com/standbyd/standbyd/client"
 	"github.com/standbyd/standbyd/internal/protocol"
 	"github.com/standbyd/standbyd/internal/testcluster"
 )
@@ -44,7 +44,7 @@ func conninfoVia(port int, passfile string) string {
 // caller keeps calling N with arguments unique to each call and sorts the
 // outcomes; a reply that does not match its call is a misroute.
 type caller struct {
-	c        *api.Client
+	c        *client.Client
 	stop     chan struct{}
 	done     chan struct{}
 	calls    atomic.Int64
@@ -55,7 +55,7 @@ type caller struct {
 }
 
 func startCaller(d *daemon) *caller {
-	cl := &caller{c: api.NewClient(d.socket), stop: make(chan struct{}), done: make(chan struct{}), outcomes: map[string]int{}}
+	cl := &caller{c: client.New(d.socket), stop: make(chan struct{}), done: make(chan struct{}), outcomes: map[string]int{}}
 	go cl.run()
 	return cl
 }
@@ -80,7 +80,7 @@ func (cl *caller) run() {
 		cl.longest = max(cl.longest, took)
 		cl.mu.Unlock()
 		kind := "ok"
-		var ae *api.Error
+		var ae *client.Error
 		switch {
 		case err == nil:
 			got, perr := protocol.ParseN(out)

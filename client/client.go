@@ -1,4 +1,25 @@
-package api
+// Package client is the Go client of standbyd's local request API (HTTP over
+// the daemon's Unix socket, docs/api.md), for programs on the standby host
+// that send requests through the channel to the primary.
+//
+//	c := client.New("/run/standbyd/standbyd.sock")
+//	defer c.Close()
+//	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+//	defer cancel()
+//	reply, err := c.Call(ctx, "last_order", nil) // a handler registered on the primary
+//	var apiErr *client.Error
+//	switch {
+//	case errors.As(err, &apiErr) && apiErr.Kind == client.KindPrimaryError:
+//		// the handler failed: apiErr.SQLState, apiErr.Message
+//	case errors.As(err, &apiErr) && apiErr.Kind == client.KindOutcomeUnknown:
+//		// sent, no reply: it may have run; do not blindly repeat a write
+//	case err != nil:
+//		// daemon unreachable, channel unavailable, busy, ...
+//	}
+//
+// The context's deadline is the call's deadline: the daemon gives up at it
+// and says why.
+package client
 
 import (
 	"bytes"
@@ -13,12 +34,8 @@ import (
 	"time"
 )
 
-// Client talks to a running standbyd through its API socket.
-//
-//	c := api.NewClient("/run/standbyd/standbyd.sock")
-//	reply, err := c.Call(ctx, "N", payload)
-//	var apiErr *api.Error
-//	if errors.As(err, &apiErr) && apiErr.Kind == api.KindPrimaryError { ... }
+// Client talks to a running standbyd through its API socket. It is safe for
+// concurrent use.
 type Client struct {
 	hc     *http.Client
 	socket string
@@ -36,8 +53,8 @@ func (c *Client) transportError(err error) error {
 	return fmt.Errorf("api: %w", err)
 }
 
-// NewClient returns a client for the socket at path.
-func NewClient(socket string) *Client {
+// New returns a client for the socket at path.
+func New(socket string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer

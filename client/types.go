@@ -1,0 +1,89 @@
+package client
+
+import "time"
+
+// Error kinds, the "kind" field of an error response.
+const (
+	KindBadRequest         = "bad_request"
+	KindPayloadTooLarge    = "payload_too_large"
+	KindChannelUnavailable = "channel_unavailable"
+	KindOutcomeUnknown     = "outcome_unknown"
+	KindPrimaryError       = "primary_error"
+	KindShuttingDown       = "shutting_down"
+	KindBusy               = "busy"
+)
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong.
+type ErrorDetail struct {
+	Kind     string `json:"kind"`
+	Message  string `json:"message"`
+	SQLState string `json:"sqlstate,omitempty"`
+}
+
+// StatusResponse is the body of GET /v1/status.
+type StatusResponse struct {
+	State            string     `json:"state"`
+	StateSince       time.Time  `json:"state_since"`
+	LastError        string     `json:"last_error,omitempty"`
+	Primary          *Primary   `json:"primary,omitempty"`
+	SessionStart     *time.Time `json:"session_start,omitempty"`
+	LastReply        *time.Time `json:"last_reply,omitempty"`
+	ChannelBackendID uint32     `json:"backend_pid,omitempty"`
+	ReadySessions    int        `json:"ready_sessions"`
+	Waiting          int        `json:"waiting_calls"`
+	Sessions         []Session  `json:"sessions"`
+}
+
+// Session is one channel session of the daemon.
+type Session struct {
+	State        string     `json:"state"`
+	StateSince   time.Time  `json:"state_since"`
+	LastError    string     `json:"last_error,omitempty"`
+	SessionStart *time.Time `json:"session_start,omitempty"`
+	BackendPID   uint32     `json:"backend_pid,omitempty"`
+}
+
+// Primary describes the primary of the current session (from hello).
+type Primary struct {
+	SystemIdentifier string `json:"system_identifier"`
+	ServerVersionNum uint32 `json:"server_version_num"`
+	Timeline         uint32 `json:"timeline"`
+	InRecovery       bool   `json:"in_recovery"`
+	ProtocolVersion  uint16 `json:"protocol_version"`
+	MaxFrameSize     uint32 `json:"max_frame_size"`
+}
+
+// OpsResponse is the body of GET /v1/ops.
+type OpsResponse struct {
+	Ops []Op `json:"ops"`
+}
+
+// Op is one operation the primary offers.
+type Op struct {
+	Code    uint16 `json:"code"`
+	Name    string `json:"name"`
+	Builtin bool   `json:"builtin"`
+}
+
+// CallRequest is the JSON form of a call: at most one of the fields gives
+// the payload (none: an empty payload).
+type CallRequest struct {
+	Text   *string  `json:"text,omitempty"`
+	Base64 *string  `json:"base64,omitempty"`
+	Hex    *string  `json:"hex,omitempty"`
+	Int32  *[]int32 `json:"int32,omitempty"`
+}
+
+// CallResponse is the JSON form of a reply.
+type CallResponse struct {
+	Op     string  `json:"op"`
+	Code   uint16  `json:"code"`
+	Base64 string  `json:"base64"`
+	Text   *string `json:"text,omitempty"`  // when the payload is valid UTF-8
+	Int32  []int32 `json:"int32,omitempty"` // when it is a whole number of int32
+}
