@@ -23,8 +23,32 @@ import (
 	"github.com/standbyd/standbyd/internal/logging"
 	"github.com/standbyd/standbyd/internal/metrics"
 	"github.com/standbyd/standbyd/internal/protocol"
+	"github.com/standbyd/standbyd/internal/reload"
 	"github.com/standbyd/standbyd/internal/upstream"
 )
+
+// restartOnlySettings names the settings that differ between a and b but
+// are only read at start.
+func restartOnlySettings(a, b *config.Config) []string {
+	var out []string
+	add := func(name string, differ bool) {
+		if differ {
+			out = append(out, name)
+		}
+	}
+	add("api.socket", a.API.Socket != b.API.Socket)
+	add("api.socket_mode", a.API.SocketMode != b.API.SocketMode)
+	add("api.socket_group", a.API.SocketGroup != b.API.SocketGroup)
+	add("api.queue_limit", a.API.QueueLimit != b.API.QueueLimit)
+	add("metrics.listen", a.Metrics.Listen != b.Metrics.Listen)
+	add("log.format", a.Log.Format != b.Log.Format)
+	add("channel.sessions", a.Channel.Sessions != b.Channel.Sessions)
+	add("channel.heartbeat_interval", a.Channel.HeartbeatInterval != b.Channel.HeartbeatInterval)
+	add("channel.reply_timeout", a.Channel.ReplyTimeout != b.Channel.ReplyTimeout)
+	add("channel.backoff_min/backoff_max", a.Channel.BackoffMin != b.Channel.BackoffMin || a.Channel.BackoffMax != b.Channel.BackoffMax)
+	add("channel.fail_fast", a.Channel.FailFast != b.Channel.FailFast)
+	return out
+}
 
 func addConfigFlags(fs *pflag.FlagSet, configPath *string) {
 	fs.StringVarP(configPath, "config", "c", "", "config file (default "+config.DefaultPath+" if it exists)")
@@ -45,11 +69,8 @@ func newRunCommand() *cobra.Command {
 		Short: "Run the daemon",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(configPath, cmd.Flags())
-			if err != nil {
-				return &exitError{code: exitFailure, err: err}
-			}
-			if err := runDaemon(cfg); err != nil {
+			load := func() (*config.Config, error) { return config.Load(configPath, cmd.Flags()) }
+			if err := runDaemon(load); err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}
 			return nil
@@ -65,25 +86,59 @@ func dialOptions(cfg *config.Config, t *upstream.Target) (conn.DialOptions, erro
 		return conn.DialOptions{}, err
 	}
 	return conn.DialOptions{
-		Config:       t.Config.Copy(),
-		Mode:         mode,
-		Procedure:    cfg.Channel.Procedure,
-		ClientName:   "standbyd " + version,
-		MaxFrameSize: cfg.Channel.MaxFrameSize,
+		Config:                 t.Config.Copy(),
+		Mode:                   mode,
+		Procedure:              cfg.Channel.Procedure,
+		ClientName:             "standbyd " + version,
+		MaxFrameSize:           cfg.Channel.MaxFrameSize,
+		ExpectSystemIdentifier: t.SystemIdentifier,
 	}, nil
 }
 
-func runDaemon(cfg *config.Config) error {
-	log, _, err := logging.New(cfg.Log.Level, cfg.Log.Format)
+func runDaemon(loadConfig func() (*config.Config, error)) error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	log, level, err := logging.New(cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
 
-	target, err := upstream.Resolve(cfg)
+	m := metrics.New(version)
+	var sup *conn.Supervisor
+	rl, err := reload.New(func() (*reload.State, error) {
+		c, err := loadConfig()
+		if err != nil {
+			return nil, err
+		}
+		t, err := upstream.Resolve(c)
+		if err != nil {
+			return nil, err
+		}
+		return &reload.State{Config: c, Target: t}, nil
+	}, reload.Hooks{
+		Loaded: m.Reloaded,
+		Applied: func(old, st *reload.State) {
+			if err := logging.SetLevel(level, st.Config.Log.Level); err != nil {
+				log.Warn("log level", zap.Error(err))
+			}
+			for _, d := range restartOnlySettings(old.Config, st.Config) {
+				log.Warn("this setting changes only when standbyd restarts", zap.String("setting", d))
+			}
+		},
+		ConnectionChanged: func(old, st *reload.State) {
+			log.Info("the connection settings changed: reconnecting",
+				zap.String("from", old.Target.Endpoint), zap.String("to", st.Target.Endpoint))
+			sup.Restart()
+		},
+	}, log)
 	if err != nil {
 		return err
 	}
+	cfg = rl.Current().Config
+	target := rl.Current().Target
 	log.Info("standbyd starting",
 		zap.String("version", version),
 		zap.String("config_file", cfg.File),
@@ -92,11 +147,10 @@ func runDaemon(cfg *config.Config) error {
 		zap.String("mode", cfg.Channel.Mode),
 		zap.String("database", cfg.Channel.Database))
 
-	m := metrics.New(version)
-	var sup *conn.Supervisor
 	sup, err = conn.NewSupervisor(conn.SupervisorConfig{
 		Dial: func(ctx context.Context, connected func()) (*conn.Session, error) {
-			opts, err := dialOptions(cfg, target)
+			st := rl.Current()
+			opts, err := dialOptions(st.Config, st.Target)
 			if err != nil {
 				return nil, &conn.ConfigError{Err: err}
 			}
@@ -111,7 +165,7 @@ func runDaemon(cfg *config.Config) error {
 			if op < protocol.FirstUserOp {
 				return true // every built-in only reads
 			}
-			for _, ref := range cfg.Channel.IdempotentOps {
+			for _, ref := range rl.Current().Config.Channel.IdempotentOps {
 				if o, err := protocol.ResolveOp(ref, sup.Status().Hello.Ops); err == nil && o == op {
 					return true
 				}
@@ -177,9 +231,22 @@ func runDaemon(cfg *config.Config) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	wg.Add(2)
 	go func() {
-		for range hup {
-			log.Warn("SIGHUP received: reloading is not implemented yet; restart standbyd to apply changes")
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = rl.Reload("SIGHUP")
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := rl.Watch(ctx, time.Second); err != nil {
+			log.Warn("configuration files are not watched; reload with SIGHUP", zap.Error(err))
 		}
 	}()
 

@@ -66,6 +66,7 @@ type ChannelConfig struct {
 	FailFast          bool          `mapstructure:"fail_fast"`
 	IdempotentOps     []string      `mapstructure:"idempotent_ops"`
 	Sessions          int           `mapstructure:"sessions"`
+	CheckIdentity     bool          `mapstructure:"check_identity"`
 }
 
 // APIConfig configures the local request API.
@@ -113,6 +114,7 @@ var defaults = map[string]any{
 	"channel.fail_fast":           false,
 	"channel.idempotent_ops":      []string{},
 	"channel.sessions":            1,
+	"channel.check_identity":      true,
 	"api.socket":                  "/run/standbyd/standbyd.sock",
 	"api.socket_mode":             "0660",
 	"api.socket_group":            "",

@@ -55,6 +55,16 @@ func (e *EnterError) Error() string {
 
 func (e *EnterError) Unwrap() error { return e.Err }
 
+// IdentityError means the upstream belongs to another cluster than the
+// standby: its system identifier differs. A configuration error.
+type IdentityError struct {
+	Want, Got uint64
+}
+
+func (e *IdentityError) Error() string {
+	return fmt.Sprintf("the upstream is another cluster: its system identifier is %d, the standby's is %d (primary_conninfo points at the wrong server?)", e.Got, e.Want)
+}
+
 // ProtocolError means the primary sent something the channel protocol does
 // not allow (a reply to the wrong request, a malformed frame). The session
 // that saw it is closed.

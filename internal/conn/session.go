@@ -68,6 +68,10 @@ type DialOptions struct {
 	// OnConnected, if set, is called once the connection is authenticated,
 	// before entering the channel.
 	OnConnected func()
+	// ExpectSystemIdentifier, when not zero, must equal the system
+	// identifier the upstream reports in hello (the standby's own, from its
+	// pg_control): a session to another cluster is refused.
+	ExpectSystemIdentifier uint64
 }
 
 // Session is one channel session: a PostgreSQL connection that has entered
@@ -127,6 +131,11 @@ func Dial(ctx context.Context, opts DialOptions) (*Session, error) {
 	if err := s.sayHello(ctx, opts.ClientName); err != nil {
 		s.abort(err)
 		return nil, err
+	}
+	if want := opts.ExpectSystemIdentifier; want != 0 && s.hello.SystemIdentifier != want {
+		err := &IdentityError{Want: want, Got: s.hello.SystemIdentifier}
+		_ = s.Close(ctx)
+		return nil, &ConfigError{Err: err}
 	}
 	return s, nil
 }

@@ -121,6 +121,26 @@ type Supervisor struct {
 	slots     []*slot
 	aggSince  time.Time
 	lastReply time.Time
+	restart   chan struct{} // closed to make every session reconnect now
+}
+
+// errRestart ends a session that Restart asked to reconnect.
+var errRestart = errors.New("reconnecting: the connection settings changed")
+
+// Restart makes every session close (politely) and connect again at once,
+// with the connection settings Dial gives then: after a reload that changed
+// primary_conninfo (switchover, repointing).
+func (s *Supervisor) Restart() {
+	s.mu.Lock()
+	close(s.restart)
+	s.restart = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Supervisor) restartSignal() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restart
 }
 
 type request struct {
@@ -166,6 +186,7 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 		requests: make(chan *request),
 		stopped:  make(chan struct{}),
 		aggSince: time.Now(),
+		restart:  make(chan struct{}),
 	}
 	for i := 0; i < cfg.Sessions; i++ {
 		l := cfg.Logger
@@ -385,6 +406,14 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 
 		err = s.serve(ctx, sl, sess)
 		s.cfg.Observer.SessionEnded(err)
+		if errors.Is(err, errRestart) {
+			cctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
+			_ = sess.Close(cctx)
+			cancel()
+			log.Info("channel closed to reconnect with new connection settings")
+			bo.reset()
+			continue
+		}
 		if ctx.Err() != nil {
 			s.setState(sl, StateStopping, nil)
 			cctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
@@ -410,10 +439,13 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 func (s *Supervisor) serve(ctx context.Context, sl *slot, sess *Session) error {
 	hb := time.NewTimer(s.cfg.HeartbeatInterval)
 	defer hb.Stop()
+	restart := s.restartSignal()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-restart:
+			return errRestart
 		case r := <-s.requests:
 			start := time.Now()
 			cctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReplyTimeout)

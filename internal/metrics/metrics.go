@@ -41,6 +41,9 @@ type Metrics struct {
 	sessionStart  prometheus.Gauge
 	primaryWAL    prometheus.Gauge
 	primaryInfo   *prometheus.GaugeVec
+	reloads       *prometheus.CounterVec
+	reloadOK      prometheus.Gauge
+	reloadTime    prometheus.Gauge
 }
 
 // New creates the collectors, registers them with process and Go collectors,
@@ -102,6 +105,22 @@ func New(version string) *Metrics {
 			Help: "1 for the primary of the current session: its system identifier and server version.",
 		}, []string{"system_identifier", "server_version_num"}),
 	}
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "config_reloads_total",
+		Help: "Configuration reloads (SIGHUP or a watched file changed), by result (success, failure).",
+	}, []string{"result"})
+	m.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "config_last_reload_successful",
+		Help: "1 if the last reload succeeded (or none happened), 0 if the running configuration is older than a broken one on disk.",
+	})
+	m.reloadTime = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "config_last_reload_success_timestamp_seconds",
+		Help: "Unix time of the last successful load of the configuration (start or reload).",
+	})
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
+	m.reloadOK.Set(1)
+	m.reloadTime.Set(float64(time.Now().UnixNano()) / 1e9)
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help: "1, labelled with the standbyd version.",
@@ -127,7 +146,7 @@ func New(version string) *Metrics {
 
 	m.reg.MustRegister(m.up, m.state, m.connects, m.disconnects, m.connectErrors, m.slowRequests,
 		m.requests, m.duration, m.heartbeatRTT, m.lastReply, m.sessionStart,
-		m.primaryWAL, m.primaryInfo, buildInfo,
+		m.primaryWAL, m.primaryInfo, buildInfo, m.reloads, m.reloadOK, m.reloadTime,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -183,6 +202,18 @@ func (m *Metrics) down() {
 // ConnectFailed implements conn.Observer.
 func (m *Metrics) ConnectFailed(_ error, class conn.ErrorClass) {
 	m.connectErrors.WithLabelValues(string(class)).Inc()
+}
+
+// Reloaded records a configuration reload.
+func (m *Metrics) Reloaded(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("success").Inc()
+		m.reloadOK.Set(1)
+		m.reloadTime.Set(float64(time.Now().UnixNano()) / 1e9)
+		return
+	}
+	m.reloads.WithLabelValues("failure").Inc()
+	m.reloadOK.Set(0)
 }
 
 // SlowRequest implements conn.Observer.

@@ -14,6 +14,7 @@ import (
 	"github.com/standbyd/standbyd/internal/config"
 	"github.com/standbyd/standbyd/internal/conninfo"
 	"github.com/standbyd/standbyd/internal/pgconf"
+	"github.com/standbyd/standbyd/internal/pgcontrol"
 )
 
 // ErrNoPrimaryConninfo means the standby's files set no primary_conninfo.
@@ -38,6 +39,9 @@ type Target struct {
 	Decisions []conninfo.Decision
 	// Files are the configuration files read (to watch for changes).
 	Files []string
+	// SystemIdentifier is the standby's own (from its pg_control), which the
+	// upstream must report; 0 when not checked.
+	SystemIdentifier uint64
 }
 
 // Resolve reads the standby's configuration and builds the target.
@@ -73,6 +77,13 @@ func Resolve(c *config.Config) (*Target, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("primary_conninfo from %s: %w", t.Source, err)
+	}
+	if c.Channel.CheckIdentity && c.Channel.Mode != "raw" && c.Standby.DataDirectory != "" {
+		id, err := pgcontrol.SystemIdentifier(c.Standby.DataDirectory)
+		if err != nil {
+			return nil, fmt.Errorf("identity check (channel.check_identity): %w", err)
+		}
+		t.SystemIdentifier = id
 	}
 	t.Config = res.Config
 	t.Conninfo = raw

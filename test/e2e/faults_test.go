@@ -37,8 +37,10 @@ func passfileFor(t *testing.T, e *testcluster.Env) string {
 	return p
 }
 
+// conninfoVia points the daemon at another cluster than the shared
+// standby's, so the identity check is off.
 func conninfoVia(port int, passfile string) string {
-	return fmt.Sprintf("  conninfo: \"host=127.0.0.1 port=%d user=%s sslmode=disable passfile=%s\"\n", port, testcluster.ChannelRole, passfile)
+	return fmt.Sprintf("  check_identity: false\n  conninfo: \"host=127.0.0.1 port=%d user=%s sslmode=disable passfile=%s\"\n", port, testcluster.ChannelRole, passfile)
 }
 
 // caller keeps calling N with arguments unique to each call and sorts the
@@ -362,7 +364,7 @@ func TestStartWithPrimaryDown(t *testing.T) {
 func TestConfigurationErrorsAreRetriedSlowly(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
-	d := startDaemon(t, faultChannelConfig+fmt.Sprintf("  conninfo: \"host=127.0.0.1 port=%d user=%s password=wrong sslmode=disable\"\n", e.PrimaryPort, testcluster.ChannelRole))
+	d := startDaemon(t, faultChannelConfig+fmt.Sprintf("  check_identity: false\n  conninfo: \"host=127.0.0.1 port=%d user=%s password=wrong sslmode=disable\"\n", e.PrimaryPort, testcluster.ChannelRole))
 	time.Sleep(3 * time.Second)
 	n, _ := d.metric(`standbyd_channel_connect_errors_total{class="configuration"}`)
 	if n < 1 {
@@ -479,4 +481,29 @@ func sortedDurations(ds []time.Duration) []time.Duration {
 	out := append([]time.Duration(nil), ds...)
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// A conninfo that points at another cluster (its system identifier is not
+// the standby's) is refused as a configuration error and never served.
+func TestIdentityMismatchRefused(t *testing.T) {
+	needEnv(t)
+	other := testcluster.New(t, testcluster.Options{})
+	d := startDaemon(t, fmt.Sprintf("  conninfo: \"host=127.0.0.1 port=%d user=%s sslmode=disable passfile=%s\"\n",
+		other.PrimaryPort, testcluster.ChannelRole, passfileFor(t, other)))
+	if !d.poll(15*time.Second, func() bool {
+		n, _ := d.metric(`standbyd_channel_connect_errors_total{class="configuration"}`)
+		return n >= 1
+	}) {
+		t.Fatal("no configuration error counted")
+	}
+	if d.readyz() == http.StatusOK {
+		t.Fatal("ready with another cluster")
+	}
+	st := d.status(context.Background())
+	if !strings.Contains(st.LastError, "another cluster") {
+		t.Fatalf("status: %q", st.LastError)
+	}
+	if _, errOut, code := d.call("--timeout", "1s", "N", "1", "2", "3"); code != 4 {
+		t.Fatalf("call against the wrong cluster: %d %s", code, errOut)
+	}
 }
