@@ -43,7 +43,7 @@ func main() {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newRunCommand(), newCallCommand(), newStatusCommand())
+	root.AddCommand(newRunCommand(), newCallCommand(), newStatusCommand(), newCheckCommand())
 	err := root.Execute()
 	if err == nil {
 		os.Exit(exitOK)
