@@ -5,7 +5,7 @@
 #   cluster.sh deps                              install Debian packages (root)
 #   cluster.sh extension                         build and install the extension
 #   cluster.sh primary BASE PORT                 primary in BASE/primary
-#   cluster.sh standby BASE PRIMARY_PORT PORT    streaming standby in BASE/standby
+#   cluster.sh standby BASE PRIMARY_PORT PORT [NAME]  streaming standby in BASE/NAME (standby)
 #   cluster.sh start|stop BASE [primary|standby] start or stop one or all
 #   cluster.sh destroy BASE                      stop everything, remove BASE
 #   cluster.sh psql BASE primary|standby [ARGS]  psql as the postgres superuser
@@ -188,10 +188,10 @@ GRANT EXECUTE ON PROCEDURE standbyd.serve() TO $CHANNEL_ROLE;"
 }
 
 cmd_standby() {
-	(($# == 3)) || usage
-	local base=$1 pport=$2 port=$3
+	(($# == 3 || $# == 4)) || usage
+	local base=$1 pport=$2 port=$3 name=${4:-standby}
 	need_server
-	local data=$base/standby
+	local data=$base/$name
 	[[ ! -e $data ]] || die "$data exists; destroy $base first"
 	# PGPASSFILE makes pg_basebackup -R write passfile='BASE/pgpass' into
 	# primary_conninfo, as it would with a real .pgpass.
@@ -200,20 +200,20 @@ cmd_standby() {
 		{ cat "$base/basebackup.log" >&2; die "pg_basebackup failed"; }
 	grep -q "passfile=" "$data/postgresql.auto.conf" || die "pg_basebackup -R wrote no passfile into primary_conninfo"
 	# The copied postgresql.conf still says the primary's port: append ours.
-	configure "$data" "$port" "$base" standby
-	start_one "$base" standby
+	configure "$data" "$port" "$base" "$name"
+	start_one "$base" "$name"
 	for _ in $(seq 1 300); do
 		local st
 		st=$(as_owner "$PGBIN/psql" -XqAt -h "$base/sock" -p "$port" -U postgres -d postgres \
 			-c "SELECT status FROM pg_stat_wal_receiver" 2>/dev/null || true)
 		if [[ $st == streaming ]]; then
-			echo "cluster.sh: standby $data on 127.0.0.1:$port, streaming from $pport, log $base/standby.log"
+			echo "cluster.sh: standby $data on 127.0.0.1:$port, streaming from $pport, log $base/$name.log"
 			return
 		fi
 		sleep 0.1
 	done
-	tail -20 "$base/standby.log" >&2
-	die "standby did not start streaming"
+	tail -20 "$base/$name.log" >&2
+	die "$name did not start streaming"
 }
 
 stop_one() {
@@ -234,8 +234,12 @@ cmd_stop() {
 	local base=$1
 	[[ -d $base ]] || return 0
 	if (($# == 2)); then stop_one "$base" "$2"; return; fi
-	# standby first, so that it does not log a lost primary needlessly
-	stop_one "$base" standby
+	# standbys first, so that they do not log a lost primary needlessly
+	local d
+	for d in "$base"/*/; do
+		d=${d%/}
+		[[ -f $d/PG_VERSION && $(basename "$d") != primary ]] && stop_one "$base" "$(basename "$d")"
+	done
 	stop_one "$base" primary
 }
 

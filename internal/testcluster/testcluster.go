@@ -221,6 +221,19 @@ func (e *Env) PrimarySQL(ctx context.Context, sql string) (string, error) {
 	return e.SQL(ctx, "primary", sql)
 }
 
+// AddStandby makes another streaming standby of the primary, named name
+// (its data directory is Base/name), and returns its port.
+func (e *Env) AddStandby(ctx context.Context, name string) (int, error) {
+	port, err := FreePort()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := e.run(ctx, "standby", e.Base, strconv.Itoa(e.PrimaryPort), strconv.Itoa(port), name); err != nil {
+		return 0, err
+	}
+	return port, nil
+}
+
 // StopServer stops "primary" or "standby" with pg_ctl mode fast or
 // immediate.
 func (e *Env) StopServer(ctx context.Context, name, mode string) error {

@@ -33,9 +33,15 @@ type daemon struct {
 	exitErr error
 }
 
-// startDaemon runs the real binary against the standby's data directory;
-// extra is appended to the channel section of its config.
+// startDaemon runs the real binary against the shared standby's data
+// directory; extra is appended to the channel section of its config.
 func startDaemon(t *testing.T, extraChannel string) *daemon {
+	t.Helper()
+	return startDaemonFor(t, env.StandbyData, extraChannel)
+}
+
+// startDaemonFor is startDaemon against another standby.
+func startDaemonFor(t *testing.T, standbyData, extraChannel string) *daemon {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sbd-") // short: Unix socket paths are limited
 	if err != nil {
@@ -63,7 +69,7 @@ metrics:
 log:
   format: json
   level: debug
-`, env.StandbyData, extraChannel, d.socket, d.metrics)
+`, standbyData, extraChannel, d.socket, d.metrics)
 	cfgPath := filepath.Join(dir, "standbyd.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -196,6 +202,16 @@ func (d *daemon) client() *client.Client {
 	c := client.New(d.socket)
 	d.t.Cleanup(c.Close)
 	return c
+}
+
+// lastError is the status's last error, or "" while the daemon does not
+// answer yet.
+func (d *daemon) lastError() string {
+	st, err := client.New(d.socket).Status(context.Background())
+	if err != nil {
+		return ""
+	}
+	return st.LastError
 }
 
 func (d *daemon) status(ctx context.Context) client.StatusResponse {

@@ -31,7 +31,7 @@ func passfileFor(t *testing.T, e *testcluster.Env) string {
 	}
 	f := strings.Split(strings.TrimSpace(string(b)), ":")
 	p := t.TempDir() + "/pgpass"
-	if err := os.WriteFile(p, []byte("127.0.0.1:*:*:"+f[3]+":"+f[4]+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(p, []byte("*:*:*:"+f[3]+":"+f[4]+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
