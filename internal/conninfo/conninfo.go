@@ -268,7 +268,7 @@ func buildConfig(s map[string]setting, opts Options, getenv func(string) string,
 
 	// Startup parameters: exactly these, whatever pgconn or the environment
 	// would have added.
-	cfg.RuntimeParams = map[string]string{"application_name": app}
+	cfg.RuntimeParams = map[string]string{"application_name": app, "client_encoding": "UTF8"}
 	if o := s["options"].value; o != "" {
 		cfg.RuntimeParams["options"] = o
 	}

@@ -40,7 +40,7 @@ func TestToolStringsGiveOnlyLegitimateStartupParams(t *testing.T) {
 				t.Fatalf("Parse: %v", err)
 			}
 			for k := range res.Config.RuntimeParams {
-				if k != "application_name" && k != "options" {
+				if k != "application_name" && k != "options" && k != "client_encoding" {
 					t.Errorf("startup parameter %q would reach the server", k)
 				}
 			}

@@ -41,6 +41,7 @@ type Metrics struct {
 	sessionStart  prometheus.Gauge
 	primaryWAL    prometheus.Gauge
 	primaryInfo   *prometheus.GaugeVec
+	identity      prometheus.Counter
 	reloads       *prometheus.CounterVec
 	reloadOK      prometheus.Gauge
 	reloadTime    prometheus.Gauge
@@ -105,6 +106,10 @@ func New(version string) *Metrics {
 			Help: "1 for the primary of the current session: its system identifier and server version.",
 		}, []string{"system_identifier", "server_version_num"}),
 	}
+	m.identity = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "identity_mismatches_total",
+		Help: "Sessions refused because the upstream's system identifier is not the standby's (conninfo pointing at another cluster).",
+	})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "config_reloads_total",
 		Help: "Configuration reloads (SIGHUP or a watched file changed), by result (success, failure).",
@@ -146,7 +151,7 @@ func New(version string) *Metrics {
 
 	m.reg.MustRegister(m.up, m.state, m.connects, m.disconnects, m.connectErrors, m.slowRequests,
 		m.requests, m.duration, m.heartbeatRTT, m.lastReply, m.sessionStart,
-		m.primaryWAL, m.primaryInfo, buildInfo, m.reloads, m.reloadOK, m.reloadTime,
+		m.primaryWAL, m.primaryInfo, buildInfo, m.reloads, m.reloadOK, m.reloadTime, m.identity,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -200,8 +205,12 @@ func (m *Metrics) down() {
 }
 
 // ConnectFailed implements conn.Observer.
-func (m *Metrics) ConnectFailed(_ error, class conn.ErrorClass) {
+func (m *Metrics) ConnectFailed(err error, class conn.ErrorClass) {
 	m.connectErrors.WithLabelValues(string(class)).Inc()
+	var ie *conn.IdentityError
+	if errors.As(err, &ie) {
+		m.identity.Inc()
+	}
 }
 
 // Reloaded records a configuration reload.

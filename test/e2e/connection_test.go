@@ -101,10 +101,16 @@ func TestTLSAndAuthentication(t *testing.T) {
 		{"URI form", fmt.Sprintf("postgresql://%s@localhost:%d/?sslmode=verify-full&sslrootcert=%s&passfile=%s&ssl_min_protocol_version=TLSv1.3",
 			testcluster.ChannelRole, e.PrimaryPort, ca, pf)},
 	}
+	good = append(good, struct{ name, conninfo string }{"several hosts: target_session_attrs=read-write picks the primary",
+		fmt.Sprintf("user=%s passfile=%s host=localhost,localhost port=%d,%d sslmode=verify-full sslrootcert=%s target_session_attrs=read-write",
+			testcluster.ChannelRole, pf, e.StandbyPort, e.PrimaryPort, ca)})
 	for _, c := range good {
 		t.Run(c.name, func(t *testing.T) {
 			d := daemonOn(t, e, c.conninfo)
 			d.waitReady(30 * time.Second)
+			if st := d.status(context.Background()); st.Primary == nil || st.Primary.InRecovery {
+				t.Fatalf("the channel is not on the primary: %+v", st.Primary)
+			}
 			pid := strconv.Itoa(int(d.status(context.Background()).ChannelBackendID))
 			got, err := e.PrimarySQL(context.Background(), "SELECT ssl::text || ' ' || version FROM pg_stat_ssl WHERE pid = "+pid)
 			if err != nil || !strings.HasPrefix(got, "true TLSv1.") {

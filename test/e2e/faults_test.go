@@ -503,6 +503,9 @@ func TestIdentityMismatchRefused(t *testing.T) {
 	if !strings.Contains(st.LastError, "another cluster") {
 		t.Fatalf("status: %q", st.LastError)
 	}
+	if n, _ := d.metric("standbyd_identity_mismatches_total"); n < 1 {
+		t.Fatalf("identity mismatches counted: %v", n)
+	}
 	if _, errOut, code := d.call("--timeout", "1s", "N", "1", "2", "3"); code != 4 {
 		t.Fatalf("call against the wrong cluster: %d %s", code, errOut)
 	}
