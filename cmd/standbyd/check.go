@@ -127,4 +127,3 @@ func explain(err error, cfg *config.Config) string {
 	}
 	return "see the error above."
 }
-
