@@ -381,6 +381,10 @@ func TestConfigurationErrorsAreRetriedSlowly(t *testing.T) {
 	if !strings.Contains(d.log(), `"class":"configuration"`) || strings.Contains(d.log(), "password=wrong") {
 		t.Fatal("the log must classify the error and never show the password")
 	}
+	out, _, code := d.cli("check", "--config", d.dir+"/standbyd.yaml", "--connect")
+	if code != 4 || !strings.Contains(out, "wrong password") || strings.Contains(out, "password=wrong") || !strings.Contains(out, "password=********") {
+		t.Fatalf("check --connect with a wrong password: exit %d\n%s", code, out)
+	}
 }
 
 // fail_fast: a call while the channel is down fails at once.
@@ -505,6 +509,10 @@ func TestIdentityMismatchRefused(t *testing.T) {
 	}
 	if n, _ := d.metric("standbyd_identity_mismatches_total"); n < 1 {
 		t.Fatalf("identity mismatches counted: %v", n)
+	}
+	out, _, code := d.cli("check", "--config", d.dir+"/standbyd.yaml", "--connect")
+	if code != 4 || !strings.Contains(out, "connect: FAILED (configuration)") || !strings.Contains(out, "another cluster than this standby") {
+		t.Fatalf("check --connect: exit %d\n%s", code, out)
 	}
 	if _, errOut, code := d.call("--timeout", "1s", "N", "1", "2", "3"); code != 4 {
 		t.Fatalf("call against the wrong cluster: %d %s", code, errOut)
