@@ -1,0 +1,77 @@
+package reload
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/standbyd/standbyd/internal/config"
+	"github.com/standbyd/standbyd/internal/upstream"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestReloadKeepsStateOnFailureAndSignalsConnectionChanges(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "standbyd.yaml")
+	os.WriteFile(file, []byte("v1"), 0o600)
+	conninfo := "host=a"
+	var fail atomic.Bool
+	load := func() (*State, error) {
+		if fail.Load() {
+			return nil, errors.New("standbyd.yaml:3: bad")
+		}
+		return &State{Config: &config.Config{File: file}, Target: &upstream.Target{Conninfo: conninfo}}, nil
+	}
+	var loaded, changed []bool
+	r, err := New(load, Hooks{
+		Loaded:            func(ok bool) { loaded = append(loaded, ok) },
+		ConnectionChanged: func(_, _ *State) { changed = append(changed, true) },
+	}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := r.Current()
+
+	fail.Store(true)
+	if err := r.Reload("test"); err == nil || r.Current() != first {
+		t.Fatalf("a failed reload must keep the state: %v", err)
+	}
+	fail.Store(false)
+	if err := r.Reload("test"); err != nil || len(changed) != 0 {
+		t.Fatalf("same conninfo: %v, changed %v", err, changed)
+	}
+	conninfo = "host=b"
+	if err := r.Reload("test"); err != nil || len(changed) != 1 || r.Current().Target.Conninfo != "host=b" {
+		t.Fatalf("changed conninfo: %v, changed %v", err, changed)
+	}
+	if len(loaded) != 3 || loaded[0] || !loaded[1] || !loaded[2] {
+		t.Fatalf("loaded %v", loaded)
+	}
+
+	// A change to a watched file reloads (debounced).
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Watch(ctx, 50*time.Millisecond) }()
+	time.Sleep(100 * time.Millisecond)
+	conninfo = "host=c"
+	tmp := file + ".tmp"
+	os.WriteFile(tmp, []byte("v2"), 0o600)
+	os.Rename(tmp, file) // as editors and ALTER SYSTEM do
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Current().Target.Conninfo != "host=c" {
+		if time.Now().After(deadline) {
+			t.Fatal("the file change did not reload")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
