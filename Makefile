@@ -12,7 +12,7 @@ BIN := bin/standbyd
 SOAK ?= 10m
 SOAK_REPORT ?= bench/results/soak-$(shell date -u +%Y-%m-%d).md
 
-.PHONY: all build extension deps test test-unit fuzz lint demo soak clean help
+.PHONY: all build extension deps test test-unit fuzz lint check-units demo soak clean help
 
 all: build extension ## build the daemon and the extension
 
@@ -46,6 +46,16 @@ lint: ## gofmt, go vet, staticcheck
 	@command -v staticcheck >/dev/null || GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	staticcheck ./...
 	@if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh .ci/run; else echo "shellcheck not installed: shell scripts not checked"; fi
+	@$(MAKE) --no-print-directory check-units
+
+check-units: build ## systemd-analyze verify the units (ExecStart pointed at bin/standbyd)
+	@if ! command -v systemd-analyze >/dev/null; then echo "systemd-analyze not installed: units not checked"; exit 0; fi; \
+	d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
+	for u in deploy/systemd/standbyd.service deploy/systemd/standbyd@.service; do \
+		n=$$(basename $$u | sed 's/@\.service/@15-main.service/'); \
+		sed "s|/usr/local/bin/standbyd|$(CURDIR)/$(BIN)|" $$u > $$d/$$n; \
+	done; \
+	systemd-analyze verify $$d/*.service && echo "units verified: $$(ls $$d | tr '\n' ' ')"
 
 demo: ## throwaway primary + standby + standbyd, requests flowing
 	scripts/demo.sh

@@ -184,6 +184,7 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 	if err != nil {
 		return err
 	}
+	m.WatchCalls(func() (int, int) { st := sup.Status(); return st.Waiting, st.InFlight })
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -256,6 +257,11 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 		sup.Run(ctx)
 	}()
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		notifySystemd(ctx, sup, log)
+	}()
 
 	<-ctx.Done()
 	log.Info("shutting down")

@@ -81,8 +81,10 @@ type Status struct {
 	// Sessions has one entry per session; Ready counts the ready ones.
 	Sessions []SessionStatus
 	Ready    int
-	// Waiting is the number of calls waiting for a session.
-	Waiting int
+	// Waiting is the number of calls waiting for a session; InFlight the
+	// requests sent and not yet answered.
+	Waiting  int
+	InFlight int
 }
 
 // SessionStatus describes one session of the supervisor.
@@ -114,8 +116,10 @@ type Supervisor struct {
 	requests chan *request
 	stopped  chan struct{}
 
-	state   atomic.Int32 // the aggregate State
-	waiting atomic.Int64
+	state    atomic.Int32 // the aggregate State
+	waiting  atomic.Int64
+	inFlight atomic.Int64
+	loopBeat atomic.Int64 // unix nanos: a session loop went round (for the watchdog)
 
 	mu        sync.Mutex
 	slots     []*slot
@@ -188,6 +192,7 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 		aggSince: time.Now(),
 		restart:  make(chan struct{}),
 	}
+	s.beat()
 	for i := 0; i < cfg.Sessions; i++ {
 		l := cfg.Logger
 		if cfg.Sessions > 1 {
@@ -205,7 +210,8 @@ func (s *Supervisor) State() State { return State(s.state.Load()) }
 func (s *Supervisor) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{State: State(s.state.Load()), StateSince: s.aggSince, LastReply: s.lastReply, Waiting: int(s.waiting.Load())}
+	st := Status{State: State(s.state.Load()), StateSince: s.aggSince, LastReply: s.lastReply,
+		Waiting: int(s.waiting.Load()), InFlight: int(s.inFlight.Load())}
 	pick := s.slots[0]
 	for _, sl := range s.slots {
 		if sl.state == StateReady {
@@ -358,11 +364,22 @@ func (s *Supervisor) Run(ctx context.Context) {
 	close(s.stopped)
 }
 
+// beat records that a session loop is alive (see Alive).
+func (s *Supervisor) beat() { s.loopBeat.Store(time.Now().UnixNano()) }
+
+// Alive reports whether a session loop went round within d: the loops wake
+// at least every heartbeat interval, reply timeout or backoff step, so a
+// longer silence means a loop is stuck. For the systemd watchdog.
+func (s *Supervisor) Alive(d time.Duration) bool {
+	return time.Since(time.Unix(0, s.loopBeat.Load())) < d
+}
+
 // runSlot keeps one session up.
 func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 	bo := newBackoff(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	log := sl.logger
 	for ctx.Err() == nil {
+		s.beat()
 		s.setState(sl, StateConnecting, nil)
 		dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 		sess, err := s.cfg.Dial(dctx, func() { s.setState(sl, StateEntering, nil) })
@@ -441,6 +458,7 @@ func (s *Supervisor) serve(ctx context.Context, sl *slot, sess *Session) error {
 	defer hb.Stop()
 	restart := s.restartSignal()
 	for {
+		s.beat()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -454,7 +472,9 @@ func (s *Supervisor) serve(ctx context.Context, sl *slot, sess *Session) error {
 					zap.Duration("waiting", time.Since(start)), zap.Duration("reply_timeout", s.cfg.ReplyTimeout))
 				s.cfg.Observer.SlowRequest(r.op)
 			})
+			s.inFlight.Add(1)
 			payload, err := sess.Call(cctx, r.op, r.payload)
+			s.inFlight.Add(-1)
 			slow.Stop()
 			cancel()
 			s.cfg.Observer.CallFinished(r.op, time.Since(start), err)
@@ -467,6 +487,7 @@ func (s *Supervisor) serve(ctx context.Context, sl *slot, sess *Session) error {
 			}
 			hb.Reset(s.cfg.HeartbeatInterval)
 		case <-hb.C:
+			s.beat()
 			if err := s.heartbeat(sess); err != nil {
 				return err
 			}

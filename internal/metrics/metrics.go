@@ -157,6 +157,17 @@ func New(version string) *Metrics {
 	return m
 }
 
+// WatchCalls exports the calls waiting for a session and the requests in
+// flight, read from f at each scrape.
+func (m *Metrics) WatchCalls(f func() (waiting, inFlight int)) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "calls_waiting",
+			Help: "Calls waiting for a free session."}, func() float64 { w, _ := f(); return float64(w) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "requests_in_flight",
+			Help: "Requests sent to the primary and not answered yet."}, func() float64 { _, i := f(); return float64(i) }),
+	)
+}
+
 // Handler serves the registry in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
