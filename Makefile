@@ -47,6 +47,10 @@ lint: ## gofmt, go vet, staticcheck
 	staticcheck ./...
 	@if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh .ci/run; else echo "shellcheck not installed: shell scripts not checked"; fi
 	@$(MAKE) --no-print-directory check-units
+	@if command -v promtool >/dev/null; then \
+		promtool check rules deploy/prometheus/alerts.yml && \
+		(cd deploy/prometheus && promtool test rules alerts_test.yml); \
+	else echo "promtool not installed (Debian package prometheus): alert rules not checked"; fi
 
 check-units: build ## systemd-analyze verify the units (ExecStart pointed at bin/standbyd)
 	@if ! command -v systemd-analyze >/dev/null; then echo "systemd-analyze not installed: units not checked"; exit 0; fi; \
