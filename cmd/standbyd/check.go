@@ -79,6 +79,9 @@ func printTarget(out io.Writer, cfg *config.Config, t *upstream.Target) {
 	if len(t.Files) > 0 {
 		fmt.Fprintf(out, "files read: %s\n", strings.Join(t.Files, ", "))
 	}
+	for _, w := range t.Warnings {
+		fmt.Fprintf(out, "warning: %s\n", w)
+	}
 	fmt.Fprintln(out, "keywords:")
 	for _, d := range t.Decisions {
 		fmt.Fprintf(out, "  %-26s %-9s %-30s %s\n", d.Keyword, d.Action, clip(d.Value, 30), d.Reason)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -124,6 +125,9 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 			if err := logging.SetLevel(level, st.Config.Log.Level); err != nil {
 				log.Warn("log level", zap.Error(err))
 			}
+			if !slices.Equal(old.Target.Warnings, st.Target.Warnings) {
+				logTargetWarnings(log, st.Target)
+			}
 			for _, d := range restartOnlySettings(old.Config, st.Config) {
 				log.Warn("this setting changes only when standbyd restarts", zap.String("setting", d))
 			}
@@ -146,6 +150,7 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 		zap.String("primary", target.Endpoint),
 		zap.String("mode", cfg.Channel.Mode),
 		zap.String("database", cfg.Channel.Database))
+	logTargetWarnings(log, target)
 
 	sup, err = conn.NewSupervisor(conn.SupervisorConfig{
 		Dial: func(ctx context.Context, connected func()) (*conn.Session, error) {
@@ -295,4 +300,12 @@ func healthMux(m *metrics.Metrics, sup *conn.Supervisor) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	return mux
+}
+
+// logTargetWarnings logs what the conninfo parser noticed but libpq would
+// accept (they hold no secret: the parser words them without values).
+func logTargetWarnings(log *zap.Logger, t *upstream.Target) {
+	for _, w := range t.Warnings {
+		log.Warn("primary_conninfo", zap.String("source", t.Source), zap.String("warning", w))
+	}
 }

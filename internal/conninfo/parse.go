@@ -8,27 +8,53 @@ import (
 // KV is one keyword and its value, in the order given.
 type KV struct {
 	Key, Value string
+	// Pos is the 1-based byte offset in the connection string where the
+	// keyword (or, in a URI, the component it came from) starts.
+	Pos int
+	// Quoted says the value was single-quoted (keyword=value form).
+	Quoted bool
 }
 
-// SyntaxError is a connection string libpq would refuse to parse.
+// SyntaxError is a connection string libpq would refuse to parse. It names
+// the position (1-based byte offset) and, when it is safe to show, the
+// keyword at fault; it never contains a value.
 type SyntaxError struct {
-	Msg string
+	Pos     int
+	Keyword string
+	Msg     string
 }
 
-func (e *SyntaxError) Error() string { return "connection string: " + e.Msg }
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("connection string: %s (at position %d)", e.Msg, e.Pos)
+}
+
+const (
+	uriPrefix      = "postgresql://"
+	shortURIPrefix = "postgres://"
+)
+
+// isURI reports whether s is in the URI form, as libpq's uri_prefix_length.
+func isURI(s string) bool {
+	return strings.HasPrefix(s, uriPrefix) || strings.HasPrefix(s, shortURIPrefix)
+}
 
 // ParseString splits a connection string into keywords and values, in the
-// keyword=value form or the URI form (postgresql://, postgres://), following
-// libpq's conninfo_parse and conninfo_uri_parse. It does not check keyword
-// names (Parse does). Values are never put into error messages: they may be
-// passwords.
+// keyword=value form or the URI form (postgresql://, postgres://), with
+// libpq's rules (fe-connect.c: conninfo_parse, conninfo_uri_parse). It does
+// not check keyword names: Parse does. Errors never quote values: they may
+// be passwords.
 func ParseString(s string) ([]KV, error) {
-	if strings.HasPrefix(s, "postgresql://") || strings.HasPrefix(s, "postgres://") {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		// libpq reads a C string and cannot see one; pgconn would send it.
+		return nil, &SyntaxError{Pos: i + 1, Msg: "NUL byte in connection string"}
+	}
+	if isURI(s) {
 		return parseURI(s)
 	}
 	return parseKeywordValue(s)
 }
 
+// isSpace is C's isspace in the C locale, what libpq uses.
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
@@ -52,14 +78,22 @@ func parseKeywordValue(s string) ([]KV, error) {
 			i++
 		}
 		if i >= len(s) || s[i] != '=' {
-			return nil, &SyntaxError{Msg: fmt.Sprintf("missing \"=\" after %q", key)}
+			k := knownKey(key)
+			msg := `missing "=" after a word`
+			if k != "" {
+				msg = fmt.Sprintf("missing \"=\" after %q", k)
+			}
+			return nil, &SyntaxError{Pos: start + 1, Keyword: k, Msg: msg}
 		}
-		i++
+		i++ // '='
 		for i < len(s) && isSpace(s[i]) {
 			i++
 		}
 		var val strings.Builder
+		quoted := false
 		if i < len(s) && s[i] == '\'' {
+			quoted = true
+			open := i
 			i++
 			closed := false
 			for i < len(s) {
@@ -81,7 +115,12 @@ func parseKeywordValue(s string) ([]KV, error) {
 				i++
 			}
 			if !closed {
-				return nil, &SyntaxError{Msg: fmt.Sprintf("unterminated quoted string for %q", key)}
+				k := knownKey(key)
+				msg := "unterminated quoted string"
+				if k != "" {
+					msg = fmt.Sprintf("unterminated quoted string in the value of %q", k)
+				}
+				return nil, &SyntaxError{Pos: open + 1, Keyword: k, Msg: msg}
 			}
 		} else {
 			for i < len(s) && !isSpace(s[i]) {
@@ -97,147 +136,209 @@ func parseKeywordValue(s string) ([]KV, error) {
 				i++
 			}
 		}
-		out = append(out, KV{Key: key, Value: val.String()})
+		out = append(out, KV{Key: key, Value: val.String(), Pos: start + 1, Quoted: quoted})
 	}
 }
 
+// parseURI follows conninfo_uri_parse_options:
+// scheme://[user[:password]@][netloc][:port][,...][/dbname][?param=value&...]
 func parseURI(s string) ([]KV, error) {
-	rest := s[strings.Index(s, "://")+3:]
+	start := len(uriPrefix)
+	if !strings.HasPrefix(s, uriPrefix) {
+		start = len(shortURIPrefix)
+	}
+	p := start
 	var out []KV
+	add := func(key, raw string, pos int) error {
+		v, err := percentDecode(raw, key, pos)
+		if err != nil {
+			return err
+		}
+		out = append(out, KV{Key: key, Value: v, Pos: pos})
+		return nil
+	}
 
 	// user[:password]@, looked for before the first '/' as libpq does.
-	if at := strings.IndexAny(rest, "@/"); at >= 0 && rest[at] == '@' {
-		userinfo := rest[:at]
-		rest = rest[at+1:]
+	at := p
+	for at < len(s) && s[at] != '@' && s[at] != '/' {
+		at++
+	}
+	if at < len(s) && s[at] == '@' {
+		userinfo := s[p:at]
 		user, pass, hasPass := strings.Cut(userinfo, ":")
 		if user != "" {
-			v, err := percentDecode(user, "user")
-			if err != nil {
+			if err := add("user", user, p+1); err != nil {
 				return nil, err
 			}
-			out = append(out, KV{"user", v})
 		}
-		if hasPass {
-			v, err := percentDecode(pass, "password")
-			if err != nil {
+		if hasPass && pass != "" {
+			if err := add("password", pass, p+len(user)+2); err != nil {
 				return nil, err
 			}
-			out = append(out, KV{"password", v})
 		}
+		p = at + 1
 	}
 
-	// host[:port][,host[:port]]... up to '/' or '?'
-	var hosts, ports []string
-	anyPort := false
+	// netloc[:port][,netloc[:port]]... up to '/' or '?'. The lists keep one
+	// entry per host, as libpq's hostbuf and portbuf, and are decoded whole.
+	hostPos := p + 1
+	var hosts, ports strings.Builder
+	term := byte(0)
 	for {
-		var host string
-		if strings.HasPrefix(rest, "[") {
-			end := strings.IndexByte(rest, ']')
+		if p < len(s) && s[p] == '[' {
+			open := p
+			p++
+			end := strings.IndexByte(s[p:], ']')
 			if end < 0 {
-				return nil, &SyntaxError{Msg: "end of IPv6 host address (\"]\") missing in URI"}
+				return nil, &SyntaxError{Pos: open + 1, Keyword: "host", Msg: `end of string reached when looking for matching "]" in IPv6 host address in URI`}
 			}
-			host = rest[1:end]
-			if host == "" {
-				return nil, &SyntaxError{Msg: "IPv6 host address may not be empty in URI"}
+			if end == 0 {
+				return nil, &SyntaxError{Pos: open + 1, Keyword: "host", Msg: "IPv6 host address may not be empty in URI"}
 			}
-			rest = rest[end+1:]
-			if rest != "" && strings.IndexByte(":/?,", rest[0]) < 0 {
-				return nil, &SyntaxError{Msg: "unexpected character after IPv6 host address in URI"}
+			hosts.WriteString(s[p : p+end])
+			p += end + 1
+			if p < len(s) && strings.IndexByte(":/?,", s[p]) < 0 {
+				return nil, &SyntaxError{Pos: p + 1, Keyword: "host", Msg: fmt.Sprintf(`unexpected character %q in URI (expected ":", "/", "?" or ",")`, s[p])}
 			}
 		} else {
-			end := strings.IndexAny(rest, ":/?,")
-			if end < 0 {
-				end = len(rest)
+			h := p
+			for p < len(s) && strings.IndexByte(":/?,", s[p]) < 0 {
+				p++
 			}
-			h, err := percentDecode(rest[:end], "host")
-			if err != nil {
-				return nil, err
-			}
-			host = h
-			rest = rest[end:]
+			hosts.WriteString(s[h:p])
 		}
-		port := ""
-		if strings.HasPrefix(rest, ":") {
-			end := strings.IndexAny(rest[1:], "/?,")
-			if end < 0 {
-				end = len(rest) - 1
-			}
-			port = rest[1 : 1+end]
-			rest = rest[1+end:]
-			anyPort = true
+		term = 0
+		if p < len(s) {
+			term = s[p]
 		}
-		hosts = append(hosts, host)
-		ports = append(ports, port)
-		if !strings.HasPrefix(rest, ",") {
+		if term == ':' {
+			p++
+			pstart := p
+			for p < len(s) && strings.IndexByte("/?,", s[p]) < 0 {
+				p++
+			}
+			ports.WriteString(s[pstart:p])
+			term = 0
+			if p < len(s) {
+				term = s[p]
+			}
+		}
+		if term != ',' {
 			break
 		}
-		rest = rest[1:]
+		p++
+		hosts.WriteByte(',')
+		ports.WriteByte(',')
 	}
-	if len(hosts) > 1 || hosts[0] != "" {
-		out = append(out, KV{"host", strings.Join(hosts, ",")})
+	// An '@' here is a user name or password that needed percent-encoding
+	// ("u:p@ss@h", "u:pa/ss@h"): refuse it without showing any of it.
+	if strings.Contains(hosts.String(), "@") || strings.Contains(ports.String(), "@") {
+		return nil, &SyntaxError{Pos: hostPos, Msg: strayAt}
 	}
-	if anyPort {
-		out = append(out, KV{"port", strings.Join(ports, ",")})
+	if hosts.Len() > 0 {
+		if err := add("host", hosts.String(), hostPos); err != nil {
+			return nil, err
+		}
+	}
+	if ports.Len() > 0 {
+		if err := add("port", ports.String(), hostPos); err != nil {
+			return nil, err
+		}
 	}
 
-	if strings.HasPrefix(rest, "/") {
-		rest = rest[1:]
-		end := strings.IndexByte(rest, '?')
+	if term == '/' {
+		p++
+		dbPos := p + 1
+		end := strings.IndexByte(s[p:], '?')
 		if end < 0 {
-			end = len(rest)
+			end = len(s) - p
 		}
-		if end > 0 {
-			db, err := percentDecode(rest[:end], "dbname")
-			if err != nil {
+		if strings.Contains(s[p:p+end], "@") {
+			return nil, &SyntaxError{Pos: dbPos, Msg: strayAt}
+		}
+		if end > 0 { // an empty dbname is not set, as in libpq
+			if err := add("dbname", s[p:p+end], dbPos); err != nil {
 				return nil, err
 			}
-			out = append(out, KV{"dbname", db})
 		}
-		rest = rest[end:]
+		p += end
+		term = 0
+		if p < len(s) {
+			term = s[p]
+		}
 	}
-	if strings.HasPrefix(rest, "?") {
-		rest = rest[1:]
-		for _, param := range strings.Split(rest, "&") {
-			if param == "" {
-				continue
-			}
-			k, v, ok := strings.Cut(param, "=")
-			if !ok {
-				return nil, &SyntaxError{Msg: fmt.Sprintf("missing key/value separator \"=\" in URI query parameter %q", cutForError(param))}
-			}
-			if strings.Contains(v, "=") {
-				return nil, &SyntaxError{Msg: fmt.Sprintf("extra key/value separator \"=\" in URI query parameter %q", k)}
-			}
-			key, err := percentDecode(k, "parameter name")
-			if err != nil {
-				return nil, err
-			}
-			val, err := percentDecode(v, key)
-			if err != nil {
-				return nil, err
-			}
-			if key == "ssl" && val == "true" {
-				key, val = "sslmode", "require"
-			}
-			out = append(out, KV{key, val})
+	if term == '?' {
+		p++
+		kvs, err := parseURIParams(s, p)
+		if err != nil {
+			return nil, err
 		}
-	} else if rest != "" {
-		return nil, &SyntaxError{Msg: "unexpected text after the host list in URI"}
+		out = append(out, kvs...)
 	}
 	return out, nil
 }
 
-func cutForError(s string) string {
-	if len(s) > 20 {
-		return s[:20] + "..."
+// parseURIParams follows conninfo_uri_parse_params: key=value pairs joined
+// by '&', both percent-decoded; "ssl=true" means sslmode=require.
+func parseURIParams(s string, p int) ([]KV, error) {
+	var out []KV
+	for p < len(s) {
+		kstart := p
+		eq := -1
+		for p < len(s) && s[p] != '&' {
+			if s[p] == '=' {
+				if eq >= 0 {
+					return nil, &SyntaxError{Pos: p + 1, Keyword: safeRawKey(s[kstart:eq]), Msg: `extra key/value separator "=" in URI query parameter`}
+				}
+				eq = p
+			}
+			p++
+		}
+		if eq < 0 {
+			return nil, &SyntaxError{Pos: kstart + 1, Keyword: safeRawKey(s[kstart:p]), Msg: `missing key/value separator "=" in URI query parameter`}
+		}
+		key, err := percentDecode(s[kstart:eq], "parameter name", kstart+1)
+		if err != nil {
+			return nil, err
+		}
+		val, err := percentDecode(s[eq+1:p], key, eq+2)
+		if err != nil {
+			return nil, err
+		}
+		if key == "ssl" && val == "true" {
+			key, val = "sslmode", "require"
+		}
+		out = append(out, KV{Key: key, Value: val, Pos: kstart + 1})
+		if p < len(s) {
+			p++ // '&'
+		}
 	}
-	return s
+	return out, nil
 }
 
-// percentDecode decodes %XX sequences; what names the field for errors.
-func percentDecode(s, what string) (string, error) {
+const strayAt = `"@" outside the user information of the URI: percent-encode "@", "/" and ":" in a user name or password (%40, %2F, %3A)`
+
+// safeRawKey is a raw query key as it may appear in an error.
+func safeRawKey(k string) string { return knownKey(k) }
+
+// knownKey returns k if it is a libpq keyword, else "": an error may name
+// a keyword, but a word that is none may be the rest of a password that
+// needed quotes ("password=a b") or percent-encoding ("?password=a&b").
+func knownKey(k string) string {
+	if _, ok := keywordIndex[k]; ok {
+		return k
+	}
+	return ""
+}
+
+// percentDecode decodes %XX sequences as conninfo_uri_decode; what names
+// the component for errors, pos is where the component starts.
+func percentDecode(s, what string, pos int) (string, error) {
 	if !strings.Contains(s, "%") {
 		return s, nil
+	}
+	if what != "parameter name" && knownKey(what) == "" {
+		what = "query parameter"
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -246,11 +347,11 @@ func percentDecode(s, what string) (string, error) {
 			continue
 		}
 		if i+2 >= len(s) || !isHexDigit(s[i+1]) || !isHexDigit(s[i+2]) {
-			return "", &SyntaxError{Msg: fmt.Sprintf("invalid percent-encoded token in URI %s", what)}
+			return "", &SyntaxError{Pos: pos + i, Msg: fmt.Sprintf("invalid percent-encoded token in URI %s", what)}
 		}
 		v := unhex(s[i+1])<<4 | unhex(s[i+2])
 		if v == 0 {
-			return "", &SyntaxError{Msg: fmt.Sprintf("forbidden value %%00 in percent-encoded URI %s", what)}
+			return "", &SyntaxError{Pos: pos + i, Msg: fmt.Sprintf("forbidden value %%00 in percent-encoded URI %s", what)}
 		}
 		b.WriteByte(v)
 		i += 2
@@ -272,7 +373,22 @@ func unhex(c byte) byte {
 	return c - 'A' + 10
 }
 
-// quote renders a value for a keyword=value string.
+// plainKey reports whether k looks like a keyword (and so may be shown):
+// ASCII letters, digits and underscores, at most 64 bytes.
+func plainKey(k string) bool {
+	if k == "" || len(k) > 64 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+// quote renders a value for a keyword=value string, as libpq reads it back.
 func quote(v string) string {
 	if v != "" && !strings.ContainsAny(v, " \t\n\r\f\v'\\=") {
 		return v

@@ -2,110 +2,139 @@ package conninfo
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
 	"strings"
 )
 
-// defaultSocketDir is libpq's DEFAULT_PGSOCKET_DIR on Debian: a connection
-// through it matches "localhost" in the passfile.
-const defaultSocketDir = "/var/run/postgresql"
+// passMatch is the passfile line that gives the password.
+type passMatch struct {
+	password    string
+	line        int
+	replication bool // matched database "replication", not the channel's
+}
 
-// lookupPassword finds the password for the channel in a passfile as libpq's
-// passwordFromFile does. The channel's database is matched first; when no
-// line matches it, a line for database "replication" (what the walreceiver
-// matches) is accepted: same role, and PostgreSQL passwords belong to roles,
-// not databases. found says which ("" when nothing matched).
-func lookupPassword(path, host, hostaddr, port, db, user string, warn func(string)) (pw, found string, err error) {
+// lookupPassword finds the password for one host in a passfile, as libpq's
+// passwordFromFile: the file is skipped (with a warning) when it is not a
+// plain file or has any group or world permission; lines are
+// host:port:database:user:password, "*" alone matches anything, "\" escapes
+// the next character, the first matching line wins.
+//
+// The channel's database is matched first. When no line matches it, the
+// first line for database "replication" is accepted: that is the line the
+// walreceiver uses (same role, and PostgreSQL passwords belong to roles,
+// not databases).
+func lookupPassword(path, host, port, db, user string) (*passMatch, string) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", "", nil
-		}
-		warn(fmt.Sprintf("password file %q: %v", path, err))
-		return "", "", nil
+		return nil, "" // libpq: a passfile that cannot be stat'ed is ignored
 	}
 	if !fi.Mode().IsRegular() {
-		warn(fmt.Sprintf("password file %q is not a plain file", path))
-		return "", "", nil
+		return nil, fmt.Sprintf("password file %q is not a plain file: ignored, as libpq does", path)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		warn(fmt.Sprintf("password file %q has group or world access; permissions should be u=rw (0600) or less", path))
-		return "", "", nil
+		return nil, fmt.Sprintf("password file %q has group or world access; permissions should be u=rw (0600) or less: ignored, as libpq does", path)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		warn(fmt.Sprintf("password file %q: %v", path, err))
-		return "", "", nil
+		return nil, fmt.Sprintf("password file %q cannot be opened (%v): ignored", path, err)
 	}
 	defer f.Close()
 
-	// With hostaddr and no host, the address is what is matched; the
-	// default socket directory matches "localhost", another socket
-	// directory its own path, as in libpq.
-	if host == "" && hostaddr != "" {
-		host = hostaddr
-	}
-	if host == "" || host == defaultSocketDir {
-		host = "localhost"
-	}
-	var replPW string
-	replFound := false
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	lineNo := 0
-	for sc.Scan() {
-		lineNo++
-		line := strings.TrimRight(sc.Text(), "\r")
-		if line == "" || strings.HasPrefix(line, "#") {
+	var repl *passMatch
+	r := bufio.NewReader(f)
+	for lineNo := 1; ; lineNo++ {
+		line, rerr := r.ReadString('\n')
+		if line == "" && rerr != nil {
+			if rerr != io.EOF {
+				return nil, fmt.Sprintf("password file %q: %v", path, rerr)
+			}
+			break
+		}
+		if line[0] == '#' {
 			continue
 		}
-		fields, ok := splitPassLine(line)
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			continue
+		}
+		rest, ok := matchFields(line, host, port)
 		if !ok {
-			continue // libpq ignores malformed lines
-		}
-		if !match(fields[0], host) || !match(fields[1], port) || !match(fields[3], user) {
 			continue
 		}
-		if match(fields[2], db) {
-			return fields[4], fmt.Sprintf("passfile %s:%d", path, lineNo), nil
+		if pw, ok := matchDBUser(rest, db, user); ok {
+			return &passMatch{password: pw, line: lineNo}, ""
 		}
-		if !replFound && match(fields[2], "replication") {
-			replPW, replFound = fields[4], true
-			found = fmt.Sprintf("passfile %s:%d (database replication)", path, lineNo)
+		if repl == nil {
+			if pw, ok := matchDBUser(rest, "replication", user); ok {
+				repl = &passMatch{password: pw, line: lineNo, replication: true}
+			}
+		}
+		if rerr != nil {
+			break
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return "", "", fmt.Errorf("reading password file %q: %w", path, err)
-	}
-	if replFound {
-		return replPW, found, nil
-	}
-	return "", "", nil
+	return repl, ""
 }
 
-func match(field, value string) bool { return field == "*" || field == value }
-
-// splitPassLine splits host:port:db:user:password with \: and \\ escapes.
-func splitPassLine(line string) ([]string, bool) {
-	var fields []string
-	var cur strings.Builder
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		if c == '\\' && i+1 < len(line) {
-			i++
-			cur.WriteByte(line[i])
-			continue
-		}
-		if c == ':' && len(fields) < 4 {
-			fields = append(fields, cur.String())
-			cur.Reset()
-			continue
-		}
-		cur.WriteByte(c)
+func matchFields(line, host, port string) (string, bool) {
+	t, ok := pwdfMatch(line, host)
+	if !ok {
+		return "", false
 	}
-	fields = append(fields, cur.String())
-	return fields, len(fields) == 5
+	return pwdfMatch(t, port)
+}
+
+func matchDBUser(rest, db, user string) (string, bool) {
+	t, ok := pwdfMatch(rest, db)
+	if !ok {
+		return "", false
+	}
+	if t, ok = pwdfMatch(t, user); !ok {
+		return "", false
+	}
+	return passwordField(t), true
+}
+
+// pwdfMatch is libpq's pwdfMatchesString: does the field at the start of
+// buf match token ("*" alone, or the token with "\" escapes)? It returns
+// what follows the field's ':'.
+func pwdfMatch(buf, token string) (string, bool) {
+	if strings.HasPrefix(buf, "*:") {
+		return buf[2:], true
+	}
+	i, j := 0, 0
+	for i < len(buf) {
+		bslash := false
+		if buf[i] == '\\' {
+			i++
+			bslash = true
+			if i >= len(buf) {
+				return "", false
+			}
+		}
+		if buf[i] == ':' && j == len(token) && !bslash {
+			return buf[i+1:], true
+		}
+		if j == len(token) || buf[i] != token[j] {
+			return "", false
+		}
+		i++
+		j++
+	}
+	return "", false
+}
+
+// passwordField de-escapes the password, which ends at the first unescaped
+// ':' (libpq).
+func passwordField(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s) && s[i] != ':'; i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -2,18 +2,27 @@ package conninfo
 
 import "strings"
 
-// Redact returns the connection string with secrets (password, sslpassword,
-// SCRAM keys, OAuth secrets) replaced by ********, in keyword=value form. A
-// string that does not parse is replaced whole: it might hold a password in
-// a shape we cannot see.
+// Redacted is what Redact returns for a string it cannot show safely.
+const Redacted = "(connection string not shown: it does not parse)"
+
+// Redact returns the connection string in keyword=value form, every
+// keyword as given and in order, with secret values (password,
+// sslpassword, scram_client_key, scram_server_key, oauth_client_secret)
+// replaced by ********. It accepts both forms and never fails: a string
+// that does not parse, names a keyword libpq does not know, or has a port
+// that is no number is replaced whole by Redacted, since a password that
+// needed quoting or percent-encoding may be strewn over it.
 func Redact(conninfo string) string {
 	kvs, err := ParseString(conninfo)
 	if err != nil {
-		return unparsable
+		return Redacted
 	}
 	for _, kv := range kvs {
-		if !plainKey(kv.Key) {
-			return unparsable // not a libpq keyword: nothing sensible to show
+		if _, ok := keywordIndex[kv.Key]; !ok {
+			return Redacted
+		}
+		if kv.Key == "port" && strings.Trim(kv.Value, "0123456789, \t") != "" {
+			return Redacted
 		}
 	}
 	var b strings.Builder
@@ -24,25 +33,10 @@ func Redact(conninfo string) string {
 		b.WriteString(kv.Key)
 		b.WriteByte('=')
 		if IsSecret(kv.Key) {
-			b.WriteString("********")
+			b.WriteString(mask)
 			continue
 		}
 		b.WriteString(quote(kv.Value))
 	}
 	return b.String()
-}
-
-const unparsable = "(unparsable connection string, redacted)"
-
-func plainKey(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-			return false
-		}
-	}
-	return true
 }

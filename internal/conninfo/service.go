@@ -4,90 +4,129 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 )
 
-// defaultSysconfDir is where Debian's libpq looks for pg_service.conf.
+// defaultSysconfDir is where Debian's libpq looks for pg_service.conf when
+// PGSYSCONFDIR is not set.
 const defaultSysconfDir = "/etc/postgresql-common"
 
-// readService returns the keywords of service name, from the user's service
-// file (servicefile, else ~/.pg_service.conf) and then the system one
-// (PGSYSCONFDIR/pg_service.conf), like libpq: the first file that has the
-// service wins.
-func readService(name, servicefile string, getenv func(string) string, home string) ([]KV, error) {
-	var files []string
-	if servicefile != "" {
-		files = append(files, servicefile)
-	} else if home != "" {
-		files = append(files, filepath.Join(home, ".pg_service.conf"))
-	}
-	sysconf := getenv("PGSYSCONFDIR")
-	if sysconf == "" {
-		sysconf = defaultSysconfDir
-	}
-	files = append(files, filepath.Join(sysconf, "pg_service.conf"))
-	for _, f := range files {
-		kvs, found, err := serviceFromFile(f, name)
-		if err != nil {
-			return nil, err
-		}
-		if found {
-			return kvs, nil
-		}
-	}
-	return nil, &KeywordError{Keyword: "service", Msg: fmt.Sprintf("definition of service %q not found (looked in %s)", name, strings.Join(files, ", "))}
+// ServiceError is a service that cannot be found or read.
+type ServiceError struct {
+	Service string
+	File    string // "" when not found anywhere
+	Line    int
+	Msg     string
 }
 
+func (e *ServiceError) Error() string {
+	if e.File == "" {
+		return fmt.Sprintf("service %q: %s", e.Service, e.Msg)
+	}
+	if e.Line == 0 {
+		return fmt.Sprintf("service %q: %s: %s", e.Service, e.File, e.Msg)
+	}
+	return fmt.Sprintf("service %q: %s, line %d: %s", e.Service, e.File, e.Line, e.Msg)
+}
+
+// findService returns the keywords of service name as libpq's
+// parseServiceInfo: the user file (servicefile, else PGSERVICEFILE, else
+// ~/.pg_service.conf) first, then sysconfdir/pg_service.conf; the first
+// file that defines the service wins. KV.Pos is the line number.
+func findService(name, userFile, sysconfDir, home string) ([]KV, string, error) {
+	var tried []string
+	if userFile == "" && home != "" {
+		userFile = filepath.Join(home, ".pg_service.conf")
+	}
+	if sysconfDir == "" {
+		sysconfDir = defaultSysconfDir
+	}
+	for _, f := range []string{userFile, filepath.Join(sysconfDir, "pg_service.conf")} {
+		if f == "" {
+			continue
+		}
+		tried = append(tried, f)
+		if _, err := os.Stat(f); err != nil {
+			continue // libpq: a file that cannot be stat'ed is skipped
+		}
+		kvs, found, err := serviceFromFile(f, name)
+		if err != nil {
+			return nil, "", err
+		}
+		if found {
+			return kvs, f, nil
+		}
+	}
+	return nil, "", &ServiceError{Service: name, Msg: fmt.Sprintf("definition of service not found (looked in %s)", strings.Join(tried, ", "))}
+}
+
+// serviceFromFile reads one service file as libpq's parseServiceFile: lines
+// are trimmed of white space at both ends; "#" starts a comment line; the
+// first "[name]" group is the service, up to the next group; its lines are
+// keyword=value with nothing trimmed around "=", the first occurrence of a
+// keyword wins. Values are never put in errors.
 func serviceFromFile(path, name string) ([]KV, bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, false, nil
-		}
-		return nil, false, fmt.Errorf("service file %s: %w", path, err)
+		return nil, false, &ServiceError{Service: name, File: path, Msg: errors.Unwrap(err).Error()}
 	}
 	defer f.Close()
+	r := bufio.NewReader(f)
 	var out []KV
-	in := false
+	seen := map[string]bool{}
 	found := false
-	sc := bufio.NewScanner(f)
-	line := 0
-	for sc.Scan() {
-		line++
-		t := strings.TrimSpace(sc.Text())
-		if t == "" || strings.HasPrefix(t, "#") {
-			continue
+	for lineNo := 1; ; lineNo++ {
+		line, rerr := r.ReadString('\n')
+		if rerr != nil && rerr != io.EOF {
+			return nil, false, &ServiceError{Service: name, File: path, Msg: rerr.Error()}
 		}
-		if strings.HasPrefix(t, "[") {
+		if line == "" && rerr == io.EOF {
+			break
+		}
+		line = strings.TrimRight(line, " \t\n\r\f\v")
+		line = strings.TrimLeft(line, " \t\n\r\f\v")
+		bad := func(msg string) error {
+			return &ServiceError{Service: name, File: path, Line: lineNo, Msg: msg}
+		}
+		switch {
+		case line == "" || line[0] == '#':
+		case line[0] == '[':
 			if found {
-				break
+				return out, true, nil // end of the service's group
 			}
-			end := strings.IndexByte(t, ']')
-			if end < 0 {
-				return nil, false, fmt.Errorf("service file %s:%d: syntax error", path, line)
+			found = strings.HasPrefix(line[1:], name) && len(line) > len(name)+1 && line[len(name)+1] == ']'
+		case found:
+			if strings.HasPrefix(line, "ldap") {
+				return nil, false, bad("LDAP lookup of connection parameters is not supported by standbyd")
 			}
-			in = t[1:end] == name
-			found = in
-			continue
+			if strings.IndexByte(line, 0) >= 0 {
+				return nil, false, bad("NUL byte")
+			}
+			key, val, ok := strings.Cut(line, "=")
+			if !ok {
+				return nil, false, bad("syntax error (no \"=\")")
+			}
+			switch key {
+			case "service", "servicefile":
+				return nil, false, bad(fmt.Sprintf("nested %q specifications not supported in service file", key))
+			}
+			if _, known := keywordIndex[key]; !known {
+				if plainKey(key) {
+					return nil, false, bad(fmt.Sprintf("syntax error: invalid connection option %q", key))
+				}
+				return nil, false, bad("syntax error: not a connection option")
+			}
+			if !seen[key] {
+				seen[key] = true
+				out = append(out, KV{Key: key, Value: val, Pos: lineNo})
+			}
 		}
-		if !in {
-			continue
+		if rerr == io.EOF {
+			break
 		}
-		k, v, ok := strings.Cut(t, "=")
-		if !ok {
-			return nil, false, fmt.Errorf("service file %s:%d: syntax error", path, line)
-		}
-		k = strings.TrimSpace(k)
-		if k == "service" {
-			return nil, false, fmt.Errorf("service file %s:%d: nested service specifications not supported", path, line)
-		}
-		out = append(out, KV{k, strings.TrimSpace(v)})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, false, fmt.Errorf("service file %s: %w", path, err)
 	}
 	return out, found, nil
 }

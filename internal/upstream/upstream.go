@@ -37,6 +37,9 @@ type Target struct {
 	Endpoint string
 	// Decisions lists what was done with each conninfo keyword.
 	Decisions []conninfo.Decision
+	// Warnings are what libpq would only warn about or do silently (a
+	// passfile with loose permissions, an unloadable CRL ...), to be logged.
+	Warnings []string
 	// Files are the configuration files read (to watch for changes).
 	Files []string
 	// SystemIdentifier is the standby's own (from its pg_control), which the
@@ -90,5 +93,6 @@ func Resolve(c *config.Config) (*Target, error) {
 	t.Redacted = conninfo.Redact(raw)
 	t.Endpoint = res.Endpoint
 	t.Decisions = res.Decisions
+	t.Warnings = res.Warnings
 	return t, nil
 }
