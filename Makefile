@@ -9,10 +9,12 @@ export PATH := /usr/local/go/bin:$(GOBIN):$(PATH)
 
 BIN := bin/standbyd
 
+BENCH_FLAGS ?=
+
 SOAK ?= 10m
 SOAK_REPORT ?= bench/results/soak-$(shell date -u +%Y-%m-%d).md
 
-.PHONY: all build extension deps test test-unit fuzz lint check-units demo soak clean help
+.PHONY: all build extension deps test test-unit fuzz lint check-units demo soak bench bench-tools clean help
 
 all: build extension ## build the daemon and the extension
 
@@ -69,6 +71,13 @@ soak: deps extension build ## random faults under load for SOAK (10m); report in
 	STANDBYD_BIN=$(CURDIR)/$(BIN) STANDBYD_SOAK=$(SOAK) STANDBYD_SOAK_REPORT=$(CURDIR)/$(SOAK_REPORT) \
 		$(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./test/e2e
 	@echo "soak report: $(SOAK_REPORT)"
+
+bench-tools: build ## build bin/standbyd-bench and bin/chanbench (the libpq contender)
+	$(GO) build -o bin/standbyd-bench ./bench
+	$(MAKE) -C bench/libpq PG_CONFIG=$(PG_CONFIG) OUT=$(CURDIR)/bin/chanbench
+
+bench: deps extension bench-tools ## side-by-side latency, throughput and resources (BENCH_FLAGS=-quick for a short run); report in bench/results/
+	bin/standbyd-bench -standbyd $(BIN) -chanbench bin/chanbench $(BENCH_FLAGS)
 
 clean: ## remove build outputs
 	rm -rf bin

@@ -149,7 +149,8 @@ type PingReply struct {
 	InRecovery  bool
 }
 
-const pingSize = 21
+// PingReplySize is the size of a ping reply's payload.
+const PingReplySize = 21
 
 // Append appends the payload to dst.
 func (p PingReply) Append(dst []byte) []byte {
@@ -166,8 +167,8 @@ func (p PingReply) Append(dst []byte) []byte {
 // ParsePingReply parses a ping reply payload; bytes after the known fields
 // are ignored.
 func ParsePingReply(buf []byte) (PingReply, error) {
-	if len(buf) < pingSize {
-		return PingReply{}, fmt.Errorf("ping reply: %w: %d bytes, want %d", ErrShortPayload, len(buf), pingSize)
+	if len(buf) < PingReplySize {
+		return PingReply{}, fmt.Errorf("ping reply: %w: %d bytes, want %d", ErrShortPayload, len(buf), PingReplySize)
 	}
 	return PingReply{
 		ServerTime:  time.UnixMicro(int64(binary.BigEndian.Uint64(buf[0:]))),

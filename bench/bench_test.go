@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(tcpEchoEnv) != "" {
+		serveTCPEcho() // the harness re-executes the test binary as its echo server
+	}
+	os.Exit(m.Run())
+}
+
+// TestQuickRun runs the whole harness briefly against real servers, the
+// real daemon and the real libpq client, and checks that the report holds a
+// figure for every contender, workload and placement: the benchmark must
+// not rot between the runs that produce figures.
+func TestQuickRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL servers; run by make test, not make test-unit")
+	}
+	dir := t.TempDir()
+	s := settings{Count: 40, Rounds: 2, CLICount: 4, Warmup: 5, Idle: time.Second, Load: time.Second,
+		Throughput: 500 * time.Millisecond, Callers: 2, outDir: filepath.Join(dir, "results"),
+		standbyd: os.Getenv("STANDBYD_BIN"), chanbench: filepath.Join(dir, "chanbench")}
+	if s.standbyd == "" {
+		s.standbyd = filepath.Join(dir, "standbyd")
+		build(t, "go", "build", "-o", s.standbyd, "../cmd/standbyd")
+	}
+	build(t, "make", "-s", "-C", "libpq", "PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config", "OUT="+s.chanbench)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	md, js, err := run(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(md); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if want := len(placements()); len(r.Placements) != want {
+		t.Fatalf("%d placements, want %d", len(r.Placements), want)
+	}
+	for _, p := range r.Placements {
+		for _, c := range contenderOrder {
+			ws := workloads
+			n := s.Count / s.Rounds * s.Rounds
+			if c == "cli" {
+				ws, n = cliWorkloads(), s.CLICount/s.Rounds*s.Rounds
+			}
+			for _, w := range ws {
+				got := p.Latency[c][w.Name]
+				if got.Requests != n || got.MedianUS <= 0 || got.P99US < got.MedianUS {
+					t.Errorf("%s %s %s: %+v (want %d requests)", p.Name, c, w.Name, got, n)
+				}
+			}
+		}
+		for _, c := range []string{"session", "sql"} {
+			if v := p.BackendCPUPerRequestUS[c]["echo-8B"]; v <= 0 {
+				t.Errorf("%s: backend CPU per request of %s is %v", p.Name, c, v)
+			}
+		}
+		if p.Ratios["echo-8B"]["session/tcp"] <= 0 || len(p.DaemonRSSKB) != s.Rounds {
+			t.Errorf("%s: ratios %v, daemon memory samples %v", p.Name, p.Ratios["echo-8B"], p.DaemonRSSKB)
+		}
+	}
+	if len(r.Throughput) != 3 || r.Throughput[2].Sessions != 4 || r.Throughput[0].PerSecond <= 0 {
+		t.Errorf("throughput: %+v", r.Throughput)
+	}
+	if r.Resources.Idle.DaemonRSSEndKB <= 0 || r.Resources.Load.Requests <= 0 || r.Resources.Load.DaemonCPUPerRequest <= 0 {
+		t.Errorf("resources: %+v", r.Resources)
+	}
+}
+
+func build(t *testing.T, name string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}

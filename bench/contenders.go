@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/standbyd/standbyd/client"
+	"github.com/standbyd/standbyd/internal/conn"
+	"github.com/standbyd/standbyd/internal/protocol"
+)
+
+// echoOp is the op code the benchmark registers its echo handler under.
+const echoOp = protocol.FirstUserOp
+
+// workload is one kind of request: the built-in ping (no payload in, 21
+// bytes out) or an echo of size bytes through a registered SQL handler.
+type workload struct {
+	Name string
+	Ping bool
+	Size int
+}
+
+var workloads = []workload{
+	{Name: "ping", Ping: true},
+	{Name: "echo-8B", Size: 8},
+	{Name: "echo-1KiB", Size: 1024},
+	{Name: "echo-64KiB", Size: 64 << 10},
+}
+
+// pattern is the payload of a given size; the echo is checked against it.
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*31 + 7)
+	}
+	return b
+}
+
+// contender makes requests one after another and times each.
+type contender interface {
+	Name() string
+	// Run makes n requests of workload w and returns their latencies.
+	Run(ctx context.Context, w workload, n int) ([]time.Duration, error)
+	// BackendPID is the primary backend serving it (0: none or unknown), so
+	// that its CPU time can be read around a batch.
+	BackendPID() int
+	Close()
+}
+
+// checkEcho checks a reply against its request.
+func checkEcho(w workload, want, got []byte) error {
+	if w.Ping {
+		if len(got) != protocol.PingReplySize {
+			return fmt.Errorf("ping reply of %d bytes, want %d", len(got), protocol.PingReplySize)
+		}
+		return nil
+	}
+	if !bytes.Equal(want, got) {
+		return fmt.Errorf("echo reply differs from the request (%d bytes sent, %d back)", len(want), len(got))
+	}
+	return nil
+}
+
+// timeLoop runs one request n times and times each.
+func timeLoop(ctx context.Context, n int, one func() error) ([]time.Duration, error) {
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		if err := ctx.Err(); err != nil {
+			return lat, err
+		}
+		t0 := time.Now()
+		if err := one(); err != nil {
+			return lat, err
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	return lat, nil
+}
+
+// ---- raw TCP: the loopback limit ----
+
+// tcpContender ping-pongs frames of the channel's shape (12-byte header,
+// payload) with an echo server in another process (tcpEchoServe).
+type tcpContender struct {
+	c   net.Conn
+	br  *bufio.Reader
+	buf []byte
+}
+
+func dialTCP(addr string) (*tcpContender, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("raw tcp: %w", err)
+	}
+	return &tcpContender{c: c, br: bufio.NewReaderSize(c, 128<<10)}, nil
+}
+
+func (t *tcpContender) Name() string    { return "tcp" }
+func (t *tcpContender) BackendPID() int { return 0 }
+func (t *tcpContender) Close()          { t.c.Close() }
+
+func (t *tcpContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	payload := pattern(w.Size)
+	req := make([]byte, protocol.HeaderSize+len(payload))
+	req[0] = 'Q'
+	binary.BigEndian.PutUint32(req[8:], uint32(len(payload)))
+	copy(req[protocol.HeaderSize:], payload)
+	var hdr [protocol.HeaderSize]byte
+	return timeLoop(ctx, n, func() error {
+		if _, err := t.c.Write(req); err != nil {
+			return fmt.Errorf("raw tcp: %w", err)
+		}
+		if _, err := io.ReadFull(t.br, hdr[:]); err != nil {
+			return fmt.Errorf("raw tcp: %w", err)
+		}
+		m := int(binary.BigEndian.Uint32(hdr[8:]))
+		if cap(t.buf) < m {
+			t.buf = make([]byte, m)
+		}
+		got := t.buf[:m]
+		if _, err := io.ReadFull(t.br, got); err != nil {
+			return fmt.Errorf("raw tcp: %w", err)
+		}
+		return checkEcho(w, payload, got)
+	})
+}
+
+// tcpEchoServe is the other end of tcpContender, run as its own process: it answers each frame with the same frame,
+// or, for an empty payload, with a payload of a ping reply's size. It prints
+// its address on stdout and serves until killed (see tcpEchoEnv); it
+// returns only the error that stopped it.
+func tcpEchoServe() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Println(ln.Addr().String())
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			br := bufio.NewReaderSize(c, 128<<10)
+			var hdr [protocol.HeaderSize]byte
+			var buf []byte
+			for {
+				if _, err := io.ReadFull(br, hdr[:]); err != nil {
+					return
+				}
+				m := int(binary.BigEndian.Uint32(hdr[8:]))
+				out := m
+				if m == 0 {
+					out = protocol.PingReplySize
+				}
+				if cap(buf) < protocol.HeaderSize+out {
+					buf = make([]byte, protocol.HeaderSize+out)
+				}
+				frame := buf[:protocol.HeaderSize+out]
+				if _, err := io.ReadFull(br, frame[protocol.HeaderSize:protocol.HeaderSize+m]); err != nil {
+					return
+				}
+				copy(frame, hdr[:])
+				frame[0] = 'A'
+				binary.BigEndian.PutUint32(frame[8:], uint32(out))
+				if _, err := c.Write(frame); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// ---- libpq in C: the original approach ----
+
+// libpqContender runs bench/libpq/chanbench, a blocking libpq client, for
+// each batch; only its requests are timed (by itself), not its start.
+type libpqContender struct {
+	bin      string
+	conninfo string
+}
+
+func (l *libpqContender) Name() string    { return "libpq" }
+func (l *libpqContender) BackendPID() int { return 0 }
+func (l *libpqContender) Close()          {}
+
+func (l *libpqContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	op := uint16(echoOp)
+	if w.Ping {
+		op = protocol.OpPing
+	}
+	cmd := exec.CommandContext(ctx, l.bin, l.conninfo, strconv.Itoa(int(op)), strconv.Itoa(w.Size), strconv.Itoa(n))
+	cmd.Env = append(os.Environ(), "CHANBENCH_EXPECT_ECHO=1")
+	if w.Ping {
+		cmd.Env = append(os.Environ(), "CHANBENCH_EXPECT_ECHO=0")
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("libpq client: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	lat := make([]time.Duration, 0, n)
+	for _, f := range strings.Fields(string(out)) {
+		ns, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("libpq client: bad output %q", f)
+		}
+		lat = append(lat, time.Duration(ns))
+	}
+	if len(lat) != n {
+		return nil, fmt.Errorf("libpq client: %d latencies for %d requests", len(lat), n)
+	}
+	return lat, nil
+}
+
+// ---- standbyd's session, in process ----
+
+type sessionContender struct{ s *conn.Session }
+
+func dialSession(ctx context.Context, cfg *pgconn.Config) (*sessionContender, error) {
+	s, err := conn.Dial(ctx, conn.DialOptions{Config: cfg, ClientName: "standbyd-bench"})
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	return &sessionContender{s: s}, nil
+}
+
+func (c *sessionContender) Name() string    { return "session" }
+func (c *sessionContender) BackendPID() int { return int(c.s.BackendPID()) }
+func (c *sessionContender) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.s.Close(ctx)
+}
+
+func (c *sessionContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	payload := pattern(w.Size)
+	op := uint16(echoOp)
+	if w.Ping {
+		op = protocol.OpPing
+	}
+	return timeLoop(ctx, n, func() error {
+		got, err := c.s.Call(ctx, op, payload)
+		if err != nil {
+			return fmt.Errorf("session: %w", err)
+		}
+		return checkEcho(w, payload, got)
+	})
+}
+
+// ---- plain SQL through pgconn: what a user would otherwise do ----
+
+// sqlContender calls the echo handler's function, and for ping the same
+// facts as the built-in, as prepared statements over the extended protocol
+// with binary parameters and results.
+type sqlContender struct{ pc *pgconn.PgConn }
+
+const (
+	sqlEcho = "SELECT public.bench_echo($1)"
+	sqlPing = "SELECT clock_timestamp(), pg_current_wal_flush_lsn(), pg_is_in_recovery()"
+)
+
+func dialSQL(ctx context.Context, cfg *pgconn.Config) (*sqlContender, error) {
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("sql: %w", err)
+	}
+	for name, q := range map[string]string{"echo": sqlEcho, "ping": sqlPing} {
+		if _, err := pc.Prepare(ctx, name, q, nil); err != nil {
+			pc.Close(ctx)
+			return nil, fmt.Errorf("sql: prepare %s: %w", name, err)
+		}
+	}
+	return &sqlContender{pc: pc}, nil
+}
+
+func (c *sqlContender) Name() string    { return "sql" }
+func (c *sqlContender) BackendPID() int { return int(c.pc.PID()) }
+func (c *sqlContender) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.pc.Close(ctx)
+}
+
+func (c *sqlContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	payload := pattern(w.Size)
+	name, params, formats := "echo", [][]byte{payload}, []int16{1}
+	if w.Ping {
+		name, params, formats = "ping", nil, nil
+	}
+	return timeLoop(ctx, n, func() error {
+		rr := c.pc.ExecPrepared(ctx, name, params, formats, []int16{1}).Read()
+		if rr.Err != nil {
+			return fmt.Errorf("sql: %w", rr.Err)
+		}
+		if len(rr.Rows) != 1 {
+			return fmt.Errorf("sql: %d rows", len(rr.Rows))
+		}
+		if w.Ping {
+			return nil
+		}
+		return checkEcho(w, payload, rr.Rows[0][0])
+	})
+}
+
+// ---- the local API, with the Go client ----
+
+type apiContender struct {
+	c       *client.Client
+	backend func() int
+}
+
+func (a *apiContender) Name() string    { return "api" }
+func (a *apiContender) BackendPID() int { return a.backend() }
+func (a *apiContender) Close()          { a.c.Close() }
+
+func (a *apiContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	payload := pattern(w.Size)
+	op := "echo"
+	if w.Ping {
+		op = "ping"
+	}
+	return timeLoop(ctx, n, func() error {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		got, err := a.c.Call(cctx, op, payload)
+		if err != nil {
+			return fmt.Errorf("api: %w", err)
+		}
+		return checkEcho(w, payload, got)
+	})
+}
+
+// ---- `standbyd call` as a process, start-up included ----
+
+type cliContender struct {
+	bin, config string
+}
+
+func (c *cliContender) Name() string    { return "cli" }
+func (c *cliContender) BackendPID() int { return 0 }
+func (c *cliContender) Close()          {}
+
+func (c *cliContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	payload := pattern(w.Size)
+	args := []string{"call", "--config", c.config, "--out", "raw"}
+	if w.Ping {
+		args = append(args, "ping")
+	} else {
+		args = append(args, "--in", "stdin", "echo")
+	}
+	return timeLoop(ctx, n, func() error {
+		cmd := exec.CommandContext(ctx, c.bin, args...)
+		cmd.Stdin = bytes.NewReader(payload)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		got, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("standbyd call: %w: %s", err, strings.TrimSpace(stderr.String()))
+		}
+		return checkEcho(w, payload, got)
+	})
+}

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// report is everything one run measured; it is written as JSON and as
+// Markdown.
+type report struct {
+	Date       string              `json:"date"`
+	Machine    machine             `json:"machine"`
+	Settings   settings            `json:"settings"`
+	Placements []*placementResult  `json:"placements"`
+	Throughput []throughputFigures `json:"throughput"`
+	Resources  resources           `json:"resources"`
+	started    time.Time
+}
+
+type machine struct {
+	CPUModel   string `json:"cpu_model"`
+	CPUs       int    `json:"cpus"`
+	Kernel     string `json:"kernel"`
+	Go         string `json:"go"`
+	PostgreSQL string `json:"postgresql"`
+}
+
+type placementResult struct {
+	placement
+	// Latency by contender, then workload.
+	Latency map[string]map[string]Summary `json:"latency"`
+	// BackendCPUPerRequestUS: CPU time of the primary's backend per request
+	// (from /proc/<pid>/schedstat around each batch), for the contenders
+	// whose backend is known.
+	BackendCPUPerRequestUS map[string]map[string]float64 `json:"backend_cpu_per_request_us"`
+	// Ratios of medians by workload: "session/tcp" and the like.
+	Ratios map[string]map[string]float64 `json:"median_ratios"`
+	// Memory after each round: the daemon's and the in-process session's
+	// backend's VmRSS, in kB.
+	DaemonRSSKB  []int64 `json:"daemon_rss_kb_by_round"`
+	BackendRSSKB []int64 `json:"session_backend_rss_kb_by_round"`
+
+	lat        map[string]map[string][]time.Duration
+	backendCPU map[string]map[string]time.Duration
+}
+
+type throughputFigures struct {
+	Sessions  int     `json:"sessions"`
+	Callers   int     `json:"callers"`
+	Requests  int     `json:"requests"`
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"requests_per_second"`
+	VsOne     float64 `json:"ratio_to_one_session"`
+}
+
+type resources struct {
+	Idle idleFigures `json:"idle"`
+	Load loadFigures `json:"load"`
+}
+
+type idleFigures struct {
+	Seconds             float64 `json:"seconds"`
+	DaemonCPUMS         float64 `json:"daemon_cpu_ms"`
+	DaemonCPUPercentage float64 `json:"daemon_cpu_percent"`
+	BackendCPUMS        float64 `json:"backend_cpu_ms"`
+	DaemonRSSStartKB    int64   `json:"daemon_rss_start_kb"`
+	DaemonRSSEndKB      int64   `json:"daemon_rss_end_kb"`
+}
+
+type loadFigures struct {
+	Seconds              float64 `json:"seconds"`
+	Callers              int     `json:"callers"`
+	Requests             int     `json:"requests"`
+	PerSecond            float64 `json:"requests_per_second"`
+	DaemonCPUPercentage  float64 `json:"daemon_cpu_percent"`
+	DaemonCPUPerRequest  float64 `json:"daemon_cpu_per_request_us"`
+	BackendCPUPerRequest float64 `json:"backend_cpu_per_request_us"`
+	DaemonRSSPeakKB      int64   `json:"daemon_rss_peak_kb"`
+}
+
+func newReport(s settings) *report {
+	r := &report{Settings: s, started: time.Now()}
+	r.Date = r.started.UTC().Format("2006-01-02")
+	r.Machine.CPUs = runtime.NumCPU()
+	r.Machine.Go = runtime.Version()
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				r.Machine.CPUModel = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if out, err := exec.Command("uname", "-r").Output(); err == nil {
+		r.Machine.Kernel = strings.TrimSpace(string(out))
+	}
+	return r
+}
+
+func newPlacementResult(pl placement) *placementResult {
+	return &placementResult{placement: pl,
+		lat:        map[string]map[string][]time.Duration{},
+		backendCPU: map[string]map[string]time.Duration{},
+	}
+}
+
+// batch runs n requests of c and keeps their latencies and, where c has a
+// backend, the backend's CPU time.
+func (p *placementResult) batch(ctx context.Context, c contender, w workload, n int) error {
+	pid := c.BackendPID()
+	var c0 time.Duration
+	if pid != 0 {
+		c0, _ = cpuTime(pid)
+	}
+	lat, err := c.Run(ctx, w, n)
+	if err != nil {
+		return fmt.Errorf("%s, %s: %w", c.Name(), w.Name, err)
+	}
+	if pid != 0 {
+		if c1, err := cpuTime(pid); err == nil {
+			if p.backendCPU[c.Name()] == nil {
+				p.backendCPU[c.Name()] = map[string]time.Duration{}
+			}
+			p.backendCPU[c.Name()][w.Name] += c1 - c0
+		}
+	}
+	if p.lat[c.Name()] == nil {
+		p.lat[c.Name()] = map[string][]time.Duration{}
+	}
+	p.lat[c.Name()][w.Name] = append(p.lat[c.Name()][w.Name], lat...)
+	return nil
+}
+
+func (p *placementResult) sampleMemory(daemon, backend int) {
+	if r, err := rssKB(daemon); err == nil {
+		p.DaemonRSSKB = append(p.DaemonRSSKB, r)
+	}
+	if r, err := rssKB(backend); err == nil {
+		p.BackendRSSKB = append(p.BackendRSSKB, r)
+	}
+}
+
+// ratioPairs are the comparisons the report makes: each a/b of medians.
+var ratioPairs = [][2]string{
+	{"session", "tcp"}, {"libpq", "tcp"}, {"session", "libpq"}, {"sql", "session"}, {"api", "session"}, {"api", "tcp"},
+}
+
+func (r *report) addPlacement(p *placementResult) {
+	p.Latency = map[string]map[string]Summary{}
+	p.BackendCPUPerRequestUS = map[string]map[string]float64{}
+	for c, byW := range p.lat {
+		p.Latency[c] = map[string]Summary{}
+		for w, lat := range byW {
+			p.Latency[c][w] = summarise(lat)
+			if cpu, ok := p.backendCPU[c][w]; ok && len(lat) > 0 {
+				if p.BackendCPUPerRequestUS[c] == nil {
+					p.BackendCPUPerRequestUS[c] = map[string]float64{}
+				}
+				p.BackendCPUPerRequestUS[c][w] = float64(cpu) / float64(time.Microsecond) / float64(len(lat))
+			}
+		}
+	}
+	p.Ratios = map[string]map[string]float64{}
+	for _, w := range workloads {
+		p.Ratios[w.Name] = map[string]float64{}
+		for _, pair := range ratioPairs {
+			a, b := p.Latency[pair[0]][w.Name], p.Latency[pair[1]][w.Name]
+			if a.Requests > 0 && b.Requests > 0 {
+				p.Ratios[w.Name][pair[0]+"/"+pair[1]] = ratio(a.MedianUS, b.MedianUS)
+			}
+		}
+	}
+	r.Placements = append(r.Placements, p)
+}
+
+func (r *report) addThroughput(t throughputFigures) {
+	if len(r.Throughput) > 0 {
+		t.VsOne = ratio(t.PerSecond, r.Throughput[0].PerSecond)
+	} else {
+		t.VsOne = 1
+	}
+	r.Throughput = append(r.Throughput, t)
+}
+
+func (r *report) finish() {}
+
+// write saves <date>.json and <date>.md under dir; a second run on the same
+// day gets -2, -3 ...
+func (r *report) write(dir string) (string, string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	base := filepath.Join(dir, r.Date)
+	for i := 2; ; i++ {
+		if _, err := os.Stat(base + ".md"); os.IsNotExist(err) {
+			break
+		}
+		base = filepath.Join(dir, fmt.Sprintf("%s-%d", r.Date, i))
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(base+".json", append(js, '\n'), 0o644); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(base+".md", []byte(r.markdown()), 0o644); err != nil {
+		return "", "", err
+	}
+	return base + ".md", base + ".json", nil
+}
+
+// contenderOrder is how tables list the contenders.
+var contenderOrder = []string{"tcp", "libpq", "session", "sql", "api", "cli"}
+
+var contenderText = map[string]string{
+	"tcp":     "raw TCP ping-pong in Go, frames of the channel's shape (the loopback limit)",
+	"libpq":   "C, libpq PQputCopyData/PQgetCopyData, blocking, on the channel",
+	"session": "standbyd's session in process (internal/conn Session.Call)",
+	"sql":     "plain SQL through pgconn: prepared SELECT public.bench_echo($1) (ping: clock_timestamp(), pg_current_wal_flush_lsn(), pg_is_in_recovery())",
+	"api":     "through the daemon's local API (Unix-socket HTTP) with the Go client",
+	"cli":     "`standbyd call` as a process through the daemon, start-up included",
+}
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	f := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	f("# standbyd benchmark, %s\n\n", r.Date)
+	f("Machine: %s, %d CPUs, Linux %s, %s, PostgreSQL %s. Run took %s.\n\n",
+		r.Machine.CPUModel, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go, r.Machine.PostgreSQL, time.Since(r.started).Round(time.Second))
+	f("%d timed requests per contender and workload in %d interleaved rounds (order rotated each round), after %d warm-up requests; `standbyd call`: %d per workload. Workloads: the built-in ping (no payload in, 21 bytes out) and an echo through a registered SQL handler of 8 B, 1 KiB and 64 KiB. Latency in microseconds; req/s is one caller, back to back.\n\n",
+		r.Settings.Count, r.Settings.Rounds, r.Settings.Warmup, r.Settings.CLICount)
+	f("Contenders:\n\n")
+	for _, c := range contenderOrder {
+		f("- `%s`: %s\n", c, contenderText[c])
+	}
+	for _, p := range r.Placements {
+		f("\n## Placement %s: client side on CPU %s, primary side on CPU %s\n\n", p.Name, p.ClientCPUs, p.ServerCPUs)
+		f("| contender | workload | median µs | p90 µs | p99 µs | req/s | backend CPU µs/req |\n|---|---|---:|---:|---:|---:|---:|\n")
+		for _, w := range workloads {
+			for _, c := range contenderOrder {
+				s, ok := p.Latency[c][w.Name]
+				if !ok {
+					continue
+				}
+				cpu := "–"
+				if v, ok := p.BackendCPUPerRequestUS[c][w.Name]; ok {
+					cpu = fmt.Sprintf("%.1f", v)
+				}
+				f("| %s | %s | %.1f | %.1f | %.1f | %.0f | %s |\n", c, w.Name, s.MedianUS, s.P90US, s.P99US, s.PerSecond, cpu)
+			}
+		}
+		f("\nRatios of medians:\n\n| workload |")
+		for _, pair := range ratioPairs {
+			f(" %s/%s |", pair[0], pair[1])
+		}
+		f("\n|---|%s\n", strings.Repeat("---:|", len(ratioPairs)))
+		for _, w := range workloads {
+			f("| %s |", w.Name)
+			for _, pair := range ratioPairs {
+				if v, ok := p.Ratios[w.Name][pair[0]+"/"+pair[1]]; ok {
+					f(" %.2f |", v)
+				} else {
+					f(" – |")
+				}
+			}
+			f("\n")
+		}
+		f("\nMemory after each round (VmRSS, kB): daemon %s; in-process session's backend %s.\n", joinInts(p.DaemonRSSKB), joinInts(p.BackendRSSKB))
+	}
+	f("\n## Throughput (in-process supervisor, echo 8 B, no CPU pinning)\n\n| sessions | callers | requests | req/s | vs 1 session |\n|---:|---:|---:|---:|---:|\n")
+	for _, t := range r.Throughput {
+		f("| %d | %d | %d | %.0f | %.2f |\n", t.Sessions, t.Callers, t.Requests, t.PerSecond, t.VsOne)
+	}
+	id, ld := r.Resources.Idle, r.Resources.Load
+	f("\n## Resources\n\n")
+	f("- Idle for %.0f s with heartbeats on (default 2 s): daemon CPU %.1f ms (%.3f%% of a core), its channel backend %.1f ms; daemon VmRSS %d kB at the start, %d kB at the end.\n",
+		id.Seconds, id.DaemonCPUMS, id.DaemonCPUPercentage, id.BackendCPUMS, id.DaemonRSSStartKB, id.DaemonRSSEndKB)
+	f("- Under full load for %.0f s (%d API callers, echo 8 B, one session): %.0f req/s; daemon CPU %.0f%% of a core, %.1f µs per request; channel backend %.1f µs CPU per request; daemon peak VmRSS %d kB.\n",
+		ld.Seconds, ld.Callers, ld.PerSecond, ld.DaemonCPUPercentage, ld.DaemonCPUPerRequest, ld.BackendCPUPerRequest, ld.DaemonRSSPeakKB)
+	return b.String()
+}
+
+func joinInts(v []int64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ", ")
+}
