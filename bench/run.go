@@ -507,4 +507,3 @@ func hammer(ctx context.Context, callers int, d time.Duration, newCaller func() 
 	}
 	return int(total.Load()), elapsed, nil
 }
-
