@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
@@ -25,6 +26,7 @@ import (
 	"github.com/standbyd/standbyd/internal/metrics"
 	"github.com/standbyd/standbyd/internal/protocol"
 	"github.com/standbyd/standbyd/internal/reload"
+	"github.com/standbyd/standbyd/internal/replay"
 	"github.com/standbyd/standbyd/internal/upstream"
 )
 
@@ -42,6 +44,8 @@ func restartOnlySettings(a, b *config.Config) []string {
 	add("api.socket_group", a.API.SocketGroup != b.API.SocketGroup)
 	add("api.queue_limit", a.API.QueueLimit != b.API.QueueLimit)
 	add("metrics.listen", a.Metrics.Listen != b.Metrics.Listen)
+	add("metrics.web_config_file", a.Metrics.WebConfigFile != b.Metrics.WebConfigFile)
+	add("standby.conninfo", a.Standby.Conninfo != b.Standby.Conninfo)
 	add("log.format", a.Log.Format != b.Log.Format)
 	add("channel.sessions", a.Channel.Sessions != b.Channel.Sessions)
 	add("channel.heartbeat_interval", a.Channel.HeartbeatInterval != b.Channel.HeartbeatInterval)
@@ -190,6 +194,14 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 		return err
 	}
 	m.WatchCalls(func() (int, int) { st := sup.Status(); return st.Waiting, st.InFlight })
+	var replayWatcher *replay.Watcher
+	if cfg.Standby.Conninfo != "" {
+		replayWatcher, err = replay.New(cfg.Standby.Conninfo, cfg.Channel.HeartbeatInterval, log.Named("replay"), m.StandbyReplay)
+		if err != nil {
+			return err
+		}
+		m.WatchReplay()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -197,19 +209,28 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 	var wg sync.WaitGroup
 	var httpSrv *http.Server
 	if cfg.Metrics.Listen != "" {
+		if f := cfg.Metrics.WebConfigFile; f != "" {
+			if err := web.Validate(f); err != nil {
+				return fmt.Errorf("metrics.web_config_file %s: %w", f, err)
+			}
+		}
 		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		httpSrv = &http.Server{Handler: healthMux(m, sup), ReadHeaderTimeout: 5 * time.Second}
+		webConfig := cfg.Metrics.WebConfigFile
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			// With an empty web config file the toolkit serves plain HTTP.
+			flags := &web.FlagConfig{WebConfigFile: &webConfig}
+			if err := web.Serve(ln, httpSrv, flags, logging.Slog(log.Named("http"))); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("metrics listener", zap.Error(err))
 			}
 		}()
-		log.Info("metrics listening", zap.String("address", ln.Addr().String()))
+		log.Info("metrics listening", zap.String("address", ln.Addr().String()),
+			zap.String("web_config_file", webConfig))
 	}
 
 	mode, _ := cfg.API.Mode()
@@ -256,6 +277,13 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 		}
 	}()
 
+	if replayWatcher != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replayWatcher.Run(ctx)
+		}()
+	}
 	supDone := make(chan struct{})
 	go func() {
 		defer close(supDone)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 )
@@ -42,6 +43,9 @@ type Config struct {
 type StandbyConfig struct {
 	DataDirectory string `mapstructure:"data_directory"`
 	ConfigFile    string `mapstructure:"config_file"`
+	// Conninfo, when set, is a local connection to the standby itself, used
+	// only to read its replay position (for the replay lag metric).
+	Conninfo string `mapstructure:"conninfo"`
 }
 
 // ChannelConfig configures the channel to the primary.
@@ -82,6 +86,9 @@ type APIConfig struct {
 // MetricsConfig configures the HTTP listener for /metrics, /healthz, /readyz.
 type MetricsConfig struct {
 	Listen string `mapstructure:"listen"`
+	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic
+	// auth) for the listener; "" serves plain HTTP.
+	WebConfigFile string `mapstructure:"web_config_file"`
 }
 
 // LogConfig configures logging.
@@ -94,6 +101,7 @@ type LogConfig struct {
 var defaults = map[string]any{
 	"standby.data_directory":      "",
 	"standby.config_file":         "",
+	"standby.conninfo":            "",
 	"channel.mode":                "extension",
 	"channel.conninfo":            "",
 	"channel.database":            "postgres",
@@ -122,6 +130,7 @@ var defaults = map[string]any{
 	"api.default_call_timeout":    "10s",
 	"api.max_call_timeout":        "5m",
 	"metrics.listen":              "127.0.0.1:9561",
+	"metrics.web_config_file":     "",
 	"log.level":                   "info",
 	"log.format":                  "auto",
 }
@@ -208,6 +217,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Standby.DataDirectory == "" && c.Channel.Conninfo == "" {
 		bad("standby.data_directory", "required (the standby's data directory, where primary_conninfo is read), unless channel.conninfo is set")
+	}
+	if c.Standby.Conninfo != "" {
+		if _, err := pgconn.ParseConfig(c.Standby.Conninfo); err != nil {
+			// The inner message only: pgconn's own quotes the string.
+			if inner := errors.Unwrap(err); inner != nil {
+				err = inner
+			}
+			bad("standby.conninfo", "not a valid connection string: %v", err)
+		}
 	}
 	switch c.Channel.Mode {
 	case "extension", "raw":

@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -72,4 +73,54 @@ func Classify(err error) ErrorClass {
 		return ClassConfiguration
 	}
 	return ClassTransient
+}
+
+// DisconnectReason says in a word why a channel session ended: a small,
+// fixed set, for the disconnects metric and the logs.
+type DisconnectReason string
+
+const (
+	// ReasonShutdown: standbyd is stopping and closed the session itself.
+	ReasonShutdown DisconnectReason = "shutdown"
+	// ReasonReconnect: the connection settings changed (reload); the
+	// session was closed to open one with the new settings.
+	ReasonReconnect DisconnectReason = "reconnect"
+	// ReasonReplyTimeout: a request or heartbeat got no reply within
+	// reply_timeout (a hung primary, a black-holed network).
+	ReasonReplyTimeout DisconnectReason = "reply_timeout"
+	// ReasonServerClosed: the server ended the session with an error
+	// (FATAL: administrator command, shutdown, idle timeout, ...).
+	ReasonServerClosed DisconnectReason = "server_closed"
+	// ReasonConnectionLost: the connection broke without a word from the
+	// server (EOF, reset, a crashed backend, a network error).
+	ReasonConnectionLost DisconnectReason = "connection_lost"
+	// ReasonProtocol: the server sent something the protocol does not
+	// allow; standbyd closed the session.
+	ReasonProtocol DisconnectReason = "protocol_error"
+)
+
+// DisconnectReasons lists the reasons, for metrics.
+var DisconnectReasons = []DisconnectReason{ReasonShutdown, ReasonReconnect, ReasonReplyTimeout,
+	ReasonServerClosed, ReasonConnectionLost, ReasonProtocol}
+
+// ReasonOf tells why a session ended from what Supervisor.serve returned
+// (nil when standbyd stopped it).
+func ReasonOf(err error) DisconnectReason {
+	var pe *pgconn.PgError
+	var pr *ProtocolError
+	var ce *CallError
+	switch {
+	case err == nil, errors.Is(err, ErrStopped):
+		return ReasonShutdown
+	case errors.Is(err, errRestart):
+		return ReasonReconnect
+	case errors.As(err, &pr):
+		return ReasonProtocol
+	case errors.As(err, &pe):
+		return ReasonServerClosed
+	case errors.As(err, &ce) && ce.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return ReasonReplyTimeout
+	default:
+		return ReasonConnectionLost
+	}
 }

@@ -206,6 +206,15 @@ func (s *Session) sayHello(ctx context.Context, name string) error {
 // Hello is the primary's answer to hello (zero in raw mode).
 func (s *Session) Hello() protocol.HelloReply { return s.hello }
 
+// RemoteAddr is the address of the upstream as connected: ip:port, or the
+// socket path.
+func (s *Session) RemoteAddr() string {
+	if a := s.netConn.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
 // Mode is the session's mode.
 func (s *Session) Mode() Mode { return s.mode }
 

@@ -23,12 +23,20 @@ var ErrBusy = errors.New("too many calls waiting for the channel")
 // called from the supervisor's goroutine or a caller's and must not block.
 type Observer interface {
 	StateChanged(State)
-	SessionStarted(hello protocol.HelloReply)
+	SessionStarted(SessionInfo)
+	// SessionEnded gets why serving ended (ReasonOf tells the reason).
 	SessionEnded(err error)
 	ConnectFailed(err error, class ErrorClass)
 	CallFinished(op uint16, d time.Duration, err error)
 	SlowRequest(op uint16)
 	Heartbeat(rtt time.Duration, ping protocol.PingReply)
+}
+
+// SessionInfo describes a session that has just become ready.
+type SessionInfo struct {
+	Hello      protocol.HelloReply
+	Host       string // the upstream's address as connected (ip:port or socket path)
+	BackendPID uint32
 }
 
 // SupervisorConfig configures a Supervisor.
@@ -378,6 +386,7 @@ func (s *Supervisor) Alive(d time.Duration) bool {
 func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 	bo := newBackoff(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	log := sl.logger
+	var failures failureLog
 	for ctx.Err() == nil {
 		s.beat()
 		s.setState(sl, StateConnecting, nil)
@@ -394,8 +403,16 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 			if class == ClassConfiguration {
 				delay = bo.slow()
 			}
-			log.Warn("channel connect failed", zap.String("class", string(class)),
-				zap.Error(err), zap.Duration("retry_in", delay))
+			fields := []zap.Field{zap.String("class", string(class)), zap.Error(err), zap.Duration("retry_in", delay)}
+			if logIt, leftOut := failures.failed(time.Now(), err.Error()); logIt {
+				if leftOut > 0 {
+					fields = append(fields, zap.Int("similar_failures_not_logged", leftOut),
+						zap.Time("failing_since", failures.first))
+				}
+				log.Warn("channel connect failed", fields...)
+			} else {
+				log.Debug("channel connect failed", fields...)
+			}
 			s.setState(sl, StateBackingOff, err)
 			if !sleepCtx(ctx, delay) {
 				return
@@ -415,11 +432,15 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 			zap.Uint32("timeline", hello.Timeline),
 			zap.Bool("primary_in_recovery", hello.InRecovery),
 			zap.Int("max_frame_size", sess.MaxFrameSize()))
+		if n, since := failures.recovered(); n > 1 {
+			log.Info("channel back after failed attempts", zap.Int("failed_attempts", n),
+				zap.Duration("failing_for", time.Since(since).Round(time.Millisecond)))
+		}
 		s.setState(sl, StateReady, nil)
 		s.mu.Lock()
 		sl.start, sl.pid = time.Now(), sess.BackendPID()
 		s.mu.Unlock()
-		s.cfg.Observer.SessionStarted(hello)
+		s.cfg.Observer.SessionStarted(SessionInfo{Hello: hello, Host: sess.RemoteAddr(), BackendPID: sess.BackendPID()})
 
 		err = s.serve(ctx, sl, sess)
 		s.cfg.Observer.SessionEnded(err)
@@ -443,7 +464,7 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 			return
 		}
 		delay := bo.next()
-		log.Warn("channel lost", zap.Error(err), zap.Duration("retry_in", delay))
+		log.Warn("channel lost", zap.String("reason", string(ReasonOf(err))), zap.Error(err), zap.Duration("retry_in", delay))
 		s.setState(sl, StateBackingOff, err)
 		if !sleepCtx(ctx, delay) {
 			return
@@ -548,7 +569,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 type nopObserver struct{}
 
 func (nopObserver) StateChanged(State)                          {}
-func (nopObserver) SessionStarted(protocol.HelloReply)          {}
+func (nopObserver) SessionStarted(SessionInfo)                  {}
 func (nopObserver) SessionEnded(error)                          {}
 func (nopObserver) ConnectFailed(error, ErrorClass)             {}
 func (nopObserver) SlowRequest(uint16)                          {}

@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,7 +32,7 @@ type Metrics struct {
 	up            prometheus.Gauge
 	state         *prometheus.GaugeVec
 	connects      prometheus.Counter
-	disconnects   prometheus.Counter
+	disconnects   *prometheus.CounterVec
 	connectErrors *prometheus.CounterVec
 	slowRequests  *prometheus.CounterVec
 	requests      *prometheus.CounterVec
@@ -45,13 +46,22 @@ type Metrics struct {
 	reloads       *prometheus.CounterVec
 	reloadOK      prometheus.Gauge
 	reloadTime    prometheus.Gauge
+
+	// The two WAL positions the replay lag is computed from, NaN when
+	// unknown: the primary's from the last ping (unknown while down), the
+	// standby's from the replay watcher.
+	posMu      sync.Mutex
+	primaryPos float64
+	replayPos  float64
 }
 
 // New creates the collectors, registers them with process and Go collectors,
 // and initialises labelled series to zero.
 func New(version string) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		primaryPos: nan(),
+		replayPos:  nan(),
+		reg:        prometheus.NewRegistry(),
 		up: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "channel_up",
 			Help: "1 while a channel session to the primary has said hello and is serving, else 0.",
@@ -64,10 +74,10 @@ func New(version string) *Metrics {
 			Namespace: namespace, Name: "channel_connects_total",
 			Help: "Channel sessions established (connected, entered, hello answered).",
 		}),
-		disconnects: prometheus.NewCounter(prometheus.CounterOpts{
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "channel_disconnects_total",
-			Help: "Channel sessions that ended.",
-		}),
+			Help: "Channel sessions that ended, by reason (shutdown, reconnect, reply_timeout, server_closed, connection_lost, protocol_error).",
+		}, []string{"reason"}),
 		connectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "channel_connect_errors_total",
 			Help: "Attempts to establish a channel session that failed, by class (transient: retried with backoff; configuration: needs a fix, retried slowly).",
@@ -103,8 +113,8 @@ func New(version string) *Metrics {
 		}),
 		primaryInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "primary_info",
-			Help: "1 for the primary of the current session: its system identifier and server version.",
-		}, []string{"system_identifier", "server_version_num"}),
+			Help: "1 for the primary of the current session: its system identifier, server version and address (host).",
+		}, []string{"system_identifier", "server_version_num", "host"}),
 	}
 	m.identity = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "identity_mismatches_total",
@@ -134,6 +144,9 @@ func New(version string) *Metrics {
 
 	for _, st := range conn.States {
 		m.state.WithLabelValues(st.String())
+	}
+	for _, r := range conn.DisconnectReasons {
+		m.disconnects.WithLabelValues(string(r))
 	}
 	for _, c := range conn.ErrorClasses {
 		m.connectErrors.WithLabelValues(string(c))
@@ -168,6 +181,48 @@ func (m *Metrics) WatchCalls(f func() (waiting, inFlight int)) {
 	)
 }
 
+// WatchReplay exports the standby's replay position and the replay lag in
+// bytes; called when standby.conninfo is set (internal/replay feeds
+// StandbyReplay).
+func (m *Metrics) WatchReplay() {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "standby_replay_position_bytes",
+			Help: "The standby's replayed WAL position (LSN as bytes), read over standby.conninfo every heartbeat interval; NaN while unknown."},
+			func() float64 { _, r := m.positions(); return r }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "standby_replay_lag_bytes",
+			Help: "The primary's WAL position from the last ping minus the standby's replay position (at least 0); NaN while the channel is down or the standby's position is unknown."},
+			m.replayLag),
+	)
+}
+
+// StandbyReplay records a reading of the standby's replay position.
+func (m *Metrics) StandbyReplay(lsn uint64, ok bool) {
+	m.posMu.Lock()
+	defer m.posMu.Unlock()
+	if ok {
+		m.replayPos = float64(lsn)
+	} else {
+		m.replayPos = nan()
+	}
+}
+
+func (m *Metrics) positions() (primary, replay float64) {
+	m.posMu.Lock()
+	defer m.posMu.Unlock()
+	return m.primaryPos, m.replayPos
+}
+
+// replayLag is NaN unless both positions are known: never 0 while down. The
+// two readings are up to a heartbeat interval apart, so the standby may read
+// ahead of the last ping: that is no lag, not a negative one.
+func (m *Metrics) replayLag() float64 {
+	p, r := m.positions()
+	if math.IsNaN(p) || math.IsNaN(r) {
+		return nan()
+	}
+	return math.Max(0, p-r)
+}
+
 // Handler serves the registry in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
@@ -191,20 +246,21 @@ func (m *Metrics) StateChanged(s conn.State) {
 }
 
 // SessionStarted implements conn.Observer.
-func (m *Metrics) SessionStarted(h protocol.HelloReply) {
+func (m *Metrics) SessionStarted(si conn.SessionInfo) {
+	h := si.Hello
 	m.connects.Inc()
 	m.up.Set(1)
 	m.sessionStart.Set(float64(time.Now().UnixNano()) / 1e9)
 	m.primaryInfo.Reset()
 	m.primaryInfo.WithLabelValues(strconv.FormatUint(h.SystemIdentifier, 10),
-		strconv.FormatUint(uint64(h.ServerVersionNum), 10)).Set(1)
+		strconv.FormatUint(uint64(h.ServerVersionNum), 10), si.Host).Set(1)
 }
 
 // SessionEnded implements conn.Observer. The gauges follow the aggregate
 // state (StateChanged): with several sessions, one ending while another
 // serves leaves the channel up.
-func (m *Metrics) SessionEnded(error) {
-	m.disconnects.Inc()
+func (m *Metrics) SessionEnded(err error) {
+	m.disconnects.WithLabelValues(string(conn.ReasonOf(err))).Inc()
 }
 
 func (m *Metrics) down() {
@@ -213,6 +269,9 @@ func (m *Metrics) down() {
 	m.heartbeatRTT.Set(nan())
 	m.primaryWAL.Set(nan())
 	m.primaryInfo.Reset()
+	m.posMu.Lock()
+	m.primaryPos = nan()
+	m.posMu.Unlock()
 }
 
 // ConnectFailed implements conn.Observer.
@@ -262,6 +321,9 @@ func (m *Metrics) CallFinished(op uint16, d time.Duration, err error) {
 func (m *Metrics) Heartbeat(rtt time.Duration, p protocol.PingReply) {
 	m.heartbeatRTT.Set(rtt.Seconds())
 	m.primaryWAL.Set(float64(p.WALPosition))
+	m.posMu.Lock()
+	m.primaryPos = float64(p.WALPosition)
+	m.posMu.Unlock()
 	m.lastReply.Set(float64(time.Now().UnixNano()) / 1e9)
 }
 

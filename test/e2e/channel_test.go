@@ -243,8 +243,8 @@ func TestReconnectAfterBackendTerminated(t *testing.T) {
 	if n, _ := d.metric("standbyd_channel_connects_total"); n < 2 {
 		t.Fatalf("connects_total = %v, want 2", n)
 	}
-	if n, _ := d.metric("standbyd_channel_disconnects_total"); n < 1 {
-		t.Fatalf("disconnects_total = %v, want 1", n)
+	if n, _ := d.metric(`standbyd_channel_disconnects_total{reason="server_closed"}`); n < 1 {
+		t.Fatalf("disconnects_total{reason=\"server_closed\"} = %v, want 1", n)
 	}
 	if !strings.Contains(d.log(), "57P01") {
 		t.Fatalf("the log does not say why the channel was lost (57P01):\n%s", tailLines(d.log(), 20))

@@ -43,6 +43,23 @@ func startDaemon(t *testing.T, extraChannel string) *daemon {
 // startDaemonFor is startDaemon against another standby.
 func startDaemonFor(t *testing.T, standbyData, extraChannel string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, daemonConfig{standbyData: standbyData, channel: extraChannel})
+}
+
+// daemonConfig is what a test adds to the daemon's configuration: lines
+// for the standby, channel and metrics sections (indented by two spaces).
+type daemonConfig struct {
+	standbyData               string
+	standby, channel, metrics string
+}
+
+// startDaemonWith runs the daemon with additions to its configuration.
+func startDaemonWith(t *testing.T, dc daemonConfig) *daemon {
+	t.Helper()
+	standbyData := dc.standbyData
+	if standbyData == "" {
+		standbyData = env.StandbyData
+	}
 	dir, err := os.MkdirTemp("", "sbd-") // short: Unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +72,7 @@ func startDaemonFor(t *testing.T, standbyData, extraChannel string) *daemon {
 		metrics: fmt.Sprintf("127.0.0.1:%d", port), logPath: filepath.Join(dir, "standbyd.log"), done: make(chan error, 1)}
 	cfg := fmt.Sprintf(`standby:
   data_directory: %s
+%s
 channel:
   heartbeat_interval: 500ms
   reply_timeout: 2s
@@ -66,10 +84,11 @@ api:
   socket: %s
 metrics:
   listen: %s
+%s
 log:
   format: json
   level: debug
-`, standbyData, extraChannel, d.socket, d.metrics)
+`, standbyData, dc.standby, dc.channel, d.socket, d.metrics, dc.metrics)
 	cfgPath := filepath.Join(dir, "standbyd.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -175,6 +194,28 @@ func (d *daemon) metric(series string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// metricSum adds up every series of a metric, whatever its labels.
+func (d *daemon) metricSum(name string) float64 {
+	resp, err := http.Get("http://" + d.metrics + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sum := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
 }
 
 // call runs `standbyd call` against the daemon's socket.
