@@ -5,7 +5,8 @@
 //
 // The connection is opened when first needed and kept; a failure closes it,
 // marks the position unknown (the lag then reads NaN, never 0) and is logged
-// once, with a line again when the position is back.
+// once at warn level (later failures at debug), with a line again when the
+// position is back.
 package replay
 
 import (
@@ -34,7 +35,7 @@ type Watcher struct {
 	sink     Sink
 
 	pc      *pgconn.PgConn
-	failing string // the last failure logged ("" while readings work)
+	failing bool // a failure was logged and no reading has worked since
 }
 
 // New parses connstr (a libpq connection string to the standby itself).
@@ -81,15 +82,17 @@ func (w *Watcher) poll(ctx context.Context) {
 	if err != nil {
 		w.close()
 		w.sink(0, false)
-		if msg := err.Error(); msg != w.failing {
+		if !w.failing {
 			w.log.Warn("standby replay position unknown: the replay lag reads NaN", zap.Error(err))
-			w.failing = msg
+			w.failing = true
+		} else {
+			w.log.Debug("standby replay position still unknown", zap.Error(err))
 		}
 		return
 	}
-	if w.failing != "" {
+	if w.failing {
 		w.log.Info("standby replay position read again")
-		w.failing = ""
+		w.failing = false
 	}
 	w.sink(lsn, true)
 }
