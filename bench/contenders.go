@@ -32,6 +32,22 @@ type workload struct {
 	Size int
 }
 
+// op is the operation the workload calls on the channel, and opName its
+// name for the API and `standbyd call`.
+func (w workload) op() uint16 {
+	if w.Ping {
+		return protocol.OpPing
+	}
+	return echoOp
+}
+
+func (w workload) opName() string {
+	if w.Ping {
+		return "ping"
+	}
+	return "echo"
+}
+
 var workloads = []workload{
 	{Name: "ping", Ping: true},
 	{Name: "echo-8B", Size: 8},
@@ -198,15 +214,12 @@ func (l *libpqContender) BackendPID() int { return 0 }
 func (l *libpqContender) Close()          {}
 
 func (l *libpqContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
-	op := uint16(echoOp)
+	cmd := exec.CommandContext(ctx, l.bin, l.conninfo, strconv.Itoa(int(w.op())), strconv.Itoa(w.Size), strconv.Itoa(n))
+	expectEcho := "1"
 	if w.Ping {
-		op = protocol.OpPing
+		expectEcho = "0"
 	}
-	cmd := exec.CommandContext(ctx, l.bin, l.conninfo, strconv.Itoa(int(op)), strconv.Itoa(w.Size), strconv.Itoa(n))
-	cmd.Env = append(os.Environ(), "CHANBENCH_EXPECT_ECHO=1")
-	if w.Ping {
-		cmd.Env = append(os.Environ(), "CHANBENCH_EXPECT_ECHO=0")
-	}
+	cmd.Env = append(os.Environ(), "CHANBENCH_EXPECT_ECHO="+expectEcho)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -249,12 +262,8 @@ func (c *sessionContender) Close() {
 
 func (c *sessionContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
 	payload := pattern(w.Size)
-	op := uint16(echoOp)
-	if w.Ping {
-		op = protocol.OpPing
-	}
 	return timeLoop(ctx, n, func() error {
-		got, err := c.s.Call(ctx, op, payload)
+		got, err := c.s.Call(ctx, w.op(), payload)
 		if err != nil {
 			return fmt.Errorf("session: %w", err)
 		}
@@ -321,23 +330,19 @@ func (c *sqlContender) Run(ctx context.Context, w workload, n int) ([]time.Durat
 
 type apiContender struct {
 	c       *client.Client
-	backend func() int
+	backend int // the daemon's channel backend, read once
 }
 
 func (a *apiContender) Name() string    { return "api" }
-func (a *apiContender) BackendPID() int { return a.backend() }
+func (a *apiContender) BackendPID() int { return a.backend }
 func (a *apiContender) Close()          { a.c.Close() }
 
 func (a *apiContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
 	payload := pattern(w.Size)
-	op := "echo"
-	if w.Ping {
-		op = "ping"
-	}
 	return timeLoop(ctx, n, func() error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		got, err := a.c.Call(cctx, op, payload)
+		got, err := a.c.Call(cctx, w.opName(), payload)
 		if err != nil {
 			return fmt.Errorf("api: %w", err)
 		}

@@ -189,8 +189,6 @@ func (r *report) addThroughput(t throughputFigures) {
 	r.Throughput = append(r.Throughput, t)
 }
 
-func (r *report) finish() {}
-
 // write saves <date>.json and <date>.md under dir; a second run on the same
 // day gets -2, -3 ...
 func (r *report) write(dir string) (string, string, error) {

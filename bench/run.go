@@ -87,7 +87,6 @@ func run(ctx context.Context, s settings) (mdPath, jsonPath string, err error) {
 			return "", "", err
 		}
 	}
-	b.rep.finish()
 	return b.rep.write(s.outDir)
 }
 
@@ -260,34 +259,46 @@ func (b *bench) pinAll(clientCPUs, serverCPUs string) error {
 
 // ---- phases ----
 
+// usage is the CPU time used so far by the daemon and by its channel
+// backend on the primary.
+type usage struct{ daemon, backend time.Duration }
+
+// daemonUsage reads it; the backend's is 0 when it cannot be read.
+func (b *bench) daemonUsage(backend int) (usage, error) {
+	d, err := cpuTime(b.daemon.Process.Pid)
+	if err != nil {
+		return usage{}, err
+	}
+	be, _ := cpuTime(backend)
+	return usage{daemon: d, backend: be}, nil
+}
+
 // idlePhase watches the daemon with nothing to do but its heartbeats.
 func (b *bench) idlePhase(ctx context.Context) error {
 	pid := b.daemon.Process.Pid
 	backend := b.daemonBackend()
-	c0, err := cpuTime(pid)
+	u0, err := b.daemonUsage(backend)
 	if err != nil {
 		return err
 	}
-	bc0, _ := cpuTime(backend)
 	r0, _ := rssKB(pid)
 	select {
 	case <-time.After(b.s.Idle):
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	c1, err := cpuTime(pid)
+	u1, err := b.daemonUsage(backend)
 	if err != nil {
 		return err
 	}
-	bc1, _ := cpuTime(backend)
 	r1, _ := rssKB(pid)
 	b.rep.Resources.Idle = idleFigures{
 		Seconds:             b.s.Idle.Seconds(),
-		DaemonCPUMS:         ms(c1 - c0),
-		BackendCPUMS:        ms(bc1 - bc0),
+		DaemonCPUMS:         ms(u1.daemon - u0.daemon),
+		BackendCPUMS:        ms(u1.backend - u0.backend),
 		DaemonRSSStartKB:    r0,
 		DaemonRSSEndKB:      r1,
-		DaemonCPUPercentage: 100 * (c1 - c0).Seconds() / b.s.Idle.Seconds(),
+		DaemonCPUPercentage: 100 * (u1.daemon - u0.daemon).Seconds() / b.s.Idle.Seconds(),
 	}
 	return nil
 }
@@ -364,7 +375,7 @@ func (b *bench) contenders(ctx context.Context) ([]contender, error) {
 	if err != nil {
 		return cs, err
 	}
-	cs = append(cs, sq, &apiContender{c: client.New(b.dsock), backend: b.daemonBackend})
+	cs = append(cs, sq, &apiContender{c: client.New(b.dsock), backend: b.daemonBackend()})
 	return cs, nil
 }
 
@@ -373,14 +384,20 @@ func (b *bench) contenders(ctx context.Context) ([]contender, error) {
 func (b *bench) loadPhase(ctx context.Context) error {
 	pid := b.daemon.Process.Pid
 	backend := b.daemonBackend()
-	c0, err := cpuTime(pid)
+	u0, err := b.daemonUsage(backend)
 	if err != nil {
 		return err
 	}
-	bc0, _ := cpuTime(backend)
 	var peak atomic.Int64
+	var clients []*client.Client
+	defer func() {
+		for _, cl := range clients {
+			cl.Close()
+		}
+	}()
 	calls, elapsed, err := hammer(ctx, 8, b.s.Load, func() func(context.Context) error {
 		cl := client.New(b.dsock)
+		clients = append(clients, cl)
 		payload := pattern(8)
 		return func(ctx context.Context) error {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -396,16 +413,18 @@ func (b *bench) loadPhase(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
-	c1, _ := cpuTime(pid)
-	bc1, _ := cpuTime(backend)
+	u1, err := b.daemonUsage(backend)
+	if err != nil {
+		return err
+	}
 	b.rep.Resources.Load = loadFigures{
 		Seconds:              elapsed.Seconds(),
 		Callers:              8,
 		Requests:             calls,
 		PerSecond:            float64(calls) / elapsed.Seconds(),
-		DaemonCPUPercentage:  100 * (c1 - c0).Seconds() / elapsed.Seconds(),
-		DaemonCPUPerRequest:  float64(c1-c0) / float64(time.Microsecond) / float64(calls),
-		BackendCPUPerRequest: float64(bc1-bc0) / float64(time.Microsecond) / float64(calls),
+		DaemonCPUPercentage:  100 * (u1.daemon - u0.daemon).Seconds() / elapsed.Seconds(),
+		DaemonCPUPerRequest:  float64(u1.daemon-u0.daemon) / float64(time.Microsecond) / float64(calls),
+		BackendCPUPerRequest: float64(u1.backend-u0.backend) / float64(time.Microsecond) / float64(calls),
 		DaemonRSSPeakKB:      peak.Load(),
 	}
 	return nil
