@@ -34,9 +34,8 @@ type Observer interface {
 
 // SessionInfo describes a session that has just become ready.
 type SessionInfo struct {
-	Hello      protocol.HelloReply
-	Host       string // the upstream's address as connected (ip:port or socket path)
-	BackendPID uint32
+	Hello protocol.HelloReply
+	Host  string // the upstream's address as connected (ip:port or socket path)
 }
 
 // SupervisorConfig configures a Supervisor.
@@ -440,7 +439,7 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 		s.mu.Lock()
 		sl.start, sl.pid = time.Now(), sess.BackendPID()
 		s.mu.Unlock()
-		s.cfg.Observer.SessionStarted(SessionInfo{Hello: hello, Host: sess.RemoteAddr(), BackendPID: sess.BackendPID()})
+		s.cfg.Observer.SessionStarted(SessionInfo{Hello: hello, Host: sess.RemoteAddr()})
 
 		err = s.serve(ctx, sl, sess)
 		s.cfg.Observer.SessionEnded(err)

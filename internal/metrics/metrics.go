@@ -40,16 +40,15 @@ type Metrics struct {
 	heartbeatRTT  prometheus.Gauge
 	lastReply     prometheus.Gauge
 	sessionStart  prometheus.Gauge
-	primaryWAL    prometheus.Gauge
 	primaryInfo   *prometheus.GaugeVec
 	identity      prometheus.Counter
 	reloads       *prometheus.CounterVec
 	reloadOK      prometheus.Gauge
 	reloadTime    prometheus.Gauge
 
-	// The two WAL positions the replay lag is computed from, NaN when
-	// unknown: the primary's from the last ping (unknown while down), the
-	// standby's from the replay watcher.
+	// The two WAL positions, NaN when unknown: the primary's from the last
+	// ping (unknown while down), the standby's from the replay watcher.
+	// Exported as they are and as the replay lag.
 	posMu      sync.Mutex
 	primaryPos float64
 	replayPos  float64
@@ -107,10 +106,6 @@ func New(version string) *Metrics {
 			Namespace: namespace, Name: "session_start_timestamp_seconds",
 			Help: "Unix time the current channel session said hello; 0 while the channel is down.",
 		}),
-		primaryWAL: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "primary_wal_position_bytes",
-			Help: "The primary's flushed WAL position (LSN as bytes) from the last ping; NaN while the channel is down.",
-		}),
 		primaryInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "primary_info",
 			Help: "1 for the primary of the current session: its system identifier, server version and address (host).",
@@ -160,11 +155,15 @@ func New(version string) *Metrics {
 		m.duration.WithLabelValues(name)
 	}
 	m.heartbeatRTT.Set(nan())
-	m.primaryWAL.Set(nan())
+	// The primary's position is kept once, for this series and the lag.
+	primaryWAL := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "primary_wal_position_bytes",
+		Help: "The primary's flushed WAL position (LSN as bytes) from the last ping; NaN while the channel is down.",
+	}, func() float64 { p, _ := m.positions(); return p })
 
 	m.reg.MustRegister(m.up, m.state, m.connects, m.disconnects, m.connectErrors, m.slowRequests,
 		m.requests, m.duration, m.heartbeatRTT, m.lastReply, m.sessionStart,
-		m.primaryWAL, m.primaryInfo, buildInfo, m.reloads, m.reloadOK, m.reloadTime, m.identity,
+		primaryWAL, m.primaryInfo, buildInfo, m.reloads, m.reloadOK, m.reloadTime, m.identity,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -267,7 +266,6 @@ func (m *Metrics) down() {
 	m.up.Set(0)
 	m.sessionStart.Set(0)
 	m.heartbeatRTT.Set(nan())
-	m.primaryWAL.Set(nan())
 	m.primaryInfo.Reset()
 	m.posMu.Lock()
 	m.primaryPos = nan()
@@ -320,7 +318,6 @@ func (m *Metrics) CallFinished(op uint16, d time.Duration, err error) {
 // Heartbeat implements conn.Observer.
 func (m *Metrics) Heartbeat(rtt time.Duration, p protocol.PingReply) {
 	m.heartbeatRTT.Set(rtt.Seconds())
-	m.primaryWAL.Set(float64(p.WALPosition))
 	m.posMu.Lock()
 	m.primaryPos = float64(p.WALPosition)
 	m.posMu.Unlock()
