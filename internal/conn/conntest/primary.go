@@ -1,0 +1,324 @@
+// Package conntest is a fake primary for unit tests of the channel's Go
+// side: a listener that speaks enough of the PostgreSQL protocol (trust
+// authentication, a simple-Query CALL answered with CopyBothResponse) and of
+// the channel protocol (hello, ping, N) to drive internal/conn, and lets a
+// test script every request: answer late, with the wrong id, not at all, or
+// end the connection. Real servers are for the end-to-end tests; this is for
+// the cases a real server cannot be made to play on cue.
+package conntest
+
+import (
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/standbyd/standbyd/internal/protocol"
+)
+
+// Handler answers one request. It may use c to reply (Reply, ErrorReply,
+// Send), to hang up (Close, Fatal), or do nothing (no reply). It returns
+// false to end the connection after it.
+type Handler func(c *Conn, req protocol.Request) bool
+
+// Primary is a fake primary listening on a loopback port.
+type Primary struct {
+	t  testing.TB
+	ln net.Listener
+
+	// Hello is what hello answers (Version and MaxFrameSize default to 1
+	// and 1 MiB).
+	mu       sync.Mutex
+	hello    protocol.HelloReply
+	handlers map[uint16]Handler
+	conns    []*Conn
+	wal      uint64
+
+	accepted atomic.Int32
+	received sync.Map // op -> *atomic.Int32
+	wg       sync.WaitGroup
+}
+
+// Start starts a fake primary; it stops at the end of the test.
+func Start(t testing.TB) *Primary {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Primary{t: t, ln: ln, handlers: map[uint16]Handler{},
+		hello: protocol.HelloReply{Version: protocol.Version1, ServerVersionNum: 150020, SystemIdentifier: 7,
+			Timeline: 1, MaxFrameSize: protocol.DefaultMaxFrameSize}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// Stop closes the listener and every connection and waits for them.
+func (p *Primary) Stop() {
+	_ = p.ln.Close()
+	p.KillAll()
+	p.wg.Wait()
+}
+
+// Config is a pgconn config that reaches this primary.
+func (p *Primary) Config() *pgconn.Config {
+	port := p.ln.Addr().(*net.TCPAddr).Port
+	cfg, err := pgconn.ParseConfig("host=127.0.0.1 user=standbyd dbname=postgres sslmode=disable connect_timeout=5 port=" + strconv.Itoa(port))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return cfg
+}
+
+// Handle sets the handler of op (nil restores the default).
+func (p *Primary) Handle(op uint16, h Handler) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if h == nil {
+		delete(p.handlers, op)
+		return
+	}
+	p.handlers[op] = h
+}
+
+// SetOps sets the operations hello offers.
+func (p *Primary) SetOps(ops []protocol.OpInfo) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hello.Ops = ops
+}
+
+// SetWAL sets the WAL position pings report.
+func (p *Primary) SetWAL(pos uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.wal = pos
+}
+
+// Accepted is how many connections were accepted.
+func (p *Primary) Accepted() int { return int(p.accepted.Load()) }
+
+// Received is how many requests of op reached the primary.
+func (p *Primary) Received(op uint16) int {
+	v, ok := p.received.Load(op)
+	if !ok {
+		return 0
+	}
+	return int(v.(*atomic.Int32).Load())
+}
+
+// KillAll closes every open connection without a word, as a crash would.
+func (p *Primary) KillAll() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// TerminateAll ends every open connection as pg_terminate_backend does:
+// FATAL 57P01, then EOF.
+func (p *Primary) TerminateAll() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Fatal("57P01", "terminating connection due to administrator command")
+	}
+}
+
+func (p *Primary) accept() {
+	defer p.wg.Done()
+	for {
+		nc, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.accepted.Add(1)
+		c := &Conn{nc: nc, be: pgproto3.NewBackend(nc, nc), pid: uint32(1000 + p.accepted.Load())}
+		p.mu.Lock()
+		p.conns = append(p.conns, c)
+		p.mu.Unlock()
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer c.Close()
+			p.serve(c)
+		}()
+	}
+}
+
+func (p *Primary) count(op uint16) {
+	v, _ := p.received.LoadOrStore(op, new(atomic.Int32))
+	v.(*atomic.Int32).Add(1)
+}
+
+func (p *Primary) serve(c *Conn) {
+	msg, err := c.be.ReceiveStartupMessage()
+	if err != nil {
+		return
+	}
+	if _, ok := msg.(*pgproto3.StartupMessage); !ok {
+		return
+	}
+	c.be.Send(&pgproto3.AuthenticationOk{})
+	c.be.Send(&pgproto3.ParameterStatus{Name: "server_version", Value: "15.20"})
+	c.be.Send(&pgproto3.BackendKeyData{ProcessID: c.pid, SecretKey: []byte{0, 0, 0, 1}})
+	c.be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	if c.be.Flush() != nil {
+		return
+	}
+	for {
+		msg, err := c.be.Receive()
+		if err != nil {
+			return
+		}
+		switch m := msg.(type) {
+		case *pgproto3.Query:
+			c.mu.Lock()
+			c.queries = append(c.queries, m.String)
+			c.mu.Unlock()
+			if len(m.String) >= 5 && m.String[:5] == "CALL " {
+				c.be.Send(&pgproto3.CopyBothResponse{})
+				if c.be.Flush() != nil {
+					return
+				}
+				p.channel(c)
+				return
+			}
+			c.be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SET")})
+			c.be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+			if c.be.Flush() != nil {
+				return
+			}
+		case *pgproto3.Terminate:
+			return
+		default:
+			return
+		}
+	}
+}
+
+// channel serves frames in COPY BOTH until the client leaves.
+func (p *Primary) channel(c *Conn) {
+	for {
+		msg, err := c.be.Receive()
+		if err != nil {
+			return
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			req, err := protocol.ParseRequest(m.Data)
+			if err != nil {
+				c.Fatal("08P01", "malformed frame")
+				return
+			}
+			req.Payload = append([]byte(nil), req.Payload...)
+			p.count(req.Op)
+			p.mu.Lock()
+			h := p.handlers[req.Op]
+			p.mu.Unlock()
+			if h == nil {
+				h = p.builtin
+			}
+			if !h(c, req) {
+				return
+			}
+		case *pgproto3.CopyDone:
+			c.be.Send(&pgproto3.CopyDone{})
+			c.be.Send(&pgproto3.CommandComplete{CommandTag: []byte("CALL")})
+			c.be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+			_ = c.be.Flush()
+		case *pgproto3.Terminate:
+			return
+		default:
+			return
+		}
+	}
+}
+
+// builtin is the default handler: hello, ping and N as the extension
+// answers them; anything else gets 42883.
+func (p *Primary) builtin(c *Conn, req protocol.Request) bool {
+	p.mu.Lock()
+	hello, wal := p.hello, p.wal
+	p.mu.Unlock()
+	switch req.Op {
+	case protocol.OpHello:
+		return c.Reply(req, hello.Append(nil))
+	case protocol.OpPing:
+		return c.Reply(req, protocol.PingReply{ServerTime: time.Now(), WALPosition: wal, Timeline: 1}.Append(nil))
+	case protocol.OpN:
+		args, err := protocol.ParseN(req.Payload)
+		if err != nil {
+			return c.ErrorReply(req, "22023", err.Error())
+		}
+		out, err := protocol.ApplyN(args)
+		if err != nil {
+			return c.ErrorReply(req, "22003", err.Error())
+		}
+		return c.Reply(req, protocol.AppendN(nil, out))
+	}
+	return c.ErrorReply(req, "42883", "unknown op "+protocol.OpName(req.Op))
+}
+
+// Conn is one client connection to the fake primary.
+type Conn struct {
+	nc      net.Conn
+	be      *pgproto3.Backend
+	pid     uint32
+	wmu     sync.Mutex
+	mu      sync.Mutex
+	queries []string
+	once    sync.Once
+}
+
+// PID is the fake backend's process id.
+func (c *Conn) PID() uint32 { return c.pid }
+
+// Queries are the simple-Query strings the client sent before the channel.
+func (c *Conn) Queries() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.queries...)
+}
+
+// Send sends one CopyData with data as it is.
+func (c *Conn) Send(data []byte) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.be.Send(&pgproto3.CopyData{Data: data})
+	return c.be.Flush() == nil
+}
+
+// Reply answers req with an ok reply.
+func (c *Conn) Reply(req protocol.Request, payload []byte) bool {
+	return c.Send(protocol.AppendReply(nil, req.Op, req.ID, protocol.StatusOK, payload))
+}
+
+// ErrorReply answers req with an error reply.
+func (c *Conn) ErrorReply(req protocol.Request, sqlstate, msg string) bool {
+	return c.Send(protocol.AppendErrorReply(nil, req.Op, req.ID, sqlstate, msg))
+}
+
+// Fatal sends a FATAL ErrorResponse and closes the connection.
+func (c *Conn) Fatal(code, msg string) {
+	c.wmu.Lock()
+	c.be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg})
+	_ = c.be.Flush()
+	c.wmu.Unlock()
+	c.Close()
+}
+
+// Close closes the connection without a word.
+func (c *Conn) Close() { c.once.Do(func() { _ = c.nc.Close() }) }
