@@ -55,6 +55,39 @@ func restartOnlySettings(a, b *config.Config) []string {
 	return out
 }
 
+// connectionSettings names the settings that differ between a and b and
+// shape the channel's connection without being part of primary_conninfo
+// (a change there reconnects by itself): a change to any of them
+// reconnects too, so that it is never silently ignored.
+func connectionSettings(a, b *config.Config) []string {
+	var out []string
+	add := func(name string, differ bool) {
+		if differ {
+			out = append(out, name)
+		}
+	}
+	x, y := a.Channel, b.Channel
+	add("channel.mode", x.Mode != y.Mode)
+	add("channel.procedure", x.Procedure != y.Procedure)
+	add("channel.application_name", x.ApplicationName != y.ApplicationName)
+	add("channel.max_frame_size", x.MaxFrameSize != y.MaxFrameSize)
+	add("channel.connect_timeout", x.ConnectTimeout != y.ConnectTimeout)
+	add("channel.tcp_user_timeout", x.TCPUserTimeout != y.TCPUserTimeout)
+	add("channel.keepalives_idle", x.KeepalivesIdle != y.KeepalivesIdle)
+	add("channel.keepalives_interval", x.KeepalivesIntvl != y.KeepalivesIntvl)
+	add("channel.keepalives_count", x.KeepalivesCount != y.KeepalivesCount)
+	add("channel.check_identity", x.CheckIdentity != y.CheckIdentity)
+	add("standby.data_directory", a.Standby.DataDirectory != b.Standby.DataDirectory)
+	add("standby.config_file", a.Standby.ConfigFile != b.Standby.ConfigFile)
+	return out
+}
+
+// conninfoChanged is what makes the reloader call ConnectionChanged.
+func conninfoChanged(old, st *reload.State) bool {
+	return old.Target.Conninfo != st.Target.Conninfo || old.Target.SystemIdentifier != st.Target.SystemIdentifier ||
+		old.Config.Channel.Database != st.Config.Channel.Database
+}
+
 func addConfigFlags(fs *pflag.FlagSet, configPath *string) {
 	fs.StringVarP(configPath, "config", "c", "", "config file (default "+config.DefaultPath+" if it exists)")
 	fs.String("data-directory", "", "the standby's data directory (standby.data_directory)")
@@ -97,6 +130,7 @@ func dialOptions(cfg *config.Config, t *upstream.Target) (conn.DialOptions, erro
 		ClientName:             "standbyd " + version,
 		MaxFrameSize:           cfg.Channel.MaxFrameSize,
 		ExpectSystemIdentifier: t.SystemIdentifier,
+		StatementTimeout:       conn.StatementTimeoutFor(cfg.Channel.ReplyTimeout),
 	}, nil
 }
 
@@ -135,6 +169,10 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 			for _, d := range restartOnlySettings(old.Config, st.Config) {
 				log.Warn("this setting changes only when standbyd restarts", zap.String("setting", d))
 			}
+			if changed := connectionSettings(old.Config, st.Config); len(changed) > 0 && !conninfoChanged(old, st) {
+				log.Info("the connection settings changed: reconnecting", zap.Strings("settings", changed))
+				sup.Restart()
+			}
 		},
 		ConnectionChanged: func(old, st *reload.State) {
 			log.Info("the connection settings changed: reconnecting",
@@ -159,28 +197,25 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 	sup, err = conn.NewSupervisor(conn.SupervisorConfig{
 		Dial: func(ctx context.Context, connected func()) (*conn.Session, error) {
 			st := rl.Current()
-			opts, err := dialOptions(st.Config, st.Target)
+			// Resolved again at every attempt, as libpq does: the passfile,
+			// the service file and the TLS files are read now, so a rotated
+			// password or certificate is used without a reload.
+			t, err := upstream.Resolve(st.Config)
+			if err != nil {
+				return nil, &conn.ConfigError{Err: err}
+			}
+			opts, err := dialOptions(st.Config, t)
 			if err != nil {
 				return nil, &conn.ConfigError{Err: err}
 			}
 			opts.OnConnected = connected
 			return conn.Dial(ctx, opts)
 		},
-		SlowThreshold: cfg.Channel.SlowThreshold,
-		Sessions:      cfg.Channel.Sessions,
-		QueueLimit:    cfg.API.QueueLimit,
-		FailFast:      cfg.Channel.FailFast,
-		Idempotent: func(op uint16) bool {
-			if op < protocol.FirstUserOp {
-				return true // every built-in only reads
-			}
-			for _, ref := range rl.Current().Config.Channel.IdempotentOps {
-				if o, err := protocol.ResolveOp(ref, sup.Status().Hello.Ops); err == nil && o == op {
-					return true
-				}
-			}
-			return false
-		},
+		SlowThreshold:     cfg.Channel.SlowThreshold,
+		Sessions:          cfg.Channel.Sessions,
+		QueueLimit:        cfg.API.QueueLimit,
+		FailFast:          cfg.Channel.FailFast,
+		IdempotentOps:     func() []string { return rl.Current().Config.Channel.IdempotentOps },
 		HeartbeatInterval: cfg.Channel.HeartbeatInterval,
 		ReplyTimeout:      cfg.Channel.ReplyTimeout,
 		ConnectTimeout:    cfg.Channel.ConnectTimeout,

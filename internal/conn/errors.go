@@ -22,9 +22,15 @@ type CallError struct {
 	Op   string // op name, for messages
 	Err  error  // what went wrong
 	sent bool   // the request left this process
+	// notSent: the session was found dead before the request was written;
+	// the supervisor sends it on the next session.
+	notSent bool
 }
 
 func (e *CallError) Error() string {
+	if e.notSent {
+		return fmt.Sprintf("%s: not sent: %v", e.Op, e.Err)
+	}
 	if e.sent {
 		return fmt.Sprintf("%s: outcome unknown: %v", e.Op, e.Err)
 	}

@@ -72,6 +72,12 @@ type DialOptions struct {
 	// identifier the upstream reports in hello (the standby's own, from its
 	// pg_control): a session to another cluster is refused.
 	ExpectSystemIdentifier uint64
+	// StatementTimeout, when positive, caps the channel backend's
+	// statement_timeout before entering (see StatementTimeoutFor): the
+	// extension arms it around each handler, so a handler slower than this
+	// ends as an error reply (57014) whose work was rolled back, instead of
+	// running on after standbyd gave up on the session.
+	StatementTimeout time.Duration
 }
 
 // Session is one channel session: a PostgreSQL connection that has entered
@@ -86,7 +92,7 @@ type Session struct {
 	nextID   uint32
 	wbuf     []byte
 	err      error // why the session ended; nil while usable
-	lastRecv time.Time
+	name     string
 }
 
 // Dial connects to the primary, enters the channel and says hello. The
@@ -108,7 +114,7 @@ func Dial(ctx context.Context, opts DialOptions) (*Session, error) {
 		netConn:  pc.Conn(),
 		mode:     opts.Mode,
 		maxFrame: maxFrame,
-		lastRecv: time.Now(),
+		name:     opts.ClientName,
 	}
 	// Refuse absurd messages from a confused peer before allocating them.
 	pc.Frontend().SetMaxBodyLen(maxFrame + 64)
@@ -124,11 +130,17 @@ func Dial(ctx context.Context, opts DialOptions) (*Session, error) {
 	if proc == "" {
 		proc = DefaultProcedure
 	}
+	if d := opts.StatementTimeout; d > 0 {
+		if err := s.capStatementTimeout(ctx, d); err != nil {
+			s.abort(err)
+			return nil, err
+		}
+	}
 	if err := s.enter(ctx, proc); err != nil {
 		s.abort(err)
 		return nil, err
 	}
-	if err := s.sayHello(ctx, opts.ClientName); err != nil {
+	if err := s.sayHello(ctx); err != nil {
 		s.abort(err)
 		return nil, err
 	}
@@ -178,12 +190,12 @@ func (s *Session) enter(ctx context.Context, proc string) error {
 	}
 }
 
-func (s *Session) sayHello(ctx context.Context, name string) error {
+func (s *Session) sayHello(ctx context.Context) error {
 	req := protocol.HelloRequest{
 		MinVersion:   protocol.Version1,
 		MaxVersion:   protocol.Version1,
 		MaxFrameSize: uint32(s.maxFrame),
-		ClientName:   name,
+		ClientName:   s.name,
 	}
 	payload, err := s.Call(ctx, protocol.OpHello, req.Append(nil))
 	if err != nil {
@@ -201,6 +213,18 @@ func (s *Session) sayHello(ctx context.Context, name string) error {
 		s.maxFrame = srv
 	}
 	return nil
+}
+
+// Rehello says hello again on a live session and returns the new answer:
+// the op list then includes handlers registered since the session started.
+func (s *Session) Rehello(ctx context.Context) (protocol.HelloReply, error) {
+	if s.mode == ModeRaw {
+		return s.hello, nil
+	}
+	if err := s.sayHello(ctx); err != nil {
+		return s.hello, err
+	}
+	return s.hello, nil
 }
 
 // Hello is the primary's answer to hello (zero in raw mode).
@@ -227,9 +251,6 @@ func (s *Session) BackendPID() uint32 { return s.pc.PID() }
 // Err reports why the session ended, or nil while it is usable.
 func (s *Session) Err() error { return s.err }
 
-// LastReceive is when the primary last sent anything.
-func (s *Session) LastReceive() time.Time { return s.lastRecv }
-
 // Call sends one request and waits for its reply, until ctx ends. It returns
 // the reply payload (a fresh slice), a *protocol.ServerError when the primary
 // answered with an error frame (the session goes on), or a *CallError when
@@ -238,6 +259,13 @@ func (s *Session) Call(ctx context.Context, op uint16, payload []byte) ([]byte, 
 	name := protocol.OpName(op)
 	if s.err != nil {
 		return nil, &CallError{Op: name, Err: fmt.Errorf("%w: %w", ErrSessionClosed, s.err)}
+	}
+	// A backend terminated while the session was idle has left a FATAL or
+	// an EOF behind: find out before writing, so that the request is known
+	// not to have been sent.
+	if err := s.checkConn(); err != nil {
+		s.abort(err)
+		return nil, &CallError{Op: name, Err: err, notSent: true}
 	}
 	if s.mode == ModeRaw {
 		return s.callRaw(ctx, op, payload)
@@ -304,10 +332,12 @@ func (s *Session) exchange(ctx context.Context, name string) ([]byte, error) {
 	stop := s.watch(ctx)
 	defer stop()
 	if err := s.pc.Frontend().SendUnbufferedEncodedCopyData(s.wbuf); err != nil {
+		// A write that failed before any byte left is safe to send again
+		// elsewhere; one that failed part way may have reached the primary.
+		safe := pgconn.SafeToRetry(err)
 		err = s.ctxErr(ctx, err)
 		s.abort(err)
-		// A failed write may still have put bytes on the wire.
-		return nil, &CallError{Op: name, Err: err, sent: true}
+		return nil, &CallError{Op: name, Err: err, sent: !safe, notSent: safe}
 	}
 	for {
 		msg, err := s.receive(ctx)
@@ -338,7 +368,6 @@ func (s *Session) receive(ctx context.Context) (pgproto3.BackendMessage, error) 
 		s.abort(err)
 		return nil, err
 	}
-	s.lastRecv = time.Now()
 	return msg, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -11,16 +12,41 @@ import (
 	"github.com/standbyd/standbyd/internal/protocol"
 )
 
+// The slot loop: one session's life cycle (connect, enter, serve, close,
+// back off, again), as pgconn is one connection's and pgxpool the pool's.
+
+// maxBeatGap is the longest a slot waits without beating while it sleeps in
+// backoff: the watchdog sees a live loop, not a long sleep.
+const maxBeatGap = time.Second
+
 // slot is one session's loop and state.
 type slot struct {
-	idx    int
-	state  State
-	since  time.Time
-	err    string
-	start  time.Time
-	pid    uint32
-	hello  protocol.HelloReply
-	logger *zap.Logger
+	idx      int
+	state    State
+	since    time.Time
+	err      string
+	start    time.Time
+	pid      uint32
+	hello    protocol.HelloReply
+	logger   *zap.Logger
+	lastBeat atomic.Int64 // unix nanos: this loop went round (for the watchdog)
+}
+
+// beat records that this slot's loop is alive (see Supervisor.Alive).
+func (sl *slot) beat() { sl.lastBeat.Store(time.Now().UnixNano()) }
+
+// Alive reports whether every slot's loop went round within d: a loop beats
+// at each step (connect attempt, request, heartbeat) and at least every
+// second while it waits in backoff, so a longer silence than the longest
+// step (connect_timeout, reply_timeout, close_timeout) means a loop is
+// stuck. For the systemd watchdog.
+func (s *Supervisor) Alive(d time.Duration) bool {
+	for _, sl := range s.slots {
+		if time.Since(time.Unix(0, sl.lastBeat.Load())) >= d {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Supervisor) setState(sl *slot, st State, err error) {
@@ -54,14 +80,12 @@ func (s *Supervisor) setState(sl *slot, st State, err error) {
 	}
 }
 
-// beat records that a session loop is alive (see Alive).
-func (s *Supervisor) beat() { s.loopBeat.Store(time.Now().UnixNano()) }
-
-// Alive reports whether a session loop went round within d: the loops wake
-// at least every heartbeat interval, reply timeout or backoff step, so a
-// longer silence means a loop is stuck. For the systemd watchdog.
-func (s *Supervisor) Alive(d time.Duration) bool {
-	return time.Since(time.Unix(0, s.loopBeat.Load())) < d
+// setHello records a session's hello (at start or refreshed).
+func (s *Supervisor) setHello(sl *slot, h protocol.HelloReply) {
+	s.mu.Lock()
+	sl.hello = h
+	s.ops = h.Ops
+	s.mu.Unlock()
 }
 
 // runSlot keeps one session up.
@@ -70,11 +94,15 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 	log := sl.logger
 	var failures failureLog
 	for ctx.Err() == nil {
-		s.beat()
+		sl.beat()
 		s.setState(sl, StateConnecting, nil)
+		// Taken before dialling: a restart asked for during the attempt
+		// (which used the old settings) is acted on when it ends.
+		restart := s.restartSignal()
 		dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 		sess, err := s.cfg.Dial(dctx, func() { s.setState(sl, StateEntering, nil) })
 		cancel()
+		sl.beat()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -96,16 +124,20 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 				log.Debug("channel connect failed", fields...)
 			}
 			s.setState(sl, StateBackingOff, err)
-			if !sleepCtx(ctx, delay) {
+			if !s.wait(ctx, sl, delay, restart) {
 				return
 			}
 			continue
 		}
+		select {
+		case <-restart:
+			s.closeForRestart(sl, sess)
+			continue
+		default:
+		}
 		bo.reset()
 		hello := sess.Hello()
-		s.mu.Lock()
-		sl.hello = hello
-		s.mu.Unlock()
+		s.setHello(sl, hello)
 		log.Info("channel ready",
 			zap.String("mode", sess.Mode().String()),
 			zap.Uint32("backend_pid", sess.BackendPID()),
@@ -124,13 +156,10 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 		s.mu.Unlock()
 		s.cfg.Observer.SessionStarted(SessionInfo{Hello: hello, Host: sess.RemoteAddr()})
 
-		err = s.serve(ctx, sl, sess)
+		err = s.serve(ctx, sl, sess, restart)
 		s.cfg.Observer.SessionEnded(err)
 		if errors.Is(err, errRestart) {
-			cctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
-			_ = sess.Close(cctx)
-			cancel()
-			log.Info("channel closed to reconnect with new connection settings")
+			s.closeForRestart(sl, sess)
 			bo.reset()
 			continue
 		}
@@ -148,55 +177,109 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 		delay := bo.next()
 		log.Warn("channel lost", zap.String("reason", string(ReasonOf(err))), zap.Error(err), zap.Duration("retry_in", delay))
 		s.setState(sl, StateBackingOff, err)
-		if !sleepCtx(ctx, delay) {
+		if !s.wait(ctx, sl, delay, s.restartSignal()) {
 			return
 		}
 	}
 }
 
-// serve answers calls and sends heartbeats until the session fails or ctx
-// ends. It returns why the session ended (nil when ctx ended).
-func (s *Supervisor) serve(ctx context.Context, sl *slot, sess *Session) error {
-	hb := time.NewTimer(s.cfg.HeartbeatInterval)
-	defer hb.Stop()
-	restart := s.restartSignal()
+// closeForRestart closes a session politely to reconnect with new
+// settings. The slot says "stopping" meanwhile: it no longer serves.
+func (s *Supervisor) closeForRestart(sl *slot, sess *Session) {
+	s.setState(sl, StateStopping, errRestart)
+	cctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
+	_ = sess.Close(cctx)
+	cancel()
+	sl.beat()
+	sl.logger.Info("channel closed to reconnect with new connection settings")
+}
+
+// wait sleeps d in backoff, beating, and returns false when ctx ended; a
+// restart (new connection settings) cuts the wait short.
+func (s *Supervisor) wait(ctx context.Context, sl *slot, d time.Duration, restart <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	tick := time.NewTicker(min(maxBeatGap, d))
+	defer tick.Stop()
 	for {
-		s.beat()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-restart:
+			sl.logger.Info("connection settings changed: trying at once")
+			return true
+		case <-t.C:
+			return true
+		case <-tick.C:
+			sl.beat()
+		}
+	}
+}
+
+// serve answers calls and sends heartbeats until the session fails, a
+// restart is asked for, or ctx ends. It returns why the session ended (nil
+// when ctx ended).
+func (s *Supervisor) serve(ctx context.Context, sl *slot, sess *Session, restart <-chan struct{}) error {
+	// A ticker, not a timer reset by each request: under steady traffic the
+	// heartbeat must still run.
+	hb := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer hb.Stop()
+	for {
+		sl.beat()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-restart:
 			return errRestart
 		case r := <-s.requests:
-			start := time.Now()
-			cctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReplyTimeout)
-			slow := time.AfterFunc(s.cfg.SlowThreshold, func() {
-				sl.logger.Warn("request slow", zap.String("op", protocol.OpName(r.op)),
-					zap.Duration("waiting", time.Since(start)), zap.Duration("reply_timeout", s.cfg.ReplyTimeout))
-				s.cfg.Observer.SlowRequest(r.op)
-			})
-			s.inFlight.Add(1)
-			payload, err := sess.Call(cctx, r.op, r.payload)
-			s.inFlight.Add(-1)
-			slow.Stop()
-			cancel()
-			s.cfg.Observer.CallFinished(r.op, time.Since(start), err)
-			if err == nil || isServerError(err) {
-				s.noteReply()
+			if !r.claim() {
+				// The caller is gone: its request is not sent.
+				continue
 			}
-			r.done <- result{payload: payload, err: err}
-			if serr := sess.Err(); serr != nil {
-				return serr
+			if err := s.serveRequest(sl, sess, r); err != nil {
+				return err
 			}
-			hb.Reset(s.cfg.HeartbeatInterval)
 		case <-hb.C:
-			s.beat()
+			sl.beat()
 			if err := s.heartbeat(sess); err != nil {
 				return err
 			}
-			hb.Reset(s.cfg.HeartbeatInterval)
 		}
 	}
+}
+
+// serveRequest sends one caller's request and hands the result back. It
+// returns an error when the session is over.
+func (s *Supervisor) serveRequest(sl *slot, sess *Session, r *request) error {
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReplyTimeout)
+	defer cancel()
+	slow := time.AfterFunc(s.cfg.SlowThreshold, func() {
+		sl.logger.Warn("request slow", zap.String("op", protocol.OpName(r.op)),
+			zap.Duration("waiting", time.Since(start)), zap.Duration("reply_timeout", s.cfg.ReplyTimeout))
+		s.cfg.Observer.SlowRequest(r.op)
+	})
+	s.inFlight.Add(1)
+	var payload []byte
+	var err error
+	if r.refresh {
+		var h protocol.HelloReply
+		if h, err = sess.Rehello(cctx); err == nil {
+			s.setHello(sl, h)
+		}
+	} else {
+		payload, err = sess.Call(cctx, r.op, r.payload)
+	}
+	s.inFlight.Add(-1)
+	slow.Stop()
+	if err == nil || isServerError(err) {
+		s.noteReply()
+	}
+	// The result goes to the caller first: a reply that arrived is the
+	// caller's, even if its deadline passes right now.
+	r.done <- result{payload: payload, err: err}
+	s.cfg.Observer.CallFinished(r.op, time.Since(start), err)
+	return sess.Err()
 }
 
 func (s *Supervisor) heartbeat(sess *Session) error {
@@ -230,15 +313,4 @@ func (s *Supervisor) noteReply() {
 	s.mu.Lock()
 	s.lastReply = time.Now()
 	s.mu.Unlock()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -40,7 +40,9 @@ type SupervisorConfig struct {
 	// supervisor's goroutine with a context bounded by ConnectTimeout; it
 	// calls connected once authenticated (DialOptions.OnConnected).
 	Dial func(ctx context.Context, connected func()) (*Session, error)
-	// HeartbeatInterval: a ping is sent after this long without a request.
+	// HeartbeatInterval: a ping is sent this often, whatever the traffic
+	// (requests do not postpone it: each ping reads the primary's WAL
+	// position, which must keep moving under load).
 	HeartbeatInterval time.Duration
 	// ReplyTimeout: a request or ping without a reply after this long ends
 	// the session.
@@ -57,9 +59,12 @@ type SupervisorConfig struct {
 	// FailFast makes calls fail at once while no session is ready, instead
 	// of waiting for one until their deadline.
 	FailFast bool
-	// Idempotent reports ops that may be sent again on a new session when
-	// their outcome is unknown. Nil: none.
-	Idempotent func(op uint16) bool
+	// IdempotentOps returns the configured ops (names or numbers) that may
+	// be sent again on a new session when their outcome is unknown, on top
+	// of the read-only built-ins. Read at each decision, so a reload
+	// applies at once; names are resolved with the primary's hello. Nil:
+	// none.
+	IdempotentOps func() []string
 	// Sessions is how many sessions serve calls (1 when zero). Each is
 	// strictly request/reply; calls go to whichever is free.
 	Sessions int
@@ -81,13 +86,13 @@ type Supervisor struct {
 	state    atomic.Int32 // the aggregate State
 	waiting  atomic.Int64
 	inFlight atomic.Int64
-	loopBeat atomic.Int64 // unix nanos: a session loop went round (for the watchdog)
 
 	mu        sync.Mutex
 	slots     []*slot
 	aggSince  time.Time
 	lastReply time.Time
-	restart   chan struct{} // closed to make every session reconnect now
+	restart   chan struct{}     // closed to make every session reconnect now
+	ops       []protocol.OpInfo // from the latest hello of any session
 }
 
 // errRestart ends a session that Restart asked to reconnect.
@@ -95,7 +100,9 @@ var errRestart = errors.New("reconnecting: the connection settings changed")
 
 // Restart makes every session close (politely) and connect again at once,
 // with the connection settings Dial gives then: after a reload that changed
-// primary_conninfo (switchover, repointing).
+// primary_conninfo (switchover, repointing) or another connection setting.
+// A slot that is connecting finishes its attempt and then reconnects (the
+// attempt used the old settings); a slot waiting in backoff tries at once.
 func (s *Supervisor) Restart() {
 	s.mu.Lock()
 	close(s.restart)
@@ -123,9 +130,6 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	if cfg.SlowThreshold <= 0 || cfg.SlowThreshold > cfg.ReplyTimeout {
 		cfg.SlowThreshold = cfg.ReplyTimeout / 2
 	}
-	if cfg.Idempotent == nil {
-		cfg.Idempotent = func(uint16) bool { return false }
-	}
 	if cfg.Sessions <= 0 {
 		cfg.Sessions = 1
 	}
@@ -143,13 +147,14 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 		aggSince: time.Now(),
 		restart:  make(chan struct{}),
 	}
-	s.beat()
 	for i := 0; i < cfg.Sessions; i++ {
 		l := cfg.Logger
 		if cfg.Sessions > 1 {
 			l = l.With(zap.Int("session", i))
 		}
-		s.slots = append(s.slots, &slot{idx: i, state: StateConnecting, since: time.Now(), logger: l})
+		sl := &slot{idx: i, state: StateConnecting, since: time.Now(), logger: l}
+		sl.beat()
+		s.slots = append(s.slots, sl)
 	}
 	return s, nil
 }

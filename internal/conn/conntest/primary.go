@@ -31,13 +31,12 @@ type Primary struct {
 	t  testing.TB
 	ln net.Listener
 
-	// Hello is what hello answers (Version and MaxFrameSize default to 1
-	// and 1 MiB).
-	mu       sync.Mutex
-	hello    protocol.HelloReply
-	handlers map[uint16]Handler
-	conns    []*Conn
-	wal      uint64
+	mu         sync.Mutex
+	hello      protocol.HelloReply // what hello answers
+	onCopyDone func()
+	handlers   map[uint16]Handler
+	conns      []*Conn
+	wal        uint64
 
 	accepted atomic.Int32
 	received sync.Map // op -> *atomic.Int32
@@ -100,6 +99,21 @@ func (p *Primary) SetWAL(pos uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.wal = pos
+}
+
+// OnCopyDone sets a function called when a client ends the channel with
+// CopyDone, before the answer (nil: none).
+func (p *Primary) OnCopyDone(f func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.onCopyDone = f
+}
+
+// Conns are the connections open now.
+func (p *Primary) Conns() []*Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*Conn(nil), p.conns...)
 }
 
 // Accepted is how many connections were accepted.
@@ -235,6 +249,12 @@ func (p *Primary) channel(c *Conn) {
 				return
 			}
 		case *pgproto3.CopyDone:
+			p.mu.Lock()
+			f := p.onCopyDone
+			p.mu.Unlock()
+			if f != nil {
+				f()
+			}
 			c.be.Send(&pgproto3.CopyDone{})
 			c.be.Send(&pgproto3.CommandComplete{CommandTag: []byte("CALL")})
 			c.be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})

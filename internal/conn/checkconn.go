@@ -1,0 +1,86 @@
+package conn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// pendingReadTimeout bounds the read of a message found waiting on an idle
+// session (a FATAL, a notice): it is already in the socket buffer.
+const pendingReadTimeout = 100 * time.Millisecond
+
+// checkConn finds out, without writing, whether an idle session is still
+// usable, like pgconn's CheckConn but without its 1ms wait: a peek at the
+// socket tells EOF, a reset, or bytes waiting. Bytes on an idle session are
+// read: a FATAL (the backend was terminated) or anything but a notice means
+// the session is over. A nil error means nothing was seen (a broken path can
+// still hide; the reply timeout covers that).
+func (s *Session) checkConn() error {
+	// The last exchange left its deadline on the socket; a passed deadline
+	// would fail the peek before it looks.
+	_ = s.netConn.SetDeadline(time.Time{})
+	for i := 0; i < 8; i++ {
+		pending, err := peek(s.netConn)
+		if err != nil || !pending {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), pendingReadTimeout)
+		stop := s.watch(ctx)
+		msg, err := s.pc.ReceiveMessage(context.Background())
+		stop()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("the session ended while idle: %w", s.ctxErr(ctx, err))
+		}
+		switch m := msg.(type) {
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus, *pgproto3.NotificationResponse:
+			continue
+		case *pgproto3.CopyData:
+			return &ProtocolError{Msg: fmt.Sprintf("%d bytes of CopyData while no request was waiting", len(m.Data))}
+		default:
+			return s.nonCopyMessage(msg)
+		}
+	}
+	return nil
+}
+
+// peek reports whether bytes wait on c's socket, or the error (EOF, reset)
+// that a read would return, without consuming anything.
+func peek(c any) (bool, error) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false, nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false, nil
+	}
+	var n int
+	var perr error
+	var buf [1]byte
+	if err := raw.Read(func(fd uintptr) bool {
+		n, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true
+	}); err != nil {
+		return false, nil
+	}
+	switch {
+	case errors.Is(perr, syscall.EAGAIN), errors.Is(perr, syscall.EINTR):
+		return false, nil
+	case perr != nil:
+		return false, fmt.Errorf("the connection broke while idle: %w", perr)
+	case n == 0:
+		return false, fmt.Errorf("the primary closed the connection while idle: %w", io.EOF)
+	}
+	return true, nil
+}

@@ -1,0 +1,242 @@
+package conn
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/standbyd/standbyd/internal/conn/conntest"
+	"github.com/standbyd/standbyd/internal/protocol"
+)
+
+func wantUnknown(t *testing.T, err error) {
+	t.Helper()
+	var ce *CallError
+	if !errors.As(err, &ce) || !ce.OutcomeUnknown() {
+		t.Fatalf("want an outcome-unknown CallError, got %v", err)
+	}
+}
+
+func TestLateReply(t *testing.T) {
+	p := conntest.Start(t)
+	p.Handle(opEcho, echo)
+	p.Handle(opBlock, func(c *conntest.Conn, req protocol.Request) bool {
+		// Answer after the reply timeout: the client has given up.
+		time.Sleep(300 * time.Millisecond)
+		c.Reply(req, []byte("late"))
+		return true
+	})
+	rec := &recorder{}
+	cfg := fastConfig(p)
+	cfg.ReplyTimeout = 100 * time.Millisecond
+	cfg.Observer = rec
+	sup := run(t, cfg)
+	waitReady(t, sup)
+
+	_, err := sup.Call(ctx5(t), opBlock, nil)
+	wantUnknown(t, err)
+	var ce *CallError
+	if errors.As(err, &ce); !ce.Timeout() {
+		t.Fatalf("want a timeout, got %v", err)
+	}
+	// The late reply must never be read as the answer to the next request.
+	out, err := sup.Call(ctx5(t), opEcho, []byte("mine"))
+	if err != nil || string(out) != "mine" {
+		t.Fatalf("next call = %q, %v; want its own reply", out, err)
+	}
+	if got := rec.reasons(); len(got) == 0 || got[0] != ReasonReplyTimeout {
+		t.Fatalf("disconnect reasons %v, want reply_timeout first", got)
+	}
+	if p.Accepted() != 2 {
+		t.Fatalf("%d connections, want 2 (the late session was dropped)", p.Accepted())
+	}
+}
+
+func TestReplyWithWrongID(t *testing.T) {
+	p := conntest.Start(t)
+	p.Handle(opEcho, func(c *conntest.Conn, req protocol.Request) bool {
+		req.ID++
+		return c.Reply(req, req.Payload)
+	})
+	rec := &recorder{}
+	cfg := fastConfig(p)
+	cfg.Observer = rec
+	sup := run(t, cfg)
+	waitReady(t, sup)
+
+	_, err := sup.Call(ctx5(t), opEcho, []byte("x"))
+	wantUnknown(t, err)
+	var pe *ProtocolError
+	if !errors.As(err, &pe) {
+		t.Fatalf("want a ProtocolError inside, got %v", err)
+	}
+	waitFor(t, "the session to end", func() bool { return len(rec.reasons()) > 0 })
+	if got := rec.reasons()[0]; got != ReasonProtocol {
+		t.Fatalf("disconnect reason %s, want protocol_error", got)
+	}
+	if p.Received(opEcho) != 1 {
+		t.Fatalf("sent %d times, want once (not idempotent)", p.Received(opEcho))
+	}
+}
+
+func TestCancelMidRequest(t *testing.T) {
+	p := conntest.Start(t)
+	got := make(chan struct{})
+	release := make(chan struct{})
+	p.Handle(opEcho, echo)
+	p.Handle(opBlock, func(c *conntest.Conn, req protocol.Request) bool {
+		close(got)
+		<-release
+		return c.Reply(req, []byte("dropped"))
+	})
+	sup := run(t, fastConfig(p))
+	waitReady(t, sup)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { _, err := sup.Call(ctx, opBlock, nil); errc <- err }()
+	<-got
+	cancel()
+	err := <-errc
+	wantUnknown(t, err)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	close(release)
+	// The reply is read and dropped; the session goes on.
+	out, err := sup.Call(ctx5(t), opEcho, []byte("next"))
+	if err != nil || string(out) != "next" {
+		t.Fatalf("next call = %q, %v", out, err)
+	}
+	if p.Accepted() != 1 {
+		t.Fatalf("%d connections, want 1: a cancel must not end the session", p.Accepted())
+	}
+}
+
+func TestDeathWhileIdleIsNotSent(t *testing.T) {
+	for _, kill := range []struct {
+		name string
+		do   func(*conntest.Primary)
+	}{
+		{"terminated", (*conntest.Primary).TerminateAll},
+		{"closed", (*conntest.Primary).KillAll},
+	} {
+		t.Run(kill.name, func(t *testing.T) {
+			p := conntest.Start(t)
+			p.Handle(opEcho, echo)
+			sup := run(t, fastConfig(p)) // opEcho is not idempotent
+			waitReady(t, sup)
+			kill.do(p)
+			out, err := sup.Call(ctx5(t), opEcho, []byte("once"))
+			if err != nil || string(out) != "once" {
+				t.Fatalf("call after the backend died while idle = %q, %v; want it sent on the next session", out, err)
+			}
+			if n := p.Received(opEcho); n != 1 {
+				t.Fatalf("the primary saw the request %d times, want 1", n)
+			}
+			if n := p.Accepted(); n != 2 {
+				t.Fatalf("%d connections, want 2", n)
+			}
+		})
+	}
+}
+
+func TestRetryAtMostOnce(t *testing.T) {
+	p := conntest.Start(t)
+	// N is idempotent; this primary dies on every N.
+	p.Handle(protocol.OpN, func(c *conntest.Conn, req protocol.Request) bool { return false })
+	sup := run(t, fastConfig(p))
+	waitReady(t, sup)
+	_, err := sup.Call(ctx5(t), protocol.OpN, protocol.AppendN(nil, [3]int32{1, 2, 3}))
+	wantUnknown(t, err)
+	if n := p.Received(protocol.OpN); n != 2 {
+		t.Fatalf("N sent %d times, want 2 (one retry)", n)
+	}
+}
+
+func TestIdempotentSetIsExplicit(t *testing.T) {
+	p := conntest.Start(t)
+	const low, named, listed = 0x00FF, 0x0200, 0x0300
+	p.SetOps([]protocol.OpInfo{{Op: named, Name: "refresh_cache"}})
+	die := func(c *conntest.Conn, req protocol.Request) bool { return false }
+	for _, op := range []uint16{low, named, listed} {
+		p.Handle(op, die)
+	}
+	cfg := fastConfig(p)
+	cfg.IdempotentOps = func() []string { return []string{"refresh_cache", "0x0300"} }
+	sup := run(t, cfg)
+	for _, c := range []struct {
+		op   uint16
+		want int
+	}{{low, 1}, {named, 2}, {listed, 2}} {
+		waitReady(t, sup)
+		_, err := sup.Call(ctx5(t), c.op, nil)
+		wantUnknown(t, err)
+		if n := p.Received(c.op); n != c.want {
+			t.Errorf("op %#x sent %d times, want %d", c.op, n, c.want)
+		}
+	}
+}
+
+func TestCallerGoneIsNotSent(t *testing.T) {
+	p := conntest.Start(t)
+	p.Handle(opEcho, echo)
+	sup := run(t, fastConfig(p))
+	waitReady(t, sup)
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := 0; i < 100; i++ {
+		if _, err := sup.Call(gone, opEcho, nil); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("call with a cancelled context: %v, want ErrUnavailable (not sent)", err)
+		}
+	}
+	if n := p.Received(opEcho); n != 0 {
+		t.Fatalf("%d requests of gone callers reached the primary", n)
+	}
+}
+
+func TestReplyWinsOverDeadline(t *testing.T) {
+	p := conntest.Start(t)
+	p.Handle(opEcho, echo)
+	rec := &recorder{}
+	cancels := make(chan context.CancelFunc, 2)
+	// The caller's context ends the moment the reply has been handed over:
+	// both are ready when the caller looks.
+	rec.finished = func(op uint16, _ error) {
+		if op == opEcho {
+			(<-cancels)()
+		}
+	}
+	cfg := fastConfig(p)
+	cfg.Observer = rec
+	sup := run(t, cfg)
+	waitReady(t, sup)
+	for i := 0; i < 50; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels <- cancel
+		out, err := sup.Call(ctx, opEcho, []byte("r"))
+		if err != nil || string(out) != "r" {
+			t.Fatalf("call %d: %q, %v: the reply arrived and must win", i, out, err)
+		}
+	}
+}
+
+func TestResolveOpRefreshesHello(t *testing.T) {
+	p := conntest.Start(t)
+	p.Handle(0x0400, echo)
+	sup := run(t, fastConfig(p))
+	waitReady(t, sup)
+	if _, err := sup.ResolveOp(ctx5(t), "added_later"); err == nil {
+		t.Fatal("an unknown name resolved")
+	}
+	// A DBA registers a handler while the session runs.
+	p.SetOps([]protocol.OpInfo{{Op: 0x0400, Name: "added_later"}})
+	op, err := sup.ResolveOp(ctx5(t), "added_later")
+	if err != nil || op != 0x0400 {
+		t.Fatalf("ResolveOp = %#x, %v; want 0x0400", op, err)
+	}
+	if p.Accepted() != 1 {
+		t.Fatalf("%d connections: the refresh must use the live session", p.Accepted())
+	}
+}
