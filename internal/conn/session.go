@@ -417,14 +417,20 @@ func (s *Session) watch(ctx context.Context) func() {
 
 // ctxErr turns an I/O error caused by our own deadline into the context's
 // error, so callers see "context deadline exceeded" rather than an i/o
-// timeout.
+// timeout. The socket's deadline and the context's timer fire at the same
+// instant in either order: a passed deadline counts even before the
+// context notices it.
 func (s *Session) ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("%w (%w)", ctx.Err(), err)
+	cerr := ctx.Err()
+	if dl, ok := ctx.Deadline(); cerr == nil && ok && !time.Now().Before(dl) {
+		cerr = context.DeadlineExceeded
+	}
+	if cerr == nil {
+		return err
 	}
 	var ne net.Error
-	if ctx.Err() != nil && errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("%w (%w)", ctx.Err(), err)
+	if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Errorf("%w (%w)", cerr, err)
 	}
 	return err
 }
