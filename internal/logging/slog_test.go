@@ -12,7 +12,7 @@ import (
 
 func TestSlogWritesThroughZap(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
-	l := Slog(zap.New(core))
+	l := Slog(zap.New(core).Named("http"))
 	l.Debug("below the level")
 	l.With("component", "web").WithGroup("tls").Warn("handshake failed", "remote", "10.0.0.9:4711")
 	l.Error("listener", "err", "closed")
@@ -20,11 +20,12 @@ func TestSlogWritesThroughZap(t *testing.T) {
 		t.Fatalf("%d entries, want 2 (debug filtered)", logs.Len())
 	}
 	e := logs.All()[0]
-	if e.Level != zapcore.WarnLevel || e.Message != "handshake failed" {
+	if e.Level != zapcore.WarnLevel || e.Message != "handshake failed" || e.LoggerName != "http" {
 		t.Fatalf("entry %v %q", e.Level, e.Message)
 	}
 	fields := e.ContextMap()
-	if fields["component"] != "web" || fields["tls.remote"] != "10.0.0.9:4711" {
+	tls, _ := fields["tls"].(map[string]any)
+	if fields["component"] != "web" || tls["remote"] != "10.0.0.9:4711" {
 		t.Fatalf("fields %v", fields)
 	}
 	if logs.All()[1].Level != zapcore.ErrorLevel {
