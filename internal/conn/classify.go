@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -27,18 +28,18 @@ var ErrorClasses = []ErrorClass{ClassTransient, ClassConfiguration}
 
 // configurationSQLStates are server errors that a retry will not fix.
 var configurationSQLStates = map[string]bool{
-	"28000": true, // invalid_authorization_specification (no pg_hba entry)
-	"28P01": true, // invalid_password
-	"3D000": true, // invalid_catalog_name (no such database)
-	"42501": true, // insufficient_privilege (EXECUTE on standbyd.serve())
-	"3F000": true, // invalid_schema_name (extension not created)
-	"42883": true, // undefined_function (extension not created)
-	"0A000": true, // feature_not_supported (refused calling context)
-	"25001": true, // active_sql_transaction
-	"2D000": true, // invalid_transaction_termination
-	"42704": true, // undefined_object (a startup parameter the server refuses)
-	"55P02": true, // cant_change_runtime_param
-	"08004": true, // sqlserver_rejected_establishment_of_sqlconnection
+	pgerrcode.InvalidAuthorizationSpecification:             true, // no pg_hba entry
+	pgerrcode.InvalidPassword:                               true,
+	pgerrcode.InvalidCatalogName:                            true, // no such database
+	pgerrcode.InsufficientPrivilege:                         true, // EXECUTE on standbyd.serve()
+	pgerrcode.InvalidSchemaName:                             true, // extension not created
+	pgerrcode.UndefinedFunction:                             true, // extension not created
+	pgerrcode.FeatureNotSupported:                           true, // refused calling context
+	pgerrcode.ActiveSQLTransaction:                          true,
+	pgerrcode.InvalidTransactionTermination:                 true,
+	pgerrcode.UndefinedObject:                               true, // a startup parameter the server refuses
+	pgerrcode.CantChangeRuntimeParam:                        true,
+	pgerrcode.SQLServerRejectedEstablishmentOfSQLConnection: true,
 }
 
 // ConfigError marks an error as a configuration problem (identity
