@@ -228,6 +228,7 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 	if err != nil {
 		return err
 	}
+	m.WatchState(sup.State)
 	m.WatchCalls(func() (int, int) { st := sup.Status(); return st.Waiting, st.InFlight })
 	var replayWatcher *replay.Watcher
 	if cfg.Standby.Conninfo != "" {

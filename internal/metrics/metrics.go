@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,8 +30,11 @@ const namespace = "standbyd"
 type Metrics struct {
 	reg *prometheus.Registry
 
-	up            prometheus.Gauge
-	state         *prometheus.GaugeVec
+	// The state is read where it lives (WatchState) at each scrape: events
+	// from several sessions can arrive out of order.
+	stateFn   atomic.Pointer[func() conn.State]
+	lastState atomic.Int32 // from StateChanged, until WatchState is called
+
 	connects      prometheus.Counter
 	disconnects   *prometheus.CounterVec
 	connectErrors *prometheus.CounterVec
@@ -61,14 +65,6 @@ func New(version string) *Metrics {
 		primaryPos: nan(),
 		replayPos:  nan(),
 		reg:        prometheus.NewRegistry(),
-		up: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "channel_up",
-			Help: "1 while a channel session to the primary has said hello and is serving, else 0.",
-		}),
-		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "channel_state",
-			Help: "1 for the supervisor's current state, 0 for the others.",
-		}, []string{"state"}),
 		connects: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "channel_connects_total",
 			Help: "Channel sessions established (connected, entered, hello answered).",
@@ -137,9 +133,17 @@ func New(version string) *Metrics {
 	}, []string{"version"})
 	buildInfo.WithLabelValues(version).Set(1)
 
-	for _, st := range conn.States {
-		m.state.WithLabelValues(st.String())
-	}
+	up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "channel_up",
+		Help: "1 while a channel session to the primary has said hello and is serving, else 0.",
+	}, func() float64 {
+		if m.current() == conn.StateReady {
+			return 1
+		}
+		return 0
+	})
+	state := &stateCollector{m: m, desc: prometheus.NewDesc(namespace+"_channel_state",
+		"1 for the supervisor's current state, 0 for the others.", []string{"state"}, nil)}
 	for _, r := range conn.DisconnectReasons {
 		m.disconnects.WithLabelValues(string(r))
 	}
@@ -161,7 +165,7 @@ func New(version string) *Metrics {
 		Help: "The primary's flushed WAL position (LSN as bytes) from the last ping; NaN while the channel is down.",
 	}, func() float64 { p, _ := m.positions(); return p })
 
-	m.reg.MustRegister(m.up, m.state, m.connects, m.disconnects, m.connectErrors, m.slowRequests,
+	m.reg.MustRegister(up, state, m.connects, m.disconnects, m.connectErrors, m.slowRequests,
 		m.requests, m.duration, m.heartbeatRTT, m.lastReply, m.sessionStart,
 		primaryWAL, m.primaryInfo, buildInfo, m.reloads, m.reloadOK, m.reloadTime, m.identity,
 		collectors.NewGoCollector(),
@@ -230,16 +234,42 @@ func (m *Metrics) Handler() http.Handler {
 // Registry is the registry, for tests.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// StateChanged implements conn.Observer.
-func (m *Metrics) StateChanged(s conn.State) {
+// WatchState makes the state series read f (the supervisor's State) at
+// each scrape.
+func (m *Metrics) WatchState(f func() conn.State) { m.stateFn.Store(&f) }
+
+func (m *Metrics) current() conn.State {
+	if f := m.stateFn.Load(); f != nil {
+		return (*f)()
+	}
+	return conn.State(m.lastState.Load())
+}
+
+// stateCollector exports standbyd_channel_state from the live state.
+type stateCollector struct {
+	m    *Metrics
+	desc *prometheus.Desc
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	cur := c.m.current()
 	for _, st := range conn.States {
 		v := 0.0
-		if st == s {
+		if st == cur {
 			v = 1
 		}
-		m.state.WithLabelValues(st.String()).Set(v)
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, st.String())
 	}
-	if s != conn.StateReady {
+}
+
+// StateChanged implements conn.Observer. It resets the values that only
+// make sense while connected, unless the live state says ready again (a
+// late event from another session).
+func (m *Metrics) StateChanged(s conn.State) {
+	m.lastState.Store(int32(s))
+	if s != conn.StateReady && m.current() != conn.StateReady {
 		m.down()
 	}
 }
@@ -248,7 +278,6 @@ func (m *Metrics) StateChanged(s conn.State) {
 func (m *Metrics) SessionStarted(si conn.SessionInfo) {
 	h := si.Hello
 	m.connects.Inc()
-	m.up.Set(1)
 	m.sessionStart.Set(float64(time.Now().UnixNano()) / 1e9)
 	m.primaryInfo.Reset()
 	m.primaryInfo.WithLabelValues(strconv.FormatUint(h.SystemIdentifier, 10),
@@ -263,7 +292,6 @@ func (m *Metrics) SessionEnded(err error) {
 }
 
 func (m *Metrics) down() {
-	m.up.Set(0)
 	m.sessionStart.Set(0)
 	m.heartbeatRTT.Set(nan())
 	m.primaryInfo.Reset()

@@ -71,3 +71,44 @@ func TestDisconnectReasonsAndHost(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The state series read the supervisor's state at scrape time: a stale
+// event delivered late (another session's) does not make them lie.
+func TestStateReadWhereItLives(t *testing.T) {
+	m := New("test")
+	live := conn.StateReady
+	m.WatchState(func() conn.State { return live })
+	m.SessionStarted(conn.SessionInfo{Host: "10.0.0.1:5432"})
+	m.Heartbeat(0, protocol.PingReply{WALPosition: 5000})
+	m.StateChanged(conn.StateBackingOff) // late: the supervisor is ready
+	check := func(series string, want float64) {
+		t.Helper()
+		mfs, err := m.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, mm := range mf.GetMetric() {
+				name := mf.GetName()
+				for _, l := range mm.GetLabel() {
+					name += "{" + l.GetName() + "=" + l.GetValue() + "}"
+				}
+				if name == series {
+					if got := mm.GetGauge().GetValue(); got != want {
+						t.Errorf("%s = %v, want %v", series, got, want)
+					}
+					return
+				}
+			}
+		}
+		t.Errorf("%s not exported", series)
+	}
+	check("standbyd_channel_up", 1)
+	check("standbyd_channel_state{state=ready}", 1)
+	check("standbyd_channel_state{state=backing_off}", 0)
+	check("standbyd_primary_wal_position_bytes", 5000)
+	live = conn.StateBackingOff
+	m.StateChanged(conn.StateBackingOff)
+	check("standbyd_channel_up", 0)
+	check("standbyd_channel_state{state=backing_off}", 1)
+}
