@@ -329,7 +329,7 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		notifySystemd(ctx, sup, log)
+		notifySystemd(ctx, sup, cfg.Channel, log)
 	}()
 
 	<-ctx.Done()
