@@ -34,6 +34,10 @@ func (s *stubChannel) Call(ctx context.Context, op uint16, payload []byte) ([]by
 }
 func (s *stubChannel) Status() conn.Status { return s.st }
 
+func (s *stubChannel) ResolveOp(_ context.Context, ref string) (uint16, error) {
+	return protocol.ResolveOp(ref, s.st.Hello.Ops)
+}
+
 func serve(t *testing.T, ch Channel) *client.Client {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "api")

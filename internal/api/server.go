@@ -24,6 +24,9 @@ import (
 type Channel interface {
 	Call(ctx context.Context, op uint16, payload []byte) ([]byte, error)
 	Status() conn.Status
+	// ResolveOp resolves an op name, refreshing the primary's op list when
+	// the name is unknown.
+	ResolveOp(ctx context.Context, ref string) (uint16, error)
 }
 
 // ServerConfig configures the API server.
@@ -126,7 +129,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("op")
-	op, err := protocol.ResolveOp(name, s.ch.Status().Hello.Ops)
+	op, err := s.ch.ResolveOp(r.Context(), name)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, ErrorDetail{Kind: KindBadRequest, Message: err.Error()})
 		return
