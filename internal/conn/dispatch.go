@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -177,7 +178,7 @@ func (s *Supervisor) ResolveOp(ctx context.Context, ref string) (uint16, error) 
 	if err == nil {
 		return op, nil
 	}
-	if s.State() != StateReady {
+	if s.State() != StateReady || !s.mayRefresh() {
 		return 0, err
 	}
 	if _, herr := s.call(ctx, protocol.OpHello, nil, true); herr != nil {
@@ -185,6 +186,20 @@ func (s *Supervisor) ResolveOp(ctx context.Context, ref string) (uint16, error) 
 		return 0, err
 	}
 	return protocol.ResolveOp(ref, s.Ops())
+}
+
+// refreshInterval spaces op-list refreshes: a caller repeating an unknown
+// name must not turn every call into a hello.
+const refreshInterval = 250 * time.Millisecond
+
+func (s *Supervisor) mayRefresh() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now := time.Now(); now.Sub(s.lastRefresh) >= refreshInterval {
+		s.lastRefresh = now
+		return true
+	}
+	return false
 }
 
 // Ops are the operations the primary offered in the latest hello.

@@ -232,9 +232,18 @@ func TestResolveOpRefreshesHello(t *testing.T) {
 	}
 	// A DBA registers a handler while the session runs.
 	p.SetOps([]protocol.OpInfo{{Op: 0x0400, Name: "added_later"}})
-	op, err := sup.ResolveOp(ctx5(t), "added_later")
-	if err != nil || op != 0x0400 {
-		t.Fatalf("ResolveOp = %#x, %v; want 0x0400", op, err)
+	hellos := p.Received(protocol.OpHello)
+	var op uint16
+	waitFor(t, "the new name to resolve", func() bool {
+		o, err := sup.ResolveOp(ctx5(t), "added_later")
+		op = o
+		return err == nil
+	})
+	if op != 0x0400 {
+		t.Fatalf("ResolveOp = %#x, want 0x0400", op)
+	}
+	if n := p.Received(protocol.OpHello) - hellos; n != 1 {
+		t.Fatalf("%d hellos to resolve one name, want 1 (refreshes are spaced)", n)
 	}
 	if p.Accepted() != 1 {
 		t.Fatalf("%d connections: the refresh must use the live session", p.Accepted())

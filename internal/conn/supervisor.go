@@ -87,12 +87,13 @@ type Supervisor struct {
 	waiting  atomic.Int64
 	inFlight atomic.Int64
 
-	mu        sync.Mutex
-	slots     []*slot
-	aggSince  time.Time
-	lastReply time.Time
-	restart   chan struct{}     // closed to make every session reconnect now
-	ops       []protocol.OpInfo // from the latest hello of any session
+	mu          sync.Mutex
+	slots       []*slot
+	aggSince    time.Time
+	lastReply   time.Time
+	restart     chan struct{}     // closed to make every session reconnect now
+	ops         []protocol.OpInfo // from the latest hello of any session
+	lastRefresh time.Time         // of the op list (ResolveOp)
 }
 
 // errRestart ends a session that Restart asked to reconnect.
