@@ -39,15 +39,20 @@
 //
 // # Supervisor
 //
-// The Supervisor owns one session at a time in its own goroutine. Callers
-// hand requests over an unbuffered channel, so waiting callers are served in
-// arrival order and only while a session is ready; a call made while the
-// channel is down waits until its own deadline and then fails with
-// ErrUnavailable and the last connection error. Each request gets
+// The Supervisor runs one slot per session (slot.go: connect, enter, serve,
+// close, back off), hands calls to whichever slot is free (dispatch.go:
+// arrival order, not-sent versus unknown, the retry policy, op names) and
+// reports their state (status.go), as pgxpool keeps a pool of pgconn
+// connections. Callers hand requests over an unbuffered channel, so waiting
+// callers are served in arrival order and only while a session is ready; a
+// call made while the channel is down waits until its own deadline and then
+// fails with ErrUnavailable and the last connection error. Each request gets
 // ReplyTimeout for its reply regardless of the caller's deadline: a caller
 // that gave up does not desynchronise the session, its reply is read and
-// dropped. After HeartbeatInterval without traffic the supervisor pings; a
-// ping without a reply within ReplyTimeout ends the session. Reconnects wait
-// an exponentially growing, jittered delay between BackoffMin and
-// BackoffMax, reset only after a successful hello.
+// dropped. A request found unsendable before writing (the session died while
+// idle) goes to the next session. The supervisor pings every
+// HeartbeatInterval whatever the traffic; a ping without a reply within
+// ReplyTimeout ends the session. Reconnects wait an exponentially growing,
+// jittered delay between BackoffMin and BackoffMax, reset only after a
+// successful hello, and cut short by Restart.
 package conn
