@@ -105,6 +105,9 @@ func Dial(ctx context.Context, opts DialOptions) (*Session, error) {
 	if maxFrame == 0 {
 		maxFrame = protocol.DefaultMaxFrameSize
 	}
+	if maxFrame < protocol.MinMaxFrameSize {
+		return nil, &ConfigError{Err: fmt.Errorf("max frame size %d is below the protocol's minimum of %d", maxFrame, protocol.MinMaxFrameSize)}
+	}
 	pc, err := pgconn.ConnectConfig(ctx, opts.Config)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the primary: %w", err)
@@ -207,6 +210,9 @@ func (s *Session) sayHello(ctx context.Context) error {
 	}
 	if hello.Version != protocol.Version1 {
 		return &ProtocolError{Msg: fmt.Sprintf("primary chose protocol version %d, we asked for 1", hello.Version)}
+	}
+	if srv := int(hello.MaxFrameSize); srv > 0 && srv < protocol.MinMaxFrameSize {
+		return &ProtocolError{Msg: fmt.Sprintf("primary's max frame size %d is below the protocol's minimum of %d", srv, protocol.MinMaxFrameSize)}
 	}
 	s.hello = hello
 	if srv := int(hello.MaxFrameSize); srv > 0 && srv < s.maxFrame {

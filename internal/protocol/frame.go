@@ -24,9 +24,6 @@ const (
 	// MinMaxFrameSize is the smallest maximum frame size either side may
 	// configure: hello must always fit.
 	MinMaxFrameSize = 1024
-
-	// ErrorMessageMax is the longest error message the server sends.
-	ErrorMessageMax = 8000
 )
 
 // Errors of frame parsing. Use errors.Is.
@@ -155,14 +152,6 @@ func ParseReply(buf []byte) (Reply, error) {
 	}
 	r.Payload = buf[HeaderSize:]
 	return r, nil
-}
-
-// ParseReplyMax is ParseReply with a limit on the frame size.
-func ParseReplyMax(buf []byte, max int) (Reply, error) {
-	if len(buf) > max {
-		return Reply{}, &FrameTooLargeError{Size: len(buf), Max: max}
-	}
-	return ParseReply(buf)
 }
 
 // Err returns nil for an ok reply and a *ServerError for an error reply.

@@ -94,6 +94,13 @@ func (p *Primary) SetOps(ops []protocol.OpInfo) {
 	p.hello.Ops = ops
 }
 
+// SetMaxFrameSize sets the max frame size hello announces.
+func (p *Primary) SetMaxFrameSize(n uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hello.MaxFrameSize = n
+}
+
 // SetWAL sets the WAL position pings report.
 func (p *Primary) SetWAL(pos uint64) {
 	p.mu.Lock()

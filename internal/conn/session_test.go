@@ -1,0 +1,34 @@
+package conn
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/standbyd/standbyd/internal/conn/conntest"
+	"github.com/standbyd/standbyd/internal/protocol"
+)
+
+// Hello must always fit: a frame size below the protocol's minimum is
+// refused on either side.
+func TestMaxFrameSizeFloor(t *testing.T) {
+	p := conntest.Start(t)
+	ctx := ctx5(t)
+	var ce *ConfigError
+	if _, err := Dial(ctx, DialOptions{Config: p.Config(), MaxFrameSize: protocol.MinMaxFrameSize - 1}); !errors.As(err, &ce) {
+		t.Fatalf("a local max frame size below the minimum: %v, want a ConfigError", err)
+	}
+	p.SetMaxFrameSize(protocol.MinMaxFrameSize - 1)
+	var pe *ProtocolError
+	if _, err := Dial(ctx, DialOptions{Config: p.Config()}); !errors.As(err, &pe) {
+		t.Fatalf("a primary announcing a max frame size below the minimum: %v, want a ProtocolError", err)
+	}
+	p.SetMaxFrameSize(protocol.MinMaxFrameSize)
+	s, err := Dial(ctx, DialOptions{Config: p.Config()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	if s.MaxFrameSize() != protocol.MinMaxFrameSize {
+		t.Fatalf("max frame size %d, want the primary's %d", s.MaxFrameSize(), protocol.MinMaxFrameSize)
+	}
+}
