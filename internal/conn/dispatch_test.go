@@ -21,7 +21,7 @@ func wantUnknown(t *testing.T, err error) {
 func TestLateReply(t *testing.T) {
 	p := conntest.Start(t)
 	p.Handle(opEcho, echo)
-	p.Handle(opBlock, func(c *conntest.Conn, req protocol.Request) bool {
+	p.Handle(opBlock, func(c *conntest.Conn, req conntest.Request) bool {
 		// Answer after the reply timeout: the client has given up.
 		time.Sleep(300 * time.Millisecond)
 		c.Reply(req, []byte("late"))
@@ -55,7 +55,7 @@ func TestLateReply(t *testing.T) {
 
 func TestReplyWithWrongID(t *testing.T) {
 	p := conntest.Start(t)
-	p.Handle(opEcho, func(c *conntest.Conn, req protocol.Request) bool {
+	p.Handle(opEcho, func(c *conntest.Conn, req conntest.Request) bool {
 		req.ID++
 		return c.Reply(req, req.Payload)
 	})
@@ -85,7 +85,7 @@ func TestCancelMidRequest(t *testing.T) {
 	got := make(chan struct{})
 	release := make(chan struct{})
 	p.Handle(opEcho, echo)
-	p.Handle(opBlock, func(c *conntest.Conn, req protocol.Request) bool {
+	p.Handle(opBlock, func(c *conntest.Conn, req conntest.Request) bool {
 		close(got)
 		<-release
 		return c.Reply(req, []byte("dropped"))
@@ -145,7 +145,7 @@ func TestDeathWhileIdleIsNotSent(t *testing.T) {
 func TestRetryAtMostOnce(t *testing.T) {
 	p := conntest.Start(t)
 	// N is idempotent; this primary dies on every N.
-	p.Handle(protocol.OpN, func(c *conntest.Conn, req protocol.Request) bool { return false })
+	p.Handle(protocol.OpN, func(c *conntest.Conn, req conntest.Request) bool { return false })
 	sup := run(t, fastConfig(p))
 	waitReady(t, sup)
 	_, err := sup.Call(ctx5(t), protocol.OpN, protocol.AppendN(nil, [3]int32{1, 2, 3}))
@@ -159,7 +159,7 @@ func TestIdempotentSetIsExplicit(t *testing.T) {
 	p := conntest.Start(t)
 	const low, named, listed = 0x00FF, 0x0200, 0x0300
 	p.SetOps([]protocol.OpInfo{{Op: named, Name: "refresh_cache"}})
-	die := func(c *conntest.Conn, req protocol.Request) bool { return false }
+	die := func(c *conntest.Conn, req conntest.Request) bool { return false }
 	for _, op := range []uint16{low, named, listed} {
 		p.Handle(op, die)
 	}

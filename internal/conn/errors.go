@@ -43,6 +43,10 @@ func (e *CallError) Unwrap() error { return e.Err }
 // received: the primary may have executed it.
 func (e *CallError) OutcomeUnknown() bool { return e.sent }
 
+// NotSent reports whether the session was found dead before the request
+// was written: the primary never saw it, and it may be sent elsewhere.
+func (e *CallError) NotSent() bool { return e.notSent }
+
 // Timeout reports whether the call ended because a deadline passed.
 func (e *CallError) Timeout() bool {
 	var t interface{ Timeout() bool }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/standbyd/standbyd/internal/conn/conntest"
-	"github.com/standbyd/standbyd/internal/protocol"
 )
 
 // Ops the tests register on the fake primary.
@@ -17,7 +16,7 @@ const (
 )
 
 // echo answers with the request's payload.
-func echo(c *conntest.Conn, req protocol.Request) bool { return c.Reply(req, req.Payload) }
+func echo(c *conntest.Conn, req conntest.Request) bool { return c.Reply(req, req.Payload) }
 
 // recorder is an Observer that keeps what tests look at.
 type recorder struct {

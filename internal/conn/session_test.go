@@ -32,3 +32,25 @@ func TestMaxFrameSizeFloor(t *testing.T) {
 		t.Fatalf("max frame size %d, want the primary's %d", s.MaxFrameSize(), protocol.MinMaxFrameSize)
 	}
 }
+
+// A backend that died while the session was idle is found before the next
+// request is written: that request was not sent.
+func TestSessionDeadWhileIdleIsNotSent(t *testing.T) {
+	p := conntest.Start(t)
+	p.Handle(opEcho, echo)
+	ctx := ctx5(t)
+	s, err := Dial(ctx, DialOptions{Config: p.Config()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	p.TerminateAll()
+	_, err = s.Call(ctx, opEcho, []byte("x"))
+	var ce *CallError
+	if !errors.As(err, &ce) || !ce.NotSent() || ce.OutcomeUnknown() || s.Err() == nil {
+		t.Fatalf("call on a session whose backend was terminated: %v", err)
+	}
+	if p.Received(opEcho) != 0 {
+		t.Fatal("the request reached the primary")
+	}
+}

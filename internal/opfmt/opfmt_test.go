@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/standbyd/standbyd/internal/conn/conntest"
 	"github.com/standbyd/standbyd/internal/protocol"
 )
 
@@ -40,7 +41,7 @@ func TestFormat(t *testing.T) {
 	if err != nil || string(out) != "400 500 600" {
 		t.Fatalf("N: %q %v", out, err)
 	}
-	ping := protocol.PingReply{WALPosition: 0x16B374D848, Timeline: 1}.Append(nil)
+	ping := conntest.AppendPingReply(nil, protocol.PingReply{WALPosition: 0x16B374D848, Timeline: 1})
 	out, _ = Format(protocol.OpPing, ping, OutAuto)
 	if !strings.Contains(string(out), "wal_position=16/B374D848") {
 		t.Fatalf("ping: %s", out)

@@ -45,14 +45,6 @@ func (e *FrameTooLargeError) Error() string {
 	return fmt.Sprintf("frame of %d bytes is larger than the maximum of %d", e.Size, e.Max)
 }
 
-// Request is a parsed request frame. Payload aliases the parsed buffer.
-type Request struct {
-	Version uint8
-	Op      uint16
-	ID      uint32
-	Payload []byte
-}
-
 // Reply is a parsed reply frame. Payload aliases the parsed buffer.
 type Reply struct {
 	Op      uint16
@@ -69,20 +61,6 @@ func AppendRequest(dst []byte, op uint16, id uint32, payload []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, id)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
 	return append(dst, payload...)
-}
-
-// ParseRequest parses a request frame.
-func ParseRequest(buf []byte) (Request, error) {
-	h, err := parseHeader(buf, KindRequest)
-	r := Request{Version: h.second, Op: h.op, ID: h.id}
-	if err != nil {
-		return r, err
-	}
-	if uint16(r.Version) != Version1 {
-		return r, fmt.Errorf("%w: %d", ErrBadVersion, r.Version)
-	}
-	r.Payload = buf[HeaderSize:]
-	return r, nil
 }
 
 // header is the part common to requests and replies.
@@ -107,31 +85,6 @@ func parseHeader(buf []byte, kind byte) (header, error) {
 		return h, fmt.Errorf("%w: field says %d, frame has %d", ErrLengthMismatch, n, len(buf)-HeaderSize)
 	}
 	return h, nil
-}
-
-// AppendReply appends a reply frame to dst.
-func AppendReply(dst []byte, op uint16, id uint32, status byte, payload []byte) []byte {
-	dst = append(dst, KindReply, status)
-	dst = binary.BigEndian.AppendUint16(dst, op)
-	dst = binary.BigEndian.AppendUint32(dst, id)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
-	return append(dst, payload...)
-}
-
-// AppendErrorReply appends an error reply with sqlstate (5 characters) and
-// message.
-func AppendErrorReply(dst []byte, op uint16, id uint32, sqlstate, message string) []byte {
-	payload := make([]byte, 0, 5+len(message))
-	payload = append(payload, fixSQLState(sqlstate)...)
-	payload = append(payload, message...)
-	return AppendReply(dst, op, id, StatusError, payload)
-}
-
-func fixSQLState(s string) string {
-	if len(s) == 5 {
-		return s
-	}
-	return "XX000"
 }
 
 // ParseReply parses a reply frame.

@@ -31,22 +31,6 @@ func (h HelloRequest) Append(dst []byte) []byte {
 	return append(dst, name...)
 }
 
-// ParseHelloRequest parses a hello request payload.
-func ParseHelloRequest(buf []byte) (HelloRequest, error) {
-	if len(buf) < 8 {
-		return HelloRequest{}, fmt.Errorf("hello request: %w: %d bytes, want at least 8", ErrShortPayload, len(buf))
-	}
-	if len(buf)-8 > HelloNameMax {
-		return HelloRequest{}, fmt.Errorf("hello request: client name of %d bytes is longer than %d", len(buf)-8, HelloNameMax)
-	}
-	return HelloRequest{
-		MinVersion:   binary.BigEndian.Uint16(buf[0:]),
-		MaxVersion:   binary.BigEndian.Uint16(buf[2:]),
-		MaxFrameSize: binary.BigEndian.Uint32(buf[4:]),
-		ClientName:   string(buf[8:]),
-	}, nil
-}
-
 // OpInfo describes one operation offered by the server.
 type OpInfo struct {
 	Op      uint16
@@ -67,35 +51,6 @@ type HelloReply struct {
 	Timeline         uint32
 	MaxFrameSize     uint32
 	Ops              []OpInfo
-}
-
-// Append appends the payload to dst.
-func (h HelloReply) Append(dst []byte) []byte {
-	dst = binary.BigEndian.AppendUint16(dst, h.Version)
-	var flags uint16
-	if h.InRecovery {
-		flags |= 1
-	}
-	dst = binary.BigEndian.AppendUint16(dst, flags)
-	dst = binary.BigEndian.AppendUint32(dst, h.ServerVersionNum)
-	dst = binary.BigEndian.AppendUint64(dst, h.SystemIdentifier)
-	dst = binary.BigEndian.AppendUint32(dst, h.Timeline)
-	dst = binary.BigEndian.AppendUint32(dst, h.MaxFrameSize)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(h.Ops)))
-	for _, o := range h.Ops {
-		f := o.Flags
-		if o.Builtin {
-			f |= OpFlagBuiltin
-		}
-		name := o.Name
-		if len(name) > math.MaxUint8 {
-			name = name[:math.MaxUint8]
-		}
-		dst = binary.BigEndian.AppendUint16(dst, o.Op)
-		dst = append(dst, f, byte(len(name)))
-		dst = append(dst, name...)
-	}
-	return dst
 }
 
 // helloFixed is the size of the fixed part of a hello reply.
@@ -151,18 +106,6 @@ type PingReply struct {
 
 // PingReplySize is the size of a ping reply's payload.
 const PingReplySize = 21
-
-// Append appends the payload to dst.
-func (p PingReply) Append(dst []byte) []byte {
-	dst = binary.BigEndian.AppendUint64(dst, uint64(p.ServerTime.UnixMicro()))
-	dst = binary.BigEndian.AppendUint64(dst, p.WALPosition)
-	dst = binary.BigEndian.AppendUint32(dst, p.Timeline)
-	var f byte
-	if p.InRecovery {
-		f = 1
-	}
-	return append(dst, f)
-}
 
 // ParsePingReply parses a ping reply payload; bytes after the known fields
 // are ignored.
@@ -260,24 +203,6 @@ type WALReport struct {
 }
 
 const walReportSize = 1 + 4 + 6*8
-
-// Append appends the payload to dst.
-func (w WALReport) Append(dst []byte) []byte {
-	var f byte
-	if w.InRecovery {
-		f = 1
-	}
-	dst = append(dst, f)
-	dst = binary.BigEndian.AppendUint32(dst, w.Timeline)
-	for _, l := range []LSN{w.Insert, w.Write, w.Flush, w.Received, w.Replayed} {
-		dst = binary.BigEndian.AppendUint64(dst, uint64(l))
-	}
-	var ts int64
-	if !w.LastReplayedCommit.IsZero() {
-		ts = w.LastReplayedCommit.UnixMicro()
-	}
-	return binary.BigEndian.AppendUint64(dst, uint64(ts))
-}
 
 // ParseWALReport parses a wal reply payload; trailing bytes are ignored.
 func ParseWALReport(buf []byte) (WALReport, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/standbyd/standbyd/internal/conn"
+	"github.com/standbyd/standbyd/internal/conn/conntest"
 	"github.com/standbyd/standbyd/internal/conninfo"
 	"github.com/standbyd/standbyd/internal/pgconf"
 	"github.com/standbyd/standbyd/internal/protocol"
@@ -152,7 +153,7 @@ func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 	wantError(t, ch.reply(), protocol.OpPing, 8, "08P01")
 	ch.send([]byte{'Q', 1, 0})
 	wantError(t, ch.reply(), 0, 0, "08P01") // no header: id 0
-	ch.send(protocol.AppendReply(nil, protocol.OpN, 9, 0, nil))
+	ch.send(conntest.AppendReply(nil, protocol.OpN, 9, 0, nil))
 	wantError(t, ch.reply(), 0, 0, "08P01") // wrong kind
 	ch.send(protocol.AppendRequest(nil, protocol.OpN, 10, make([]byte, 2<<20)))
 	wantError(t, ch.reply(), protocol.OpN, 10, "54000") // over standbyd.max_frame_size, discarded
@@ -355,8 +356,8 @@ func TestSessionWithStandbysConninfo(t *testing.T) {
 	}
 }
 
-// A session whose backend is terminated during a request reports an outcome
-// the caller cannot know, and ends.
+// A session whose backend was terminated while idle finds out before
+// writing the next request: that request was not sent, and the session ends.
 func TestSessionBackendTerminated(t *testing.T) {
 	needEnv(t)
 	cfg, _ := pgconf.LoadDataDir(env.StandbyData, pgconf.Options{})
@@ -375,7 +376,7 @@ func TestSessionBackendTerminated(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	_, err = sess.Call(ctx, protocol.OpPing, nil)
 	var ce *conn.CallError
-	if !errors.As(err, &ce) || !ce.OutcomeUnknown() || sess.Err() == nil {
+	if !errors.As(err, &ce) || !ce.NotSent() || ce.OutcomeUnknown() || sess.Err() == nil {
 		t.Fatalf("after terminate: %v (session err %v)", err, sess.Err())
 	}
 	var pe *pgconn.PgError

@@ -24,7 +24,7 @@ import (
 // Handler answers one request. It may use c to reply (Reply, ErrorReply,
 // Send), to hang up (Close, Fatal), or do nothing (no reply). It returns
 // false to end the connection after it.
-type Handler func(c *Conn, req protocol.Request) bool
+type Handler func(c *Conn, req Request) bool
 
 // Primary is a fake primary listening on a loopback port.
 type Primary struct {
@@ -239,7 +239,7 @@ func (p *Primary) channel(c *Conn) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
-			req, err := protocol.ParseRequest(m.Data)
+			req, err := ParseRequest(m.Data)
 			if err != nil {
 				c.Fatal("08P01", "malformed frame")
 				return
@@ -276,15 +276,15 @@ func (p *Primary) channel(c *Conn) {
 
 // builtin is the default handler: hello, ping and N as the extension
 // answers them; anything else gets 42883.
-func (p *Primary) builtin(c *Conn, req protocol.Request) bool {
+func (p *Primary) builtin(c *Conn, req Request) bool {
 	p.mu.Lock()
 	hello, wal := p.hello, p.wal
 	p.mu.Unlock()
 	switch req.Op {
 	case protocol.OpHello:
-		return c.Reply(req, hello.Append(nil))
+		return c.Reply(req, AppendHelloReply(nil, hello))
 	case protocol.OpPing:
-		return c.Reply(req, protocol.PingReply{ServerTime: time.Now(), WALPosition: wal, Timeline: 1}.Append(nil))
+		return c.Reply(req, AppendPingReply(nil, protocol.PingReply{ServerTime: time.Now(), WALPosition: wal, Timeline: 1}))
 	case protocol.OpN:
 		args, err := protocol.ParseN(req.Payload)
 		if err != nil {
@@ -329,13 +329,13 @@ func (c *Conn) Send(data []byte) bool {
 }
 
 // Reply answers req with an ok reply.
-func (c *Conn) Reply(req protocol.Request, payload []byte) bool {
-	return c.Send(protocol.AppendReply(nil, req.Op, req.ID, protocol.StatusOK, payload))
+func (c *Conn) Reply(req Request, payload []byte) bool {
+	return c.Send(AppendReply(nil, req.Op, req.ID, protocol.StatusOK, payload))
 }
 
 // ErrorReply answers req with an error reply.
-func (c *Conn) ErrorReply(req protocol.Request, sqlstate, msg string) bool {
-	return c.Send(protocol.AppendErrorReply(nil, req.Op, req.ID, sqlstate, msg))
+func (c *Conn) ErrorReply(req Request, sqlstate, msg string) bool {
+	return c.Send(AppendErrorReply(nil, req.Op, req.ID, sqlstate, msg))
 }
 
 // Fatal sends a FATAL ErrorResponse and closes the connection.
