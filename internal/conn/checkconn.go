@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"syscall"
 	"time"
 
@@ -31,13 +32,16 @@ func (s *Session) checkConn() error {
 		if err != nil || !pending {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), pendingReadTimeout)
-		stop := s.watch(ctx)
+		_ = s.netConn.SetReadDeadline(time.Now().Add(pendingReadTimeout))
 		msg, err := s.pc.ReceiveMessage(context.Background())
-		stop()
-		cancel()
+		_ = s.netConn.SetReadDeadline(time.Time{})
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			// Part of a message, or TLS bytes that carry none: nothing to
+			// act on. pgconn keeps the connection and what it read.
+			return nil
+		}
 		if err != nil {
-			return fmt.Errorf("the session ended while idle: %w", s.ctxErr(ctx, err))
+			return fmt.Errorf("the session ended while idle: %w", err)
 		}
 		switch m := msg.(type) {
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus, *pgproto3.NotificationResponse:

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/standbyd/standbyd/internal/conn/conntest"
 	"github.com/standbyd/standbyd/internal/protocol"
 )
@@ -52,5 +54,29 @@ func TestSessionDeadWhileIdleIsNotSent(t *testing.T) {
 	}
 	if p.Received(opEcho) != 0 {
 		t.Fatal("the request reached the primary")
+	}
+}
+
+// Bytes of a message still arriving on an idle session are no sign of
+// death: the request is sent on the same session, which reads the rest.
+func TestPartialMessageWhileIdleKeepsTheSession(t *testing.T) {
+	p := conntest.Start(t)
+	notice, err := (&pgproto3.NoticeResponse{Severity: "NOTICE", Code: "00000", Message: "slow"}).Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Handle(opEcho, func(c *conntest.Conn, req conntest.Request) bool {
+		return c.SendRaw(notice[3:]) && c.Reply(req, req.Payload)
+	})
+	ctx := ctx5(t)
+	s, err := Dial(ctx, DialOptions{Config: p.Config()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	p.Conns()[0].SendRaw(notice[:3])
+	out, err := s.Call(ctx, opEcho, []byte("x"))
+	if err != nil || string(out) != "x" {
+		t.Fatalf("call with part of a notice waiting: %q, %v", out, err)
 	}
 }

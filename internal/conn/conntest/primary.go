@@ -328,6 +328,14 @@ func (c *Conn) Send(data []byte) bool {
 	return c.be.Flush() == nil
 }
 
+// SendRaw writes bytes as they are, outside any message framing.
+func (c *Conn) SendRaw(b []byte) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.nc.Write(b)
+	return err == nil
+}
+
 // Reply answers req with an ok reply.
 func (c *Conn) Reply(req Request, payload []byte) bool {
 	return c.Send(AppendReply(nil, req.Op, req.ID, protocol.StatusOK, payload))
