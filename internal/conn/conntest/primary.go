@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -154,7 +155,7 @@ func (p *Primary) TerminateAll() {
 	p.conns = nil
 	p.mu.Unlock()
 	for _, c := range conns {
-		c.Fatal("57P01", "terminating connection due to administrator command")
+		c.Fatal(pgerrcode.AdminShutdown, "terminating connection due to administrator command")
 	}
 }
 
@@ -241,7 +242,7 @@ func (p *Primary) channel(c *Conn) {
 		case *pgproto3.CopyData:
 			req, err := ParseRequest(m.Data)
 			if err != nil {
-				c.Fatal("08P01", "malformed frame")
+				c.Fatal(pgerrcode.ProtocolViolation, "malformed frame")
 				return
 			}
 			req.Payload = append([]byte(nil), req.Payload...)
@@ -288,15 +289,15 @@ func (p *Primary) builtin(c *Conn, req Request) bool {
 	case protocol.OpN:
 		args, err := protocol.ParseN(req.Payload)
 		if err != nil {
-			return c.ErrorReply(req, "22023", err.Error())
+			return c.ErrorReply(req, pgerrcode.InvalidParameterValue, err.Error())
 		}
 		out, err := protocol.ApplyN(args)
 		if err != nil {
-			return c.ErrorReply(req, "22003", err.Error())
+			return c.ErrorReply(req, pgerrcode.NumericValueOutOfRange, err.Error())
 		}
 		return c.Reply(req, protocol.AppendN(nil, out))
 	}
-	return c.ErrorReply(req, "42883", "unknown op "+protocol.OpName(req.Op))
+	return c.ErrorReply(req, pgerrcode.UndefinedFunction, "unknown op "+protocol.OpName(req.Op))
 }
 
 // Conn is one client connection to the fake primary.
