@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -103,7 +104,14 @@ func (s *Supervisor) call(ctx context.Context, op uint16, payload []byte, refres
 	for {
 		out, err := s.callOnce(ctx, op, payload, refresh)
 		var ce *CallError
-		if err == nil || !errors.As(err, &ce) || ctx.Err() != nil {
+		if err == nil || !errors.As(err, &ce) {
+			return out, err
+		}
+		if ce.notSent && ctx.Err() != nil {
+			// Never written: the caller may safely try again.
+			return nil, s.unavailable(fmt.Errorf("%w (the session had died: %w)", ctx.Err(), ce.Err))
+		}
+		if ctx.Err() != nil {
 			return out, err
 		}
 		if ce.notSent {
