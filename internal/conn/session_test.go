@@ -1,7 +1,11 @@
 package conn
 
 import (
+	"context"
 	"errors"
+	"net"
+	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -78,5 +82,54 @@ func TestPartialMessageWhileIdleKeepsTheSession(t *testing.T) {
 	out, err := s.Call(ctx, opEcho, []byte("x"))
 	if err != nil || string(out) != "x" {
 		t.Fatalf("call with part of a notice waiting: %q, %v", out, err)
+	}
+}
+
+// flakyConn fails writes on demand, after writing partial bytes of them.
+type flakyConn struct {
+	net.Conn
+	fail    atomic.Bool
+	partial int
+}
+
+func (c *flakyConn) Write(b []byte) (int, error) {
+	if c.fail.Load() {
+		n := min(c.partial, len(b))
+		if n > 0 {
+			_, _ = c.Conn.Write(b[:n])
+		}
+		return n, syscall.EPIPE
+	}
+	return c.Conn.Write(b)
+}
+
+// A write that failed before any byte left was not sent; one that failed
+// part way may have reached the primary.
+func TestWriteErrorSentOrNot(t *testing.T) {
+	for _, c := range []struct {
+		partial     int
+		wantNotSent bool
+	}{{0, true}, {3, false}} {
+		p := conntest.Start(t)
+		p.Handle(opEcho, echo)
+		cfg := p.Config()
+		var fc *flakyConn
+		cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			fc = &flakyConn{Conn: nc, partial: c.partial}
+			return fc, err
+		}
+		ctx := ctx5(t)
+		s, err := Dial(ctx, DialOptions{Config: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fc.fail.Store(true)
+		_, err = s.Call(ctx, opEcho, []byte("x"))
+		var ce *CallError
+		if !errors.As(err, &ce) || ce.NotSent() != c.wantNotSent || ce.OutcomeUnknown() == c.wantNotSent {
+			t.Fatalf("write failing after %d bytes: %v (not sent %v, unknown %v)", c.partial, err, ce.NotSent(), ce.OutcomeUnknown())
+		}
+		_ = s.Close(ctx)
 	}
 }
