@@ -25,6 +25,7 @@ func writePassfile(t *testing.T, path, role, password string) {
 // password rotated on the primary and in the passfile is used by the next
 // attempt, without a reload.
 func TestPasswordRotationWithoutReload(t *testing.T) {
+	needEnv(t)
 	const role = "sbd_rotate"
 	primarySQL(t, fmt.Sprintf("DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN PASSWORD 'first' IN ROLE standbyd_repl", role, role))
 	t.Cleanup(func() {

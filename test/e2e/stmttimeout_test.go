@@ -13,6 +13,7 @@ import (
 // reply (statement_timeout, rolled back) before the daemon gives up on the
 // session, even when the role allows statements far longer.
 func TestSlowHandlerEndsBeforeReplyTimeout(t *testing.T) {
+	needEnv(t)
 	registerHandlers(t)
 	primarySQL(t, "ALTER ROLE standbyd_repl SET statement_timeout = '60s'")
 	t.Cleanup(func() { primarySQL(t, "ALTER ROLE standbyd_repl RESET statement_timeout") })
