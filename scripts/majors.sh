@@ -15,8 +15,9 @@
 #   majors.sh mount MAJOR    mount what servers in the chroot need, and leave
 #                            it mounted (for STANDBYD_PG_CHROOT=... go test)
 #   majors.sh umount MAJOR   undo mount
+#   majors.sh mirror         print the Debian mirror the host's apt sources use
 #
-# Root only. Chroots are cached in $STANDBYD_CHROOTS (default
+# Root only (but mirror). Chroots are cached in $STANDBYD_CHROOTS (default
 # /var/cache/standbyd/chroots), one per Debian suite; a chroot counts only
 # once its stamp file is written, as the last step. The Debian mirror is the
 # one the host's apt sources name. The chroot's /tmp is the host's /tmp, so
@@ -27,6 +28,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${STANDBYD_CHROOTS:-/var/cache/standbyd/chroots}
+# Where the host's apt sources and os-release are (other places in tests).
+APT_ETC=${STANDBYD_APT_ETC:-/etc/apt}
+OS_RELEASE=${STANDBYD_OS_RELEASE:-/etc/os-release}
 CLUSTER=$ROOT/scripts/cluster.sh
 COPT_DEFAULT="-Werror -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers"
 # The core end-to-end tests every major runs.
@@ -42,7 +46,7 @@ CLUSTERS=() # throwaway cluster bases this run started
 
 die() { echo "majors.sh: $*" >&2; exit 1; }
 say() { echo "majors.sh: $*"; }
-usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; exit 2; }
 
 suite_of() {
 	case $1 in
@@ -59,10 +63,10 @@ chroot_of() { echo "$CACHE/$(suite_of "$1")"; }
 host_mirror() {
 	local codename files=() f uri
 	# shellcheck source=/dev/null
-	codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-	[[ -n $codename ]] || die "no VERSION_CODENAME in /etc/os-release"
-	[[ -r /etc/apt/sources.list ]] && files+=(/etc/apt/sources.list)
-	for f in /etc/apt/sources.list.d/*.list; do [[ -r $f ]] && files+=("$f"); done
+	codename=$(. "$OS_RELEASE" && echo "${VERSION_CODENAME:-}")
+	[[ -n $codename ]] || die "no VERSION_CODENAME in $OS_RELEASE"
+	[[ -r $APT_ETC/sources.list ]] && files+=("$APT_ETC/sources.list")
+	for f in "$APT_ETC"/sources.list.d/*.list; do [[ -r $f ]] && files+=("$f"); done
 	for f in "${files[@]}"; do
 		uri=$(awk -v s="$codename" '
 			$1 == "deb" {
@@ -72,7 +76,7 @@ host_mirror() {
 			}' "$f")
 		[[ -n $uri ]] && { echo "${uri%/}"; return; }
 	done
-	for f in /etc/apt/sources.list.d/*.sources; do
+	for f in "$APT_ETC"/sources.list.d/*.sources; do
 		[[ -r $f ]] || continue
 		uri=$(awk -v s="$codename" '
 			function check() {
@@ -431,8 +435,12 @@ cmd_all() {
 	return "$failed"
 }
 
-[[ $(id -u) == 0 ]] || die "run as root (debootstrap, chroot and mount need it)"
 (($# >= 1)) || set -- all
+case $1 in
+mirror) host_mirror; exit ;;
+-h | --help | help) usage ;;
+esac
+[[ $(id -u) == 0 ]] || die "run as root (debootstrap, chroot and mount need it)"
 sub=$1
 case $sub in
 chroot | build | regress | e2e | mount | umount)
