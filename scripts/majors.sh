@@ -33,8 +33,9 @@ APT_ETC=${STANDBYD_APT_ETC:-/etc/apt}
 OS_RELEASE=${STANDBYD_OS_RELEASE:-/etc/os-release}
 CLUSTER=$ROOT/scripts/cluster.sh
 COPT_DEFAULT="-Werror -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers"
-# The core end-to-end tests every major runs.
-E2E_TESTS='^(TestExtensionHelloAndPing|TestExtensionRefusesWrongContexts|TestCallNThroughDaemon|TestHandlersThroughDaemon|TestHostileFrames|TestIdleChannelHoldsNoXmin|TestBasebackupConninfoHasTheHardKeywords)$'
+# The core end-to-end tests every major runs, and the clusters' own test
+# (a primary and a streaming standby that Stop really stops).
+E2E_TESTS='^(TestExtensionHelloAndPing|TestExtensionRefusesWrongContexts|TestCallNThroughDaemon|TestHandlersThroughDaemon|TestHostileFrames|TestIdleChannelHoldsNoXmin|TestBasebackupConninfoHasTheHardKeywords|TestPrimaryAndStreamingStandby)$'
 # Where the build directory appears inside a chroot.
 BUILD_MNT=/srv/standbyd-ext
 APT_OPTS=(-y -q -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef --no-install-recommends)
@@ -307,6 +308,15 @@ cmd_build() {
 # record keeps a step's result for the summary of a whole run.
 record() { if [[ -n ${RESULTS:-} ]]; then echo "$3" >"$RESULTS/$1-$2"; fi; }
 
+# need_build refuses to test anything but this tree's build of the extension
+# (the chroot is shared by every tree and every earlier run).
+need_build() {
+	local m=$1 so
+	so=$(chroot_of "$m")/usr/lib/postgresql/$m/lib/standbyd.so
+	cmp -s "$ROOT/build/ext-$m/standbyd.so" "$so" ||
+		die "the extension installed in $so is not the one built in $ROOT/build/ext-$m: run majors.sh build $m first"
+}
+
 free_port() {
 	local p
 	for _ in $(seq 1 100); do
@@ -324,7 +334,7 @@ cmd_regress() {
 	c=$CUR_CHROOT
 	dir=$ROOT/build/ext-$m
 	pgc=/usr/lib/postgresql/$m/bin/pg_config
-	[[ -f $dir/Makefile ]] || die "no build in $dir: run majors.sh build $m first"
+	need_build "$m"
 	if ! grep -Eq '^[[:space:]]*REGRESS[[:space:]]*[:+]?=' "$dir/Makefile"; then
 		echo "################################################################" >&2
 		echo "## majors.sh: extension/Makefile defines no REGRESS:          ##" >&2
@@ -375,6 +385,7 @@ cmd_e2e() {
 	local m=$1 c bin
 	use_major "$m"
 	c=$CUR_CHROOT
+	need_build "$m"
 	bin=${STANDBYD_BIN:-}
 	if [[ -z $bin ]]; then
 		bin=$ROOT/bin/standbyd
@@ -383,7 +394,7 @@ cmd_e2e() {
 	mount_for_servers "$c"
 	say "end-to-end tests on PostgreSQL $m ($c)"
 	local out rc=0
-	out=$(cd "$ROOT" && STANDBYD_BIN=$bin go test -race -count=1 -v -timeout 20m -run "$E2E_TESTS" ./test/e2e 2>&1) || rc=$?
+	out=$(cd "$ROOT" && STANDBYD_BIN=$bin go test -race -count=1 -v -timeout 20m -run "$E2E_TESTS" ./test/e2e ./internal/testcluster 2>&1) || rc=$?
 	grep -E '^(=== RUN|--- |\s+--- FAIL|PASS|FAIL|ok )' <<<"$out" | grep -v '^=== RUN' || true
 	local pass fail
 	pass=$(grep -cE '^--- PASS' <<<"$out" || true)
