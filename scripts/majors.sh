@@ -410,8 +410,20 @@ cmd_e2e() {
 	unmount_all
 }
 
+# step runs one step in a shell of its own: a failure (set -e) ends only that
+# step, after its own cleanup. Call it as a statement, not in a condition
+# (where bash would ignore set -e inside it).
+step() {
+	(
+		set -e
+		trap cleanup EXIT
+		trap 'exit 130' INT TERM
+		"$@"
+	)
+}
+
 cmd_all() {
-	local majors=("$@") m summary=() failed=0 t0 rc
+	local majors=("$@") m summary=() failed=0 t0 rc e2e_rc
 	((${#majors[@]})) || majors=(17 18 19)
 	for m in "${majors[@]}"; do suite_of "$m" >/dev/null; done
 	command -v debootstrap >/dev/null || apt-get install -y -qq --no-install-recommends debootstrap >/dev/null ||
@@ -422,19 +434,22 @@ cmd_all() {
 	for m in "${majors[@]}"; do
 		t0=$(date +%s)
 		say "===== PostgreSQL $m"
-		# Each major in its own shell, so that a failure ends only that
-		# major, after its own cleanup.
+		# A failed build ends the major; pg_regress and the end-to-end tests
+		# run whatever the other's outcome.
 		set +e
-		(
-			set -e
-			trap cleanup EXIT
-			trap "exit 130" INT TERM
-			ensure_chroot "$m"
-			cmd_build "$m"
-			cmd_regress "$m"
-			cmd_e2e "$m"
-		)
+		step ensure_chroot "$m"
 		rc=$?
+		if ((rc == 0)); then
+			step cmd_build "$m"
+			rc=$?
+		fi
+		if ((rc == 0)); then
+			step cmd_regress "$m"
+			rc=$?
+			step cmd_e2e "$m"
+			e2e_rc=$?
+			((e2e_rc == 0)) || rc=1
+		fi
 		set -e
 		((rc == 0)) || failed=1
 		summary+=("PostgreSQL $m: $( ((rc == 0)) && echo ok || echo FAILED); pg_regress: $(cat "$RESULTS/regress-$m" 2>/dev/null || echo not run); e2e: $(cat "$RESULTS/e2e-$m" 2>/dev/null || echo not run); $(($(date +%s) - t0))s")
