@@ -108,13 +108,16 @@ host_mirror() {
 }
 
 # mount_one mounts (mount ARGS... TARGET) unless TARGET is already a mount
-# point, and remembers it for cleanup.
+# point, and remembers it for cleanup. The new mount is made private: where
+# the host's mounts are shared (systemd), a tmpfs mounted on the chroot's
+# bind of /dev would otherwise also cover the host's /dev/shm.
 mount_one() {
 	local target=${*: -1}
 	mountpoint -q "$target" && return 0
 	mkdir -p "$target"
 	mount "$@"
 	MOUNTED+=("$target")
+	mount --make-private "$target"
 }
 
 # mount_for_servers gives the chroot what running servers need: /proc, /dev
