@@ -11,10 +11,12 @@ BIN := bin/standbyd
 
 BENCH_FLAGS ?=
 
+MAJORS ?= 17 18 19
+
 SOAK ?= 10m
 SOAK_REPORT ?= bench/results/soak-$(shell date -u +%Y-%m-%d).md
 
-.PHONY: all build extension deps test test-unit fuzz lint check-units demo soak bench bench-tools clean help
+.PHONY: all build extension deps test test-majors test-unit fuzz lint check-units demo soak bench bench-tools clean help
 
 all: build extension ## build the daemon and the extension
 
@@ -29,6 +31,9 @@ deps: ## install Debian packages for the servers and the extension (root)
 
 test: deps extension build ## everything: unit, fuzz seeds and end-to-end tests against real servers
 	STANDBYD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+
+test-majors: build ## the extension (build, pg_regress) and core end-to-end tests on PostgreSQL 17, 18, 19rc in Debian chroots (root; MAJORS="17 18" selects)
+	STANDBYD_BIN=$(CURDIR)/$(BIN) scripts/majors.sh $(MAJORS)
 
 test-unit: ## unit tests only (no servers)
 	$(GO) test -race -short -count=1 ./...

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cluster.sh: throwaway PostgreSQL 15 clusters for the demo, the end-to-end
+# cluster.sh: throwaway PostgreSQL clusters for the demo, the end-to-end
 # tests and the benchmarks. One place for all of them.
 #
 #   cluster.sh deps                              install Debian packages (root)
@@ -16,10 +16,15 @@
 # run as root), as the current user otherwise.
 #
 # Environment: STANDBYD_NO_EXTENSION=1 skips CREATE EXTENSION (for testing
-# this script before the extension exists).
+# this script before the extension exists). STANDBYD_PG_MAJOR (default 15)
+# chooses the major; STANDBYD_PG_CHROOT, when set, runs every PostgreSQL
+# program inside that chroot (made by scripts/majors.sh, root only), whose
+# /tmp must be the host's /tmp and where BASE must lie.
 set -euo pipefail
 
-PG_MAJOR=15
+PG_MAJOR=${STANDBYD_PG_MAJOR:-15}
+PG_CHROOT=${STANDBYD_PG_CHROOT:-}
+# PGBIN is the path as the programs see it (inside the chroot, if any).
 PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CHANNEL_ROLE=standbyd_repl
@@ -39,11 +44,45 @@ as_owner() {
 
 owner() { if [[ $(id -u) == 0 ]]; then echo postgres; else id -un; fi; }
 
+# pg runs the PostgreSQL program $1 of the chosen major as the cluster owner:
+# inside the chroot when one is set, with the host's postgres uid and gid
+# (the chroot's postgres user has them too, so files have one owner).
+pg() {
+	local prog=$1
+	shift
+	if [[ -n $PG_CHROOT ]]; then
+		chroot --userspec="$(id -u postgres):$(id -g postgres)" "$PG_CHROOT" \
+			env HOME=/var/lib/postgresql "$PGBIN/$prog" "$@"
+	else
+		as_owner "$PGBIN/$prog" "$@"
+	fi
+}
+
+# same_inside reports whether path p is the same directory in the chroot.
+same_inside() {
+	[[ $(stat -c %d:%i "$1" 2>/dev/null) == "$(stat -c %d:%i "$PG_CHROOT$1" 2>/dev/null)" ]]
+}
+
 need_server() {
+	if [[ -n $PG_CHROOT ]]; then
+		[[ $(id -u) == 0 ]] || die "a chroot (STANDBYD_PG_CHROOT) needs root"
+		[[ -x $PG_CHROOT$PGBIN/postgres ]] ||
+			die "PostgreSQL $PG_MAJOR server not found in $PG_CHROOT$PGBIN; run: scripts/majors.sh build $PG_MAJOR (as root)"
+		if ! mountpoint -q "$PG_CHROOT/proc" || ! same_inside /tmp; then
+			die "$PG_CHROOT lacks /proc or the host's /tmp; run: scripts/majors.sh mount $PG_MAJOR"
+		fi
+		return
+	fi
 	[[ -x $PGBIN/postgres ]] || die "PostgreSQL $PG_MAJOR server not found in $PGBIN; run: scripts/cluster.sh deps (as root)"
 }
 
+# need_shared_base refuses a BASE that the chroot's servers would not see.
+need_shared_base() {
+	[[ -z $PG_CHROOT ]] || same_inside "$1" || die "$1 is not visible at the same path inside $PG_CHROOT (use a directory under /tmp)"
+}
+
 cmd_deps() {
+	[[ -z $PG_CHROOT ]] || die "deps installs the host's packages; the chroot's come from scripts/majors.sh"
 	local missing=()
 	for p in "${PACKAGES[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -64,6 +103,7 @@ cmd_deps() {
 }
 
 cmd_extension() {
+	[[ -z $PG_CHROOT ]] || die "extension builds for the host; for a chroot use: scripts/majors.sh build $PG_MAJOR"
 	local pgc=$PGBIN/pg_config
 	[[ -x $pgc ]] || die "$pgc not found; run: scripts/cluster.sh deps"
 	make -s -C "$ROOT/extension" PG_CONFIG="$pgc" \
@@ -86,7 +126,7 @@ prepare_base() {
 wait_ready() {
 	local port=$1 base=$2
 	for _ in $(seq 1 300); do
-		if "$PGBIN/pg_isready" -q -h "$base/sock" -p "$port"; then return 0; fi
+		if pg pg_isready -q -h "$base/sock" -p "$port"; then return 0; fi
 		sleep 0.1
 	done
 	return 1
@@ -142,7 +182,8 @@ start_one() {
 			rm -f "$lock"
 		fi
 	done
-	as_owner "$PGBIN/pg_ctl" -D "$data" -l "$base/$name.log" -w -t 60 -s start ||
+	need_server
+	pg pg_ctl -D "$data" -l "$base/$name.log" -w -t 60 -s start ||
 		{ tail -20 "$base/$name.log" >&2; die "$name did not start"; }
 	wait_ready "$port" "$base" || die "$name on port $port is not accepting connections"
 }
@@ -152,6 +193,7 @@ cmd_primary() {
 	local base=$1 port=$2
 	need_server
 	prepare_base "$base"
+	need_shared_base "$base"
 	local data=$base/primary
 	[[ ! -e $data ]] || die "$data exists; destroy $base first"
 	local pwfile
@@ -160,7 +202,7 @@ cmd_primary() {
 	pw=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 	echo "$pw" >"$pwfile"
 	if [[ $(id -u) == 0 ]]; then chown postgres "$pwfile"; fi
-	as_owner "$PGBIN/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+	pg initdb -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
 		--encoding=UTF8 --locale=C --data-checksums >"$base/initdb.log" 2>&1 ||
 		{ cat "$base/initdb.log" >&2; die "initdb failed"; }
 	rm -f "$pwfile"
@@ -183,7 +225,7 @@ HBA
 GRANT USAGE ON SCHEMA standbyd TO $CHANNEL_ROLE;
 GRANT EXECUTE ON PROCEDURE standbyd.serve() TO $CHANNEL_ROLE;"
 	fi
-	as_owner "$PGBIN/psql" -XqAt -v ON_ERROR_STOP=1 -h "$base/sock" -p "$port" -U postgres -d postgres -c "$sql" >/dev/null
+	pg psql -XqAt -v ON_ERROR_STOP=1 -h "$base/sock" -p "$port" -U postgres -d postgres -c "$sql" >/dev/null
 	echo "cluster.sh: primary $data on 127.0.0.1:$port, log $base/primary.log"
 }
 
@@ -195,7 +237,8 @@ cmd_standby() {
 	[[ ! -e $data ]] || die "$data exists; destroy $base first"
 	# PGPASSFILE makes pg_basebackup -R write passfile='BASE/pgpass' into
 	# primary_conninfo, as it would with a real .pgpass.
-	as_owner env PGPASSFILE="$base/pgpass" "$PGBIN/pg_basebackup" -D "$data" -R -X stream -c fast \
+	need_shared_base "$base"
+	PGPASSFILE="$base/pgpass" pg pg_basebackup -D "$data" -R -X stream -c fast \
 		-h 127.0.0.1 -p "$pport" -U "$CHANNEL_ROLE" -d "passfile=$base/pgpass" >"$base/basebackup.log" 2>&1 ||
 		{ cat "$base/basebackup.log" >&2; die "pg_basebackup failed"; }
 	grep -q "passfile=" "$data/postgresql.auto.conf" || die "pg_basebackup -R wrote no passfile into primary_conninfo"
@@ -204,7 +247,7 @@ cmd_standby() {
 	start_one "$base" "$name"
 	for _ in $(seq 1 300); do
 		local st
-		st=$(as_owner "$PGBIN/psql" -XqAt -h "$base/sock" -p "$port" -U postgres -d postgres \
+		st=$(pg psql -XqAt -h "$base/sock" -p "$port" -U postgres -d postgres \
 			-c "SELECT status FROM pg_stat_wal_receiver" 2>/dev/null || true)
 		if [[ $st == streaming ]]; then
 			echo "cluster.sh: standby $data on 127.0.0.1:$port, streaming from $pport, log $base/$name.log"
@@ -219,8 +262,8 @@ cmd_standby() {
 stop_one() {
 	local base=$1 name=$2 data=$1/$2
 	[[ -f $data/postmaster.pid ]] || return 0
-	if ! as_owner "$PGBIN/pg_ctl" -D "$data" -w -t 30 -s stop -m fast 2>/dev/null; then
-		as_owner "$PGBIN/pg_ctl" -D "$data" -w -t 10 -s stop -m immediate 2>/dev/null || true
+	if ! pg pg_ctl -D "$data" -w -t 30 -s stop -m fast 2>/dev/null; then
+		pg pg_ctl -D "$data" -w -t 10 -s stop -m immediate 2>/dev/null || true
 	fi
 	if [[ -f $data/postmaster.pid ]]; then
 		local pid
@@ -263,7 +306,7 @@ cmd_psql() {
 	(($# >= 2)) || usage
 	local base=$1 name=$2
 	shift 2
-	as_owner "$PGBIN/psql" -X -h "$base/sock" -p "$(port_of "$base/$name")" -U postgres -d postgres "$@"
+	pg psql -X -h "$base/sock" -p "$(port_of "$base/$name")" -U postgres -d postgres "$@"
 }
 
 cmd_demo_env() {

@@ -8,7 +8,12 @@
 // (a go test timeout panics without running deferred code), by the next
 // Start, which stops clusters whose owning test process is gone.
 //
-// It fails loudly, never skips, when the PostgreSQL 15 server is missing.
+// The servers are PostgreSQL 15 from the host by default. STANDBYD_PG_MAJOR
+// chooses another major and STANDBYD_PG_CHROOT a chroot that holds it
+// (scripts/majors.sh makes them); every PostgreSQL program then runs inside
+// the chroot, while the tests and the daemon stay on the host.
+//
+// It fails loudly, never skips, when the chosen major's server is missing.
 package testcluster
 
 import (
@@ -29,8 +34,58 @@ import (
 	"time"
 )
 
-// PGBin is where Debian's PostgreSQL 15 server binaries are.
-const PGBin = "/usr/lib/postgresql/15/bin"
+// DefaultMajor is the PostgreSQL major of the host (Debian 12's).
+const DefaultMajor = "15"
+
+// Major is the PostgreSQL major the clusters run: STANDBYD_PG_MAJOR, or
+// DefaultMajor.
+func Major() string {
+	if m := strings.TrimSpace(os.Getenv("STANDBYD_PG_MAJOR")); m != "" {
+		return m
+	}
+	return DefaultMajor
+}
+
+// Chroot is the directory the PostgreSQL programs run in
+// (STANDBYD_PG_CHROOT); "" means the host.
+func Chroot() string {
+	return strings.TrimSpace(os.Getenv("STANDBYD_PG_CHROOT"))
+}
+
+// PGBin is where Debian keeps the chosen major's server binaries, as the
+// programs see it (inside Chroot, if one is set).
+func PGBin() string {
+	return "/usr/lib/postgresql/" + Major() + "/bin"
+}
+
+// Command runs the PostgreSQL program prog of the chosen major as the
+// clusters' owner: postgres when the tests run as root (PostgreSQL refuses
+// to run as root), inside Chroot when one is set. It is the Go twin of
+// cluster.sh's pg wrapper.
+func Command(ctx context.Context, prog string, args ...string) *exec.Cmd {
+	path := filepath.Join(PGBin(), prog)
+	if c := Chroot(); c != "" {
+		// The chroot's postgres user has the host's uid and gid.
+		full := append([]string{"--userspec=postgres:postgres", c, "env", "HOME=/var/lib/postgresql", path}, args...)
+		return exec.CommandContext(ctx, "chroot", full...)
+	}
+	if os.Geteuid() == 0 {
+		return exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", path}, args...)...)
+	}
+	return exec.CommandContext(ctx, path, args...)
+}
+
+// serverMissing says why the chosen major's server cannot run, or nil.
+func serverMissing() error {
+	postgres := filepath.Join(Chroot(), PGBin(), "postgres")
+	if _, err := os.Stat(postgres); err != nil {
+		if Chroot() != "" {
+			return fmt.Errorf("PostgreSQL %s server not found at %s (STANDBYD_PG_CHROOT): run `scripts/majors.sh build %s` as root", Major(), postgres, Major())
+		}
+		return fmt.Errorf("PostgreSQL %s server not found in %s: run `scripts/cluster.sh deps` as root (or `make test`, which does)", Major(), PGBin())
+	}
+	return nil
+}
 
 // basePrefix names the directories of test clusters under os.TempDir().
 const basePrefix = "standbyd-test-"
@@ -95,8 +150,8 @@ func FreePort() (int, error) {
 
 // Start builds and starts the clusters. The caller must call Stop.
 func Start(opts Options) (*Env, error) {
-	if _, err := os.Stat(filepath.Join(PGBin, "postgres")); err != nil {
-		return nil, fmt.Errorf("PostgreSQL 15 server not found in %s: run `scripts/cluster.sh deps` as root (or `make test`, which does)", PGBin)
+	if err := serverMissing(); err != nil {
+		return nil, err
 	}
 	root, err := RepoRoot()
 	if err != nil {
@@ -261,11 +316,7 @@ func (e *Env) PostmasterPID(name string) (int, error) {
 }
 
 func (e *Env) pgctl(ctx context.Context, name string, args ...string) *exec.Cmd {
-	full := append([]string{"-D", filepath.Join(e.Base, name)}, args...)
-	if os.Geteuid() == 0 {
-		return exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", filepath.Join(PGBin, "pg_ctl")}, full...)...)
-	}
-	return exec.CommandContext(ctx, filepath.Join(PGBin, "pg_ctl"), full...)
+	return Command(ctx, "pg_ctl", append([]string{"-D", filepath.Join(e.Base, name)}, args...)...)
 }
 
 func (e *Env) run(ctx context.Context, args ...string) (string, error) {

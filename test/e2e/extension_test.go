@@ -16,6 +16,7 @@ import (
 	"github.com/standbyd/standbyd/internal/conninfo"
 	"github.com/standbyd/standbyd/internal/pgconf"
 	"github.com/standbyd/standbyd/internal/protocol"
+	"github.com/standbyd/standbyd/internal/testcluster"
 )
 
 // superuser connects to "primary" or "standby" through its socket.
@@ -185,7 +186,7 @@ func TestExtensionHelloAndPing(t *testing.T) {
 				t.Fatalf("hello: %v %v", r.Err(), err)
 			}
 			sysid, _ := env.SQL(ctxT(t, 10*time.Second), which, "SELECT system_identifier FROM pg_control_system()")
-			if h.Version != 1 || strconv.FormatUint(h.SystemIdentifier, 10) != sysid || h.ServerVersionNum/10000 != 15 ||
+			if h.Version != 1 || strconv.FormatUint(h.SystemIdentifier, 10) != sysid || strconv.Itoa(int(h.ServerVersionNum/10000)) != testcluster.Major() ||
 				h.InRecovery != (which == "standby") || h.MaxFrameSize != 1<<20 || h.Timeline != 1 {
 				t.Fatalf("hello reply %+v (system identifier %s)", h, sysid)
 			}

@@ -1,7 +1,9 @@
-// Package e2e runs standbyd end to end against real PostgreSQL 15 servers: a
+// Package e2e runs standbyd end to end against real PostgreSQL servers: a
 // primary with the standbyd extension and a streaming standby made with
 // pg_basebackup -R (internal/testcluster, scripts/cluster.sh), and the real
-// daemon binary (STANDBYD_BIN, or built here when unset).
+// daemon binary (STANDBYD_BIN, or built here when unset). The servers are the
+// host's 15, or another major in a chroot (STANDBYD_PG_MAJOR,
+// STANDBYD_PG_CHROOT; scripts/majors.sh).
 package e2e
 
 import (
