@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -123,8 +124,13 @@ func Listen(cfg ServerConfig, ch Channel) (*Server, error) {
 // Activated reports whether the socket came from systemd.
 func (s *Server) Activated() bool { return s.activated }
 
-// Addr is where the server listens.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+// Addr is the socket's path (the one systemd passed, with activation).
+func (s *Server) Addr() string {
+	if s.activated {
+		return s.ln.Addr().String()
+	}
+	return s.cfg.Socket
+}
 
 // Serve answers requests until StopAccepting or Shutdown.
 func (s *Server) Serve() error {
@@ -164,11 +170,13 @@ func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, client.ErrorDetail{Kind: client.KindBadRequest, Message: err.Error()})
 		return
 	}
-	log := s.log.With(append(peer.fields(), zap.String("op", protocol.OpName(op)))...)
-	log.Debug("call")
+	who := slices.Clip(append(peer.fields(), zap.String("op", protocol.OpName(op))))
+	if ce := s.log.Check(zap.DebugLevel, "call"); ce != nil {
+		ce.Write(who...)
+	}
 	if d := s.cfg.Allow.check(op, offered, peer); !d.allowed {
 		// Refused before the body is read: no payload is held or logged.
-		log.Warn("call refused by api.allow")
+		s.log.Warn("call refused by api.allow", who...)
 		if s.cfg.Denied != nil {
 			s.cfg.Denied(op)
 		}
@@ -221,7 +229,7 @@ func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.SlowThreshold > 0 {
 		start := time.Now()
 		slow := time.AfterFunc(s.cfg.SlowThreshold, func() {
-			log.Warn("call slow", zap.Duration("waiting", time.Since(start)))
+			s.log.Warn("call slow", append(who, zap.Duration("waiting", time.Since(start)))...)
 		})
 		defer slow.Stop()
 	}
