@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -141,4 +143,66 @@ func TestSecondSIGTERMForcesTheExit(t *testing.T) {
 		t.Fatalf("the call in flight: %v, want outcome unknown", err)
 	}
 	primarySQL(t, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = 'CALL standbyd.serve()' AND wait_event = 'PgSleep'")
+}
+
+// api.allow against real users: nobody may call ping but not N (exit 6,
+// counted, logged without the payload); root, named, may call N.
+func TestAllowListForRealUsers(t *testing.T) {
+	needEnv(t)
+	if os.Geteuid() != 0 {
+		t.Fatal("this test switches to the nobody user: run it as root (make test does)")
+	}
+	b := startDaemon(t, "")
+	b.waitReady(30 * time.Second)
+	cfg := strings.Replace(readFile(t, b.dir+"/standbyd.yaml"), "api:\n",
+		"api:\n  socket_mode: \"0666\"\n  allow:\n    - ops: [N, put]\n      users: [root]\n", 1)
+	_ = b.stop()
+	if err := os.WriteFile(b.dir+"/standbyd.yaml", []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := restartDaemon(t, b)
+	d.waitReady(30 * time.Second)
+	if err := os.Chmod(d.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	binDir, err := os.MkdirTemp("", "sbdbin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(binDir)
+	_ = os.Chmod(binDir, 0o755)
+	bin := filepath.Join(binDir, "standbyd")
+	if b, err := os.ReadFile(daemonBin); err != nil || os.WriteFile(bin, b, 0o755) != nil {
+		t.Fatal("copying the binary")
+	}
+	asNobody := func(args ...string) (string, string, int) {
+		var out, errOut bytes.Buffer
+		cmd := exec.Command("runuser", append([]string{"-u", "nobody", "--", bin, "call", "--socket", d.socket}, args...)...)
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+	}
+	if _, stderr, code := asNobody("N", "2147480001", "2", "3"); code != 6 || !strings.Contains(stderr, "forbidden") || !strings.Contains(stderr, "uid 65534") {
+		t.Fatalf("nobody calling N: exit %d, %q", code, stderr)
+	}
+	if _, stderr, code := asNobody("ping"); code != 0 {
+		t.Fatalf("nobody calling ping: exit %d, %q", code, stderr)
+	}
+	if out, _, code := d.call("N", "1", "2", "3"); code != 0 || out != "301 302 303\n" {
+		t.Fatalf("root calling N: %d %q", code, out)
+	}
+	if v, ok := d.metric(`standbyd_api_denied_total{op="N"}`); !ok || v != 1 {
+		t.Fatalf("denials counted: %v %v", v, ok)
+	}
+	log := d.log()
+	if !strings.Contains(log, "call refused by api.allow") || !strings.Contains(log, `"uid":65534`) {
+		t.Fatalf("the refusal is not logged with the caller:\n%s", tailLines(log, 20))
+	}
+	if strings.Contains(log, "2147480001") {
+		t.Fatal("the refused call's payload is in the log")
+	}
 }
