@@ -237,10 +237,15 @@ func (c *Client) readBody(resp *http.Response) ([]byte, error) {
 // transportError words a failure of the HTTP exchange itself: unreachable
 // when no byte reached the daemon, outcome unknown once one did.
 func (c *Client) transportError(err error, handedOver bool) error {
-	if handedOver {
-		return fmt.Errorf("api: %w: %w", ErrOutcomeUnknown, err)
-	}
 	var op *net.OpError
+	if handedOver {
+		// The socket's address in a net error is the name the daemon bound,
+		// not the path callers use: say the path.
+		if errors.As(err, &op) {
+			err = fmt.Errorf("%s: %w", op.Op, op.Err)
+		}
+		return fmt.Errorf("%w at %s: %w", ErrOutcomeUnknown, c.socket, err)
+	}
 	if errors.As(err, &op) && op.Op == "dial" {
 		return fmt.Errorf("%w at %s: %w", ErrDaemonUnreachable, c.socket, op.Err)
 	}
