@@ -59,14 +59,16 @@ lint: ## gofmt, go vet, staticcheck
 		(cd deploy/prometheus && promtool test rules alerts_test.yml); \
 	else echo "promtool not installed (Debian package prometheus): alert rules not checked"; fi
 
-check-units: build ## systemd-analyze verify the units (ExecStart pointed at bin/standbyd)
+check-units: build ## systemd-analyze verify the units and the socket (ExecStart pointed at bin/standbyd)
 	@if ! command -v systemd-analyze >/dev/null; then echo "systemd-analyze not installed: units not checked"; exit 0; fi; \
 	d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
-	for u in deploy/systemd/standbyd.service deploy/systemd/standbyd@.service; do \
+	for u in deploy/systemd/standbyd.service deploy/systemd/standbyd@.service deploy/systemd/standbyd.socket; do \
 		n=$$(basename $$u | sed 's/@\.service/@15-main.service/'); \
 		sed "s|/usr/local/bin/standbyd|$(CURDIR)/$(BIN)|" $$u > $$d/$$n; \
 	done; \
-	systemd-analyze verify $$d/*.service && echo "units verified: $$(ls $$d | tr '\n' ' ')"
+	out=$$(systemd-analyze verify $$d/*.service $$d/*.socket 2>&1); rc=$$?; \
+	if [ $$rc -ne 0 ] || [ -n "$$out" ]; then echo "$$out"; echo "units: systemd-analyze complained"; exit 1; fi; \
+	echo "units verified: $$(ls $$d | tr '\n' ' ')"
 
 demo: ## throwaway primary + standby + standbyd, requests flowing
 	scripts/demo.sh

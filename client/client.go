@@ -11,10 +11,11 @@
 //	switch {
 //	case errors.As(err, &apiErr) && apiErr.Kind == client.KindPrimaryError:
 //		// the handler failed: apiErr.SQLState, apiErr.Message
-//	case errors.As(err, &apiErr) && apiErr.Kind == client.KindOutcomeUnknown:
+//	case errors.As(err, &apiErr) && apiErr.Kind == client.KindOutcomeUnknown,
+//		errors.Is(err, client.ErrOutcomeUnknown):
 //		// sent, no reply: it may have run; do not blindly repeat a write
 //	case err != nil:
-//		// daemon unreachable, channel unavailable, busy, ...
+//		// daemon unreachable, channel unavailable, busy, forbidden, ...
 //	}
 //
 // The context's deadline is the call's deadline: the daemon gives up at it
@@ -30,40 +31,79 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
+	"sync/atomic"
 	"time"
 )
 
 // Client talks to a running standbyd through its API socket. It is safe for
 // concurrent use.
 type Client struct {
-	hc     *http.Client
-	socket string
+	hc       *http.Client
+	socket   string
+	maxReply int64
 }
 
 // ErrDaemonUnreachable is wrapped by errors of calls that could not reach
-// the daemon's socket (not running, wrong path, no permission).
+// the daemon's socket (not running, wrong path, no permission): nothing was
+// written to the daemon.
 var ErrDaemonUnreachable = errors.New("standbyd not reachable")
 
-func (c *Client) transportError(err error) error {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return fmt.Errorf("%w at %s: %w", ErrDaemonUnreachable, c.socket, op.Err)
-	}
-	return fmt.Errorf("api: %w", err)
+// ErrOutcomeUnknown is wrapped by errors of calls whose request was handed
+// to the daemon but whose answer never came (the daemon died, the
+// connection broke, the deadline passed): the request may have run on the
+// primary. Like an outcome_unknown answer, it must not be repeated blindly.
+var ErrOutcomeUnknown = errors.New("request handed to standbyd, no answer")
+
+// Default limits; see the Option functions.
+const (
+	// DefaultMaxReply is the largest reply read: the largest frame a daemon
+	// can be configured for (channel.max_frame_size), with room for the
+	// JSON forms.
+	DefaultMaxReply = 256<<20 + 64<<10
+	// DefaultPoolSize is how many idle connections to the daemon are kept.
+	DefaultPoolSize = 4
+)
+
+// Option changes a Client's defaults.
+type Option func(*options)
+
+type options struct {
+	maxReply int64
+	pool     int
 }
 
+// WithMaxReply bounds the size of a reply (or any answer) the client reads;
+// a larger one is an error, never an allocation of its size.
+func WithMaxReply(n int64) Option { return func(o *options) { o.maxReply = n } }
+
+// WithPoolSize sets how many idle connections to the daemon are kept for
+// reuse: as many as the program makes concurrent calls.
+func WithPoolSize(n int) Option { return func(o *options) { o.pool = n } }
+
 // New returns a client for the socket at path.
-func New(socket string) *Client {
+func New(socket string, opts ...Option) *Client {
+	o := options{maxReply: DefaultMaxReply, pool: DefaultPoolSize}
+	for _, f := range opts {
+		f(&o)
+	}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			c, err := d.DialContext(ctx, "unix", socket)
+			if err != nil {
+				return nil, err
+			}
+			return &countingConn{Conn: c}, nil
 		},
-		MaxIdleConns:    4,
-		IdleConnTimeout: 30 * time.Second,
+		// Every connection goes to the one daemon: the per-host bound is the
+		// pool (its default, 2, would close connections a pool of 4 keeps).
+		MaxIdleConns:        o.pool,
+		MaxIdleConnsPerHost: o.pool,
+		IdleConnTimeout:     30 * time.Second,
 	}
-	return &Client{hc: &http.Client{Transport: tr}, socket: socket}
+	return &Client{hc: &http.Client{Transport: tr}, socket: socket, maxReply: o.maxReply}
 }
 
 // Close releases idle connections.
@@ -91,12 +131,16 @@ const responseGrace = 2 * time.Second
 // Call sends payload to op (a name like "N" or "ping", or a number) and
 // returns the reply payload. The context's deadline is passed to the daemon
 // as the call's timeout.
+//
+// An error wraps ErrDaemonUnreachable only when nothing was written to the
+// daemon, and ErrOutcomeUnknown when the request was written but no complete
+// answer came back.
 func (c *Client) Call(ctx context.Context, op string, payload []byte) ([]byte, error) {
 	u := "http://standbyd/v1/call/" + url.PathEscape(op)
 	if dl, ok := ctx.Deadline(); ok {
 		d := time.Until(dl)
 		if d <= 0 {
-			return nil, fmt.Errorf("api call: %w", context.DeadlineExceeded)
+			return nil, fmt.Errorf("api call: %w: %w", ErrDaemonUnreachable, context.DeadlineExceeded)
 		}
 		u += "?timeout=" + url.QueryEscape(d.String())
 		caller := ctx
@@ -110,6 +154,8 @@ func (c *Client) Call(ctx context.Context, op string, payload []byte) ([]byte, e
 		defer stop()
 		ctx = hctx
 	}
+	w := &writeWatch{}
+	ctx = httptrace.WithClientTrace(ctx, w.trace())
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(payload))
 	if err != nil {
 		return nil, fmt.Errorf("api call: %w", err)
@@ -117,12 +163,12 @@ func (c *Client) Call(ctx context.Context, op string, payload []byte) ([]byte, e
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, c.transportError(err)
+		return nil, c.transportError(err, w.handedOver())
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := c.readBody(resp)
 	if err != nil {
-		return nil, fmt.Errorf("api call: reading reply: %w", err)
+		return nil, fmt.Errorf("api call: %w: reading the answer: %w", ErrOutcomeUnknown, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, decodeError(resp.StatusCode, body)
@@ -145,16 +191,18 @@ func (c *Client) Ops(ctx context.Context) (OpsResponse, error) {
 }
 
 func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	w := &writeWatch{}
+	ctx = httptrace.WithClientTrace(ctx, w.trace())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://standbyd"+path, nil)
 	if err != nil {
 		return fmt.Errorf("api %s: %w", path, err)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return c.transportError(err)
+		return c.transportError(err, w.handedOver())
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := c.readBody(resp)
 	if err != nil {
 		return fmt.Errorf("api %s: %w", path, err)
 	}
@@ -167,6 +215,43 @@ func (c *Client) getJSON(ctx context.Context, path string, v any) error {
 	return nil
 }
 
+// ErrReplyTooLarge is wrapped when an answer exceeds the client's limit
+// (WithMaxReply).
+var ErrReplyTooLarge = errors.New("answer larger than the client's limit")
+
+// readBody reads an answer up to the client's limit.
+func (c *Client) readBody(resp *http.Response) ([]byte, error) {
+	if resp.ContentLength > c.maxReply {
+		return nil, fmt.Errorf("%w: %d bytes announced, limit %d", ErrReplyTooLarge, resp.ContentLength, c.maxReply)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxReply+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > c.maxReply {
+		return nil, fmt.Errorf("%w (%d bytes)", ErrReplyTooLarge, c.maxReply)
+	}
+	return body, nil
+}
+
+// transportError words a failure of the HTTP exchange itself: unreachable
+// when no byte reached the daemon, outcome unknown once one did.
+func (c *Client) transportError(err error, handedOver bool) error {
+	var op *net.OpError
+	if handedOver {
+		// The socket's address in a net error is the name the daemon bound,
+		// not the path callers use: say the path.
+		if errors.As(err, &op) {
+			err = fmt.Errorf("%s: %w", op.Op, op.Err)
+		}
+		return fmt.Errorf("%w at %s: %w", ErrOutcomeUnknown, c.socket, err)
+	}
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("%w at %s: %w", ErrDaemonUnreachable, c.socket, op.Err)
+	}
+	return fmt.Errorf("%w at %s: %w", ErrDaemonUnreachable, c.socket, err)
+}
+
 func decodeError(status int, body []byte) error {
 	var eb ErrorBody
 	if err := json.Unmarshal(body, &eb); err != nil || eb.Error.Kind == "" {
@@ -174,4 +259,45 @@ func decodeError(status int, body []byte) error {
 			Message: fmt.Sprintf("HTTP %d: %.200s", status, bytes.TrimSpace(body))}}
 	}
 	return &Error{HTTPStatus: status, ErrorDetail: eb.Error}
+}
+
+// countingConn counts the bytes written on a connection, so that a failed
+// exchange can tell whether its request left this process.
+type countingConn struct {
+	net.Conn
+	written atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
+}
+
+// writeWatch follows the connections one request used (the transport may
+// try a second one when the first was closed before any write).
+type writeWatch struct {
+	conns []*countingConn
+	base  []int64
+}
+
+func (w *writeWatch) trace() *httptrace.ClientTrace {
+	// GotConn runs in the request's goroutine before any write on conn, and
+	// handedOver only after Do returned.
+	return &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		if cc, ok := info.Conn.(*countingConn); ok {
+			w.conns = append(w.conns, cc)
+			w.base = append(w.base, cc.written.Load())
+		}
+	}}
+}
+
+// handedOver reports whether any byte of the request was written.
+func (w *writeWatch) handedOver() bool {
+	for i, cc := range w.conns {
+		if cc.written.Load() > w.base[i] {
+			return true
+		}
+	}
+	return false
 }

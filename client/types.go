@@ -11,6 +11,9 @@ const (
 	KindPrimaryError       = "primary_error"
 	KindShuttingDown       = "shutting_down"
 	KindBusy               = "busy"
+	// KindForbidden: the daemon's api.allow list does not let this caller
+	// (its uid and groups) call this op. Nothing was sent.
+	KindForbidden = "forbidden"
 )
 
 // ErrorBody is the JSON body of every error response.

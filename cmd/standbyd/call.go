@@ -38,7 +38,9 @@ session of its own with the same configuration.
   standbyd call ping
 
 Exit codes: 0 ok, 2 usage, 3 the primary answered with an error,
-4 channel unavailable, 5 outcome unknown, 1 other failures.`,
+4 unavailable (nothing was sent: safe to retry), 5 outcome unknown (the
+request was handed over and may have run: do not blindly repeat a write),
+6 not allowed (api.allow), 1 other failures.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			op, err := protocol.ParseOp(args[0])
@@ -145,8 +147,15 @@ func callExit(err error) error {
 			return &exitError{code: exitUnknown, err: err}
 		case client.KindBadRequest, client.KindPayloadTooLarge:
 			return &exitError{code: exitUsage, err: err}
+		case client.KindForbidden:
+			return &exitError{code: exitDenied, err: err}
 		}
 		return &exitError{code: exitFailure, err: err}
+	}
+	// The daemon got the request and then died, or gave no answer in time:
+	// it may have passed it on.
+	if errors.Is(err, client.ErrOutcomeUnknown) {
+		return &exitError{code: exitUnknown, err: err}
 	}
 	var se *protocol.ServerError
 	if errors.As(err, &se) {
@@ -156,6 +165,7 @@ func callExit(err error) error {
 	if errors.As(err, &ce) && ce.OutcomeUnknown() {
 		return &exitError{code: exitUnknown, err: err}
 	}
-	// The daemon's socket not answering means no channel from here.
+	// Nothing reached the daemon (client.ErrDaemonUnreachable), or --direct
+	// could not send: no channel from here.
 	return &exitError{code: exitUnavailable, err: err}
 }

@@ -22,8 +22,9 @@ const (
 	exitFailure     = 1 // anything else: config, I/O
 	exitUsage       = 2 // bad arguments
 	exitPrimaryErr  = 3 // the primary answered with an error
-	exitUnavailable = 4 // no channel (daemon not running, primary down)
-	exitUnknown     = 5 // the request was sent, its outcome is unknown
+	exitUnavailable = 4 // nothing was written: daemon not running, primary down, busy
+	exitUnknown     = 5 // the request was handed over, its outcome is unknown
+	exitDenied      = 6 // api.allow does not let this user call the op
 )
 
 // exitError carries an exit code out of a command.

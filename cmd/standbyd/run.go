@@ -43,6 +43,10 @@ func restartOnlySettings(a, b *config.Config) []string {
 	add("api.socket_mode", a.API.SocketMode != b.API.SocketMode)
 	add("api.socket_group", a.API.SocketGroup != b.API.SocketGroup)
 	add("api.queue_limit", a.API.QueueLimit != b.API.QueueLimit)
+	add("api.max_connections", a.API.MaxConnections != b.API.MaxConnections)
+	add("api.allow", !slices.EqualFunc(a.API.Allow, b.API.Allow, func(x, y config.AllowRule) bool {
+		return slices.Equal(x.Ops, y.Ops) && slices.Equal(x.UIDs, y.UIDs) && slices.Equal(x.GIDs, y.GIDs)
+	}))
 	add("metrics.listen", a.Metrics.Listen != b.Metrics.Listen)
 	add("metrics.web_config_file", a.Metrics.WebConfigFile != b.Metrics.WebConfigFile)
 	add("standby.conninfo", a.Standby.Conninfo != b.Standby.Conninfo)
@@ -239,8 +243,15 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 		m.WatchReplay()
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// The supervisor has its own context: at shutdown the API stops
+	// accepting first, then the sessions close.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	supCtx, supStop := context.WithCancel(context.Background())
+	defer supStop()
 
 	var wg sync.WaitGroup
 	var httpSrv *http.Server
@@ -269,16 +280,7 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 			zap.String("web_config_file", webConfig))
 	}
 
-	mode, _ := cfg.API.Mode()
-	apiSrv, err := api.Listen(api.ServerConfig{
-		Socket:         cfg.API.Socket,
-		SocketMode:     mode,
-		SocketGroup:    cfg.API.SocketGroup,
-		DefaultTimeout: cfg.API.DefaultCallTimeout,
-		MaxTimeout:     cfg.API.MaxCallTimeout,
-		MaxPayload:     cfg.Channel.MaxFrameSize - protocol.HeaderSize,
-		Logger:         log.Named("api"),
-	}, sup)
+	apiSrv, err := api.Listen(apiConfig(cfg, m, log), sup)
 	if err != nil {
 		return err
 	}
@@ -289,7 +291,7 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 			log.Error("api", zap.Error(err))
 		}
 	}()
-	log.Info("api listening", zap.String("socket", cfg.API.Socket))
+	log.Info("api listening", zap.String("socket", apiSrv.Addr()), zap.Bool("socket_activation", apiSrv.Activated()))
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -323,7 +325,7 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 	supDone := make(chan struct{})
 	go func() {
 		defer close(supDone)
-		sup.Run(ctx)
+		sup.Run(supCtx)
 	}()
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 	wg.Add(1)
@@ -332,10 +334,28 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 		notifySystemd(ctx, sup, cfg.Channel, log)
 	}()
 
-	<-ctx.Done()
-	log.Info("shutting down")
+	sig := <-sigs
+	log.Info("shutting down", zap.String("signal", sig.String()))
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case sig := <-sigs:
+			// A second signal is the operator insisting: stop waiting for
+			// calls in flight and the polite close.
+			log.Warn("second signal: exiting at once", zap.String("signal", sig.String()))
+			_ = log.Sync()
+			os.Exit(exitFailure)
+		case <-finished:
+		}
+	}()
+	// No new caller from here on; calls in progress get their answers.
+	apiSrv.StopAccepting()
+	log.Info("api stopped accepting")
+	supStop()
 	<-supDone
+	stop()
 
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -346,6 +366,38 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 	wg.Wait()
 	log.Info("standbyd stopped")
 	return nil
+}
+
+// apiConfig is the API server's configuration from standbyd's.
+func apiConfig(cfg *config.Config, m *metrics.Metrics, log *zap.Logger) api.ServerConfig {
+	mode, _ := cfg.API.Mode()
+	policy := &api.Policy{}
+	for _, r := range cfg.API.Allow {
+		policy.Rules = append(policy.Rules, api.AllowRule{Ops: r.Ops, UIDs: r.UIDs, GIDs: r.GIDs})
+	}
+	slots := 0
+	if cfg.API.QueueLimit > 0 {
+		// The calls the supervisor lets wait, and those on the sessions.
+		slots = cfg.API.QueueLimit + cfg.Channel.Sessions
+	}
+	slow := cfg.Channel.SlowThreshold
+	if slow == 0 {
+		slow = cfg.Channel.ReplyTimeout / 2
+	}
+	return api.ServerConfig{
+		Socket:         cfg.API.Socket,
+		SocketMode:     mode,
+		SocketGroup:    cfg.API.SocketGroup,
+		DefaultTimeout: cfg.API.DefaultCallTimeout,
+		MaxTimeout:     cfg.API.MaxCallTimeout,
+		MaxPayload:     cfg.Channel.MaxFrameSize - protocol.HeaderSize,
+		MaxConns:       cfg.API.MaxConnections,
+		CallSlots:      slots,
+		Allow:          policy,
+		Denied:         m.APIDenied,
+		SlowThreshold:  slow,
+		Logger:         log.Named("api"),
+	}
 }
 
 // healthMux serves /metrics, /healthz (the process answers) and /readyz (the

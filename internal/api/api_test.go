@@ -19,7 +19,12 @@ import (
 	"github.com/standbyd/standbyd/internal/protocol"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if sock := os.Getenv(childSocketEnv); sock != "" {
+		os.Exit(childCall(sock, os.Getenv(childOpEnv)))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // stubChannel stands in for the supervisor: these tests are about the HTTP
 // layer (error kinds, limits, status), not the channel, which test/e2e
@@ -67,10 +72,10 @@ func TestErrorKinds(t *testing.T) {
 		kind   string
 		status int
 	}{
-		{&protocol.ServerError{SQLState: "22003", Message: "integer out of range"}, KindPrimaryError, http.StatusUnprocessableEntity},
-		{&conn.CallError{Op: "N", Err: errors.New("eof")}, KindBadRequest, http.StatusBadRequest},
-		{fmt.Errorf("%w: primary down", conn.ErrUnavailable), KindChannelUnavailable, http.StatusServiceUnavailable},
-		{conn.ErrStopped, KindShuttingDown, http.StatusServiceUnavailable},
+		{&protocol.ServerError{SQLState: "22003", Message: "integer out of range"}, client.KindPrimaryError, http.StatusUnprocessableEntity},
+		{&conn.CallError{Op: "N", Err: errors.New("eof")}, client.KindBadRequest, http.StatusBadRequest},
+		{fmt.Errorf("%w: primary down", conn.ErrUnavailable), client.KindChannelUnavailable, http.StatusServiceUnavailable},
+		{conn.ErrStopped, client.KindShuttingDown, http.StatusServiceUnavailable},
 	}
 	for _, c := range cases {
 		cl := serve(t, &stubChannel{reply: func(uint16, []byte) ([]byte, error) { return nil, c.err }})
@@ -79,7 +84,7 @@ func TestErrorKinds(t *testing.T) {
 		if !errors.As(err, &ae) || ae.Kind != c.kind || ae.HTTPStatus != c.status {
 			t.Errorf("%v: got %v", c.err, err)
 		}
-		if c.kind == KindPrimaryError && ae.SQLState != "22003" {
+		if c.kind == client.KindPrimaryError && ae.SQLState != "22003" {
 			t.Errorf("sqlstate lost: %+v", ae)
 		}
 	}
@@ -96,10 +101,10 @@ func TestCallPassesPayloadAndLimits(t *testing.T) {
 		t.Fatalf("call: %q %v op %d", out, err, gotOp)
 	}
 	var ae *client.Error
-	if _, err := cl.Call(context.Background(), "N", make([]byte, 65)); !errors.As(err, &ae) || ae.Kind != KindPayloadTooLarge {
+	if _, err := cl.Call(context.Background(), "N", make([]byte, 65)); !errors.As(err, &ae) || ae.Kind != client.KindPayloadTooLarge {
 		t.Fatalf("oversize: %v", err)
 	}
-	if _, err := cl.Call(context.Background(), "nosuchop", nil); !errors.As(err, &ae) || ae.Kind != KindBadRequest {
+	if _, err := cl.Call(context.Background(), "nosuchop", nil); !errors.As(err, &ae) || ae.Kind != client.KindBadRequest {
 		t.Fatalf("unknown op: %v", err)
 	}
 }
@@ -122,7 +127,7 @@ func TestStatusAndOps(t *testing.T) {
 		t.Fatalf("a down channel must not describe a primary: %+v", s)
 	}
 	var ae *client.Error
-	if _, err := down.Ops(context.Background()); !errors.As(err, &ae) || ae.Kind != KindChannelUnavailable {
+	if _, err := down.Ops(context.Background()); !errors.As(err, &ae) || ae.Kind != client.KindChannelUnavailable {
 		t.Fatalf("ops while down: %v", err)
 	}
 }

@@ -7,15 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"mime"
 	"unicode/utf8"
-)
 
-// isJSON reports whether a Content-Type or Accept value names JSON.
-func isJSON(v string) bool {
-	mt, _, err := mime.ParseMediaType(v)
-	return err == nil && mt == "application/json"
-}
+	"github.com/standbyd/standbyd/client"
+)
 
 // DecodeCallBody turns a request body into the payload: raw bytes, or the
 // JSON form when contentType is application/json. Errors are for the
@@ -26,7 +21,7 @@ func DecodeCallBody(contentType string, body []byte) ([]byte, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	var req CallRequest
+	var req client.CallRequest
 	if err := dec.Decode(&req); err != nil {
 		return nil, fmt.Errorf("invalid JSON call: %w", err)
 	}
@@ -68,8 +63,8 @@ func DecodeCallBody(contentType string, body []byte) ([]byte, error) {
 }
 
 // encodeCallResponse builds the JSON form of a reply.
-func encodeCallResponse(name string, code uint16, payload []byte) CallResponse {
-	r := CallResponse{Op: name, Code: code, Base64: base64.StdEncoding.EncodeToString(payload)}
+func encodeCallResponse(name string, code uint16, payload []byte) client.CallResponse {
+	r := client.CallResponse{Op: name, Code: code, Base64: base64.StdEncoding.EncodeToString(payload)}
 	if utf8.Valid(payload) {
 		t := string(payload)
 		r.Text = &t

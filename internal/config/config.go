@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/standbyd/standbyd/internal/protocol"
 )
 
 // DefaultPath is read when no --config is given and the file exists.
@@ -81,6 +84,23 @@ type APIConfig struct {
 	QueueLimit         int           `mapstructure:"queue_limit"`
 	DefaultCallTimeout time.Duration `mapstructure:"default_call_timeout"`
 	MaxCallTimeout     time.Duration `mapstructure:"max_call_timeout"`
+	MaxConnections     int           `mapstructure:"max_connections"`
+	// Allow restricts ops to named users and groups (see AllowRule).
+	Allow []AllowRule `mapstructure:"allow"`
+}
+
+// AllowRule lets Users and Groups call Ops. An op named by some rule may be
+// called only by the callers its rules name; other ops by anyone who can
+// open the socket. Names are resolved to ids when the configuration is
+// loaded (UIDs, GIDs), so that a typo stops the load instead of locking
+// everyone out later.
+type AllowRule struct {
+	Ops    []string `mapstructure:"ops"`
+	Users  []string `mapstructure:"users"`
+	Groups []string `mapstructure:"groups"`
+
+	UIDs []uint32 `mapstructure:"-"`
+	GIDs []uint32 `mapstructure:"-"`
 }
 
 // MetricsConfig configures the HTTP listener for /metrics, /healthz, /readyz.
@@ -129,6 +149,8 @@ var defaults = map[string]any{
 	"api.queue_limit":             1000,
 	"api.default_call_timeout":    "10s",
 	"api.max_call_timeout":        "5m",
+	"api.max_connections":         1024,
+	"api.allow":                   []any{},
 	"metrics.listen":              "127.0.0.1:9561",
 	"metrics.web_config_file":     "",
 	"log.level":                   "info",
@@ -279,6 +301,12 @@ func (c *Config) Validate() error {
 	if c.API.QueueLimit < 0 {
 		bad("api.queue_limit", "must not be negative (0: no limit)")
 	}
+	if c.API.MaxConnections < 1 {
+		bad("api.max_connections", "%d must be at least 1", c.API.MaxConnections)
+	}
+	for i := range c.API.Allow {
+		errs = append(errs, c.API.Allow[i].resolve(fmt.Sprintf("api.allow[%d]", i))...)
+	}
 	if _, err := c.API.Mode(); err != nil {
 		bad("api.socket_mode", "%v", err)
 	}
@@ -302,6 +330,68 @@ func (a APIConfig) Mode() (fs.FileMode, error) {
 		return 0, fmt.Errorf("%q is not an octal file mode like 0660", a.SocketMode)
 	}
 	return fs.FileMode(m), nil
+}
+
+// resolve checks a rule and looks its users and groups up; errors name key.
+func (r *AllowRule) resolve(key string) []error {
+	var errs []error
+	if len(r.Ops) == 0 {
+		errs = append(errs, fmt.Errorf("%s.ops: names no op", key))
+	}
+	for _, op := range r.Ops {
+		if _, err := protocol.ParseOp(op); err != nil && !validOpRef(op) {
+			errs = append(errs, fmt.Errorf("%s.ops: %q is neither a built-in op, an op number nor a handler name", key, op))
+		}
+	}
+	if len(r.Users) == 0 && len(r.Groups) == 0 {
+		errs = append(errs, fmt.Errorf("%s: names no user and no group (the ops would be closed to everyone)", key))
+	}
+	r.UIDs, r.GIDs = nil, nil
+	for _, name := range r.Users {
+		id, err := lookupID(name, func(n string) (string, error) {
+			u, err := user.Lookup(n)
+			if err != nil {
+				return "", err
+			}
+			return u.Uid, nil
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s.users: %w", key, err))
+			continue
+		}
+		r.UIDs = append(r.UIDs, id)
+	}
+	for _, name := range r.Groups {
+		id, err := lookupID(name, func(n string) (string, error) {
+			g, err := user.LookupGroup(n)
+			if err != nil {
+				return "", err
+			}
+			return g.Gid, nil
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s.groups: %w", key, err))
+			continue
+		}
+		r.GIDs = append(r.GIDs, id)
+	}
+	return errs
+}
+
+// lookupID resolves a user or group name; a number is taken as an id.
+func lookupID(name string, lookup func(string) (string, error)) (uint32, error) {
+	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	s, err := lookup(name)
+	if err != nil {
+		return 0, fmt.Errorf("%q: %w", name, err)
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%q has id %q: %w", name, s, err)
+	}
+	return uint32(n), nil
 }
 
 // validOpRef accepts an op number from 256 to 65535 or a handler name.

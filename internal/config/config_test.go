@@ -70,3 +70,53 @@ func TestDataDirectoryRequired(t *testing.T) {
 		t.Fatalf("want standby.data_directory required, got %v", err)
 	}
 }
+
+func TestAllowResolvedAtLoad(t *testing.T) {
+	c, err := Load("testdata/allow.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.API.Allow) != 2 {
+		t.Fatalf("rules: %+v", c.API.Allow)
+	}
+	r := c.API.Allow[0]
+	if len(r.Ops) != 3 || r.Ops[1] != "put_order" {
+		t.Fatalf("ops: %v", r.Ops)
+	}
+	if len(r.UIDs) != 2 || r.UIDs[0] != 0 || r.UIDs[1] != 4321 || len(r.GIDs) != 1 || r.GIDs[0] != 65534 {
+		t.Fatalf("names not resolved: uids %v gids %v", r.UIDs, r.GIDs)
+	}
+	if g := c.API.Allow[1].GIDs; len(g) != 1 || g[0] != 0 {
+		t.Fatalf("group root: %v", g)
+	}
+}
+
+func TestAllowErrorsNameTheKey(t *testing.T) {
+	_, err := Load("testdata/allow_bad.yaml", nil)
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, w := range []string{`api.allow[0].users: "no_such_user_here"`, `api.allow[1].ops: "bad op!"`,
+		`api.allow[1].groups: "no_such_group_here"`, "api.allow[2]: names no user and no group"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not say %q: %v", w, err)
+		}
+	}
+	// A misspelt key inside a rule is refused too (strict parsing).
+	_, err = Load("testdata/allow_unknown_key.yaml", nil)
+	if err == nil || !strings.Contains(err.Error(), "api.allow[0]") || !strings.Contains(err.Error(), "user") {
+		t.Errorf("unknown key in a rule: %v", err)
+	}
+}
+
+// The shipped example configuration loads as it is.
+func TestShippedConfigLoads(t *testing.T) {
+	t.Setenv("STANDBYD_STANDBY_DATA_DIRECTORY", "/var/lib/postgresql/15/main")
+	c, err := Load("../../configs/standbyd.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.API.MaxConnections != 1024 || c.API.Socket != "/run/standbyd/standbyd.sock" {
+		t.Fatalf("%+v", c.API)
+	}
+}

@@ -266,6 +266,7 @@ func (s *Supervisor) serveRequest(sl *slot, sess *Session, r *request) error {
 		var h protocol.HelloReply
 		if h, err = sess.Rehello(cctx); err == nil {
 			s.setHello(sl, h)
+			s.cfg.Observer.OpsOffered(h.Ops)
 		}
 	} else {
 		payload, err = sess.Call(cctx, r.op, r.payload)

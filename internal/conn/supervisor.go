@@ -25,6 +25,9 @@ type Observer interface {
 	ConnectFailed(err error, class ErrorClass)
 	CallFinished(op uint16, d time.Duration, err error)
 	SlowRequest(op uint16)
+	// OpsOffered gets the op list of a hello said again on a live session
+	// (SessionStarted carries the first one).
+	OpsOffered(ops []protocol.OpInfo)
 	Heartbeat(rtt time.Duration, ping protocol.PingReply)
 }
 
@@ -189,5 +192,6 @@ func (nopObserver) SessionStarted(SessionInfo)                  {}
 func (nopObserver) SessionEnded(error)                          {}
 func (nopObserver) ConnectFailed(error, ErrorClass)             {}
 func (nopObserver) SlowRequest(uint16)                          {}
+func (nopObserver) OpsOffered([]protocol.OpInfo)                {}
 func (nopObserver) CallFinished(uint16, time.Duration, error)   {}
 func (nopObserver) Heartbeat(time.Duration, protocol.PingReply) {}

@@ -49,6 +49,13 @@ type Metrics struct {
 	reloads       *prometheus.CounterVec
 	reloadOK      prometheus.Gauge
 	reloadTime    prometheus.Gauge
+	denied        *prometheus.CounterVec
+
+	// userOps holds the registered ops the primary offered in a hello: with
+	// the built-ins, the only op labels; any other op is "other", so that
+	// callers cannot create series at will.
+	opsMu   sync.RWMutex
+	userOps map[uint16]bool
 
 	// The two WAL positions, NaN when unknown: the primary's from the last
 	// ping (unknown while down), the standby's from the replay watcher.
@@ -123,6 +130,10 @@ func New(version string) *Metrics {
 		Namespace: namespace, Name: "config_last_reload_success_timestamp_seconds",
 		Help: "Unix time of the last successful load of the configuration (start or reload).",
 	})
+	m.denied = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "api_denied_total",
+		Help: "Calls refused by api.allow (the caller may not call the op), by op.",
+	}, []string{"op"})
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	m.reloadOK.Set(1)
@@ -150,9 +161,9 @@ func New(version string) *Metrics {
 	for _, c := range conn.ErrorClasses {
 		m.connectErrors.WithLabelValues(string(c))
 	}
-	for _, op := range protocol.BuiltinOps {
-		name := protocol.OpName(op)
+	for _, name := range append(builtinLabels(), otherOp) {
 		m.slowRequests.WithLabelValues(name)
+		m.denied.WithLabelValues(name)
 		for _, r := range []string{"ok", "error", "failed"} {
 			m.requests.WithLabelValues(name, r)
 		}
@@ -167,7 +178,7 @@ func New(version string) *Metrics {
 
 	m.reg.MustRegister(up, state, m.connects, m.disconnects, m.connectErrors, m.slowRequests,
 		m.requests, m.duration, m.heartbeatRTT, m.lastReply, m.sessionStart,
-		primaryWAL, m.primaryInfo, buildInfo, m.reloads, m.reloadOK, m.reloadTime, m.identity,
+		primaryWAL, m.primaryInfo, buildInfo, m.denied, m.reloads, m.reloadOK, m.reloadTime, m.identity,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -279,6 +290,7 @@ func (m *Metrics) SessionStarted(si conn.SessionInfo) {
 	h := si.Hello
 	m.connects.Inc()
 	m.sessionStart.Set(float64(time.Now().UnixNano()) / 1e9)
+	m.learnOps(h.Ops)
 	m.primaryInfo.Reset()
 	m.primaryInfo.WithLabelValues(strconv.FormatUint(h.SystemIdentifier, 10),
 		strconv.FormatUint(uint64(h.ServerVersionNum), 10), si.Host).Set(1)
@@ -321,12 +333,62 @@ func (m *Metrics) Reloaded(ok bool) {
 	m.reloadOK.Set(0)
 }
 
+// otherOp labels every op that is neither a built-in nor offered in a hello.
+const otherOp = "other"
+
+func builtinLabels() []string {
+	var out []string
+	for _, op := range protocol.BuiltinOps {
+		out = append(out, protocol.OpName(op))
+	}
+	return out
+}
+
+// learnOps adds the registered ops of a hello to the label set (kept
+// across sessions: series once exported stay).
+func (m *Metrics) learnOps(ops []protocol.OpInfo) {
+	m.opsMu.Lock()
+	defer m.opsMu.Unlock()
+	if m.userOps == nil {
+		m.userOps = map[uint16]bool{}
+	}
+	for _, o := range ops {
+		if !o.Builtin {
+			m.userOps[o.Op] = true
+		}
+	}
+}
+
+// opLabel is op's label: a built-in's name, a registered op's code, or
+// "other".
+func (m *Metrics) opLabel(op uint16) string {
+	for _, b := range protocol.BuiltinOps {
+		if b == op {
+			return protocol.OpName(op)
+		}
+	}
+	m.opsMu.RLock()
+	known := m.userOps[op]
+	m.opsMu.RUnlock()
+	if known {
+		return protocol.OpName(op)
+	}
+	return otherOp
+}
+
+// APIDenied counts a call that api.allow refused.
+func (m *Metrics) APIDenied(op uint16) { m.denied.WithLabelValues(m.opLabel(op)).Inc() }
+
 // SlowRequest implements conn.Observer.
-func (m *Metrics) SlowRequest(op uint16) { m.slowRequests.WithLabelValues(protocol.OpName(op)).Inc() }
+func (m *Metrics) SlowRequest(op uint16) { m.slowRequests.WithLabelValues(m.opLabel(op)).Inc() }
+
+// OpsOffered implements conn.Observer: a handler learnt by a refreshed
+// hello gets its own label at once.
+func (m *Metrics) OpsOffered(ops []protocol.OpInfo) { m.learnOps(ops) }
 
 // CallFinished implements conn.Observer.
 func (m *Metrics) CallFinished(op uint16, d time.Duration, err error) {
-	name := protocol.OpName(op)
+	name := m.opLabel(op)
 	result := "ok"
 	var se *protocol.ServerError
 	switch {
