@@ -48,6 +48,7 @@
 #include "standbyd_compat.h"
 #include "standbyd_handlers.h"
 #include "standbyd_protocol.h"
+#include "standbyd_sqlfunc.h"
 
 #define REGISTRY_SCHEMA "standbyd"
 #define REGISTRY_TABLE "handlers"
@@ -187,7 +188,11 @@ fill(void)
 											 "standbyd handlers",
 											 ALLOCSET_SMALL_SIZES);
 	else
+	{
+		for (int i = 0; i < nhandlers; i++)
+			sbd_sqlfunc_release(&handlers[i]);
 		MemoryContextReset(handlers_cxt);
+	}
 	handlers = NULL;
 	nhandlers = 0;
 	fill_complete = false;
@@ -308,6 +313,12 @@ sbd_handler_lookup(uint16 op)
 		return NULL;
 	key.op = op;
 	return bsearch(&key, handlers, nhandlers, sizeof(SbdHandler), compare_ops);
+}
+
+MemoryContext
+sbd_handlers_memory(void)
+{
+	return handlers_cxt;
 }
 
 FmgrInfo *

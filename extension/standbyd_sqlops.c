@@ -42,6 +42,7 @@
 
 #include "standbyd_compat.h"
 #include "standbyd_handlers.h"
+#include "standbyd_sqlfunc.h"
 #include "standbyd_sqlops.h"
 
 /*
@@ -58,6 +59,7 @@ sbd_op_user_handler(const SbdRequest *req, StringInfo out)
 	bytea	   *arg;
 	bytea	   *result;
 	Datum		value;
+	bool		isnull;
 
 	LOCAL_FCINFO(fcinfo, 1);
 
@@ -82,6 +84,18 @@ sbd_op_user_handler(const SbdRequest *req, StringInfo out)
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(h->func));
 	InvokeFunctionExecuteHook(h->func);
+
+	sbd_reply_begin(out, req->op, req->id);
+	if (sbd_sqlfunc_call(h, sbd_handlers_memory(), req->payload, req->payload_len,
+						 out, &isnull))
+	{
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("handler \"%s\" returned NULL", h->name)));
+		sbd_reply_finish(out);
+		return;
+	}
 
 	arg = (bytea *) palloc(VARHDRSZ + req->payload_len);
 	SET_VARSIZE(arg, VARHDRSZ + req->payload_len);

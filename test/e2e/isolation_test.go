@@ -448,3 +448,40 @@ func pollStandby(t *testing.T, e *testcluster.Env, sql, want string) string {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A LANGUAGE sql handler is planned once per session, not at every call
+// (each call is a transaction of its own; the plan must outlive it).
+func TestIsolationSQLHandlerPlannedOnce(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	pc := superuser(t, "primary", "options='-c log_planner_stats=on'")
+	ch := enter(t, pc)
+	tag := "[" + strconv.Itoa(int(pc.PID())) + "]"
+	plans := func() int {
+		n := 0
+		for _, line := range strings.Split(env.Log("primary"), "\n") {
+			if strings.Contains(line, tag) && strings.Contains(line, "PLANNER STATISTICS") {
+				n++
+			}
+		}
+		return n
+	}
+	// The plan cache tries custom plans for the first five executions.
+	for i := 1; i <= 10; i++ {
+		wantOK(t, ch.call(opIsoEcho, uint32(i), []byte("x")), "echo")
+	}
+	wantOK(t, ch.call(protocol.OpPing, 11, nil), "ping")
+	before := plans()
+	if before == 0 {
+		t.Fatal("log_planner_stats logged nothing: the test cannot see planning")
+	}
+	for i := 12; i <= 31; i++ {
+		if got := string(wantOK(t, ch.call(opIsoEcho, uint32(i), []byte("y")), "echo")); got != "y" {
+			t.Fatalf("echo = %q", got)
+		}
+	}
+	ch.finish()
+	if after := plans(); after != before {
+		t.Fatalf("20 calls of a SQL handler planned %d times", after-before)
+	}
+}
