@@ -30,6 +30,28 @@ BEGIN
 END
 $$;
 
+-- 1.1 registered functions of any owner; from 1.2 the channel refuses a
+-- function whose owner could swap its body (see register_handler below).
+-- Name those handlers now rather than at their first call.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT h.op, h.name, h.handler::pg_catalog.text AS func, o.rolname AS owner
+        FROM @extschema@.handlers h
+        JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) h.handler::pg_catalog.oid
+        JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) p.proowner
+        JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) '@extschema@.handlers'::pg_catalog.regclass
+        WHERE NOT o.rolsuper AND p.proowner OPERATOR(pg_catalog.<>) c.relowner
+        ORDER BY h.op
+    LOOP
+        RAISE WARNING 'standbyd: handler "%" (op %) will be refused with 42501 unless the channel''s role is "%": its function % is owned by that role, which is neither a superuser nor the owner of @extschema@.handlers',
+            r.name, r.op, r.owner, r.func;
+    END LOOP;
+END
+$$;
+
 -- ALTER COLUMN ... USING takes no subquery: convert through a function that
 -- lives only for this script.
 CREATE FUNCTION @extschema@.handler_name_1_2(p_func pg_catalog.oid)

@@ -23,6 +23,12 @@ AS $$ SELECT b $$;
 SELECT standbyd.register_handler(256, 'echo', 'regress_up.echo(bytea)');
 SELECT standbyd.register_handler(257, 'gone', 'regress_up.gone(bytea)');
 SELECT standbyd.register_handler(258, 'odd', '"Up Odd"."Echo"(bytea)');
+-- 1.1 did not look at the owner: 1.2 keeps such a row and says so.
+CREATE ROLE regress_standbyd_owner;
+CREATE FUNCTION regress_up.theirs(b bytea) RETURNS bytea LANGUAGE sql
+AS $$ SELECT b $$;
+ALTER FUNCTION regress_up.theirs(bytea) OWNER TO regress_standbyd_owner;
+SELECT standbyd.register_handler(260, 'theirs', 'regress_up.theirs(bytea)');
 SELECT op, name, handler FROM standbyd.handlers ORDER BY op;
 -- 1.1 records no dependency: dropping a registered function leaves its OID.
 DROP FUNCTION regress_up.gone(bytea);
@@ -83,3 +89,4 @@ SELECT 'table acl', coalesce(relacl::text, '') FROM pg_class WHERE oid = 'standb
 
 DROP SCHEMA regress_up CASCADE;
 DROP SCHEMA "Up Odd" CASCADE;
+DROP ROLE regress_standbyd_owner;
