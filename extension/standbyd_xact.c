@@ -20,6 +20,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
@@ -95,6 +96,29 @@ release_session_locks(uint16 op)
 			 errdetail("A channel request cannot keep a lock after its reply.")));
 }
 
+/*
+ * Frames carry UTF-8.  An error message is in the database's encoding;
+ * after the rollback no catalog can be read, so only the client encoding's
+ * cached conversion is used (standbyd asks for UTF8), and any other case
+ * keeps ASCII only.
+ */
+static const char *
+message_in_utf8(const char *msg)
+{
+	int			enc = GetDatabaseEncoding();
+	char	   *copy;
+
+	if (enc == PG_UTF8)
+		return msg;
+	if (enc != PG_SQL_ASCII && pg_get_client_encoding() == PG_UTF8)
+		return pg_server_to_any(msg, strlen(msg), PG_UTF8);
+	copy = pstrdup(msg);
+	for (char *p = copy; *p; p++)
+		if (IS_HIGHBIT_SET(*p))
+			*p = '?';
+	return copy;
+}
+
 void
 sbd_run_in_transaction(const SbdRequest *req, StringInfo out, SbdOpHandler body)
 {
@@ -147,7 +171,7 @@ sbd_run_in_transaction(const SbdRequest *req, StringInfo out, SbdOpHandler body)
 
 		sbd_reply_error(out, req->op, req->id,
 						unpack_sql_state(edata->sqlerrcode),
-						edata->message ? edata->message : "error without a message");
+						edata->message ? message_in_utf8(edata->message) : "error without a message");
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();

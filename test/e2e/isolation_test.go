@@ -485,3 +485,29 @@ func TestIsolationSQLHandlerPlannedOnce(t *testing.T) {
 		t.Fatalf("20 calls of a SQL handler planned %d times", after-before)
 	}
 }
+
+// Text in frames is UTF-8 whatever the database encoding: a handler's error
+// message and a setting's value from a LATIN1 database.
+func TestIsolationTextIsUTF8(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, "DROP DATABASE IF EXISTS iso_latin1")
+	primarySQL(t, "CREATE DATABASE iso_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+	t.Cleanup(func() { _, _ = env.PrimarySQL(context.Background(), "DROP DATABASE IF EXISTS iso_latin1 WITH (FORCE)") })
+	setup := superuser(t, "primary", "dbname=iso_latin1 client_encoding=UTF8")
+	// Run here, the value is stored in LATIN1, as the database reads it.
+	if _, err := setup.Exec(ctxT(t, 30*time.Second), `
+ALTER DATABASE iso_latin1 SET iso.word = 'café';
+CREATE EXTENSION standbyd;
+CREATE FUNCTION public.fails(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'crème brûlée' USING ERRCODE = '22P02'; END $$;
+SELECT standbyd.register_handler(300, 'fails', 'public.fails(bytea)');`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	pc := superuser(t, "primary", "dbname=iso_latin1 client_encoding=UTF8")
+	ch := enter(t, pc)
+	wantServerErrorReply(t, ch.call(opIsoNow, 1, nil), "22P02", "crème brûlée")
+	if got := string(wantOK(t, ch.call(protocol.OpSetting, 2, []byte("iso.word")), "setting")); got != "café" {
+		t.Fatalf("setting iso.word = %q (% x)", got, got)
+	}
+	ch.finish()
+}
