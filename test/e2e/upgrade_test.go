@@ -195,6 +195,8 @@ func TestUpdate10To11To12WithHandler(t *testing.T) {
 // regprocedure registry works, and a dropped function is an error reply.
 func TestHandlerWithRegistryAt11(t *testing.T) {
 	needEnv(t)
+	primarySQL(t, "DROP ROLE IF EXISTS e2e_plain_owner; CREATE ROLE e2e_plain_owner")
+	t.Cleanup(func() { _, _ = env.PrimarySQL(context.Background(), "DROP ROLE IF EXISTS e2e_plain_owner") })
 	freshDB(t, "registry11_e2e")
 	pc := dbConn(t, "registry11_e2e")
 	sqlOn(t, pc, "CREATE EXTENSION standbyd VERSION '1.1'")
@@ -215,6 +217,21 @@ func TestHandlerWithRegistryAt11(t *testing.T) {
 	}
 	if _, err := sess.Call(ctx, protocol.OpPing, nil); err != nil {
 		t.Fatalf("ping after the dropped function: %v", err)
+	}
+
+	// 1.1's register_handler did not look at the owner; the channel applies
+	// the owner policy to a 1.1 registry too: a plain role's function is
+	// refused, the channel role's own function runs.
+	sqlOn(t, pc, `CREATE FUNCTION app.plain(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT 'plain'::bytea $$;
+GRANT EXECUTE ON FUNCTION app.plain(bytea) TO standbyd_repl;
+ALTER FUNCTION app.plain(bytea) OWNER TO e2e_plain_owner;
+SELECT standbyd.register_handler(302, 'plain', 'app.plain(bytea)')`)
+	_, err = sess.Call(ctx, 302, nil)
+	wantServerError(t, err, "42501", `handler "plain" is not run: its function`)
+	wantServerError(t, err, "42501", `"e2e_plain_owner"`)
+	sqlOn(t, pc, "ALTER FUNCTION app.plain(bytea) OWNER TO standbyd_repl")
+	if out, err := sess.Call(ctx, 302, nil); err != nil || string(out) != "plain" {
+		t.Fatalf("a function owned by the channel's role, at 1.1: %q %v", out, err)
 	}
 }
 
