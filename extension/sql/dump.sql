@@ -2,7 +2,10 @@
 -- default version), the functions, then the registry's rows (it is a
 -- configuration table) as COPY, without going through register_handler.
 \set VERBOSITY terse
+-- Independent of the other tests: start from no extension.
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS standbyd;
+RESET client_min_messages;
 CREATE EXTENSION standbyd;
 CREATE SCHEMA regress_dump;
 CREATE FUNCTION regress_dump.echo(b bytea) RETURNS bytea LANGUAGE sql

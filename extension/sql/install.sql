@@ -1,5 +1,9 @@
 -- The extension at its default version: what it creates, who may use it.
 \set VERBOSITY terse
+-- Independent of the other tests: start from no extension.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS standbyd;
+RESET client_min_messages;
 CREATE EXTENSION standbyd;
 SELECT extversion, extrelocatable, extnamespace::regnamespace AS schema
 FROM pg_extension WHERE extname = 'standbyd';

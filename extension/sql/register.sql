@@ -1,7 +1,11 @@
 -- standbyd.register_handler and unregister_handler: what they accept, what
 -- they refuse, and who may call them.
 \set VERBOSITY terse
-CREATE EXTENSION IF NOT EXISTS standbyd;
+-- Independent of the other tests: start from no extension.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS standbyd;
+RESET client_min_messages;
+CREATE EXTENSION standbyd;
 CREATE ROLE regress_standbyd_app;
 CREATE ROLE regress_standbyd_user;
 CREATE SCHEMA regress_app;

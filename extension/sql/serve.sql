@@ -1,7 +1,11 @@
 -- CALL standbyd.serve() works only as a top-level CALL outside a transaction
 -- block; every other context is refused before the channel starts.
 \set VERBOSITY terse
-CREATE EXTENSION IF NOT EXISTS standbyd;
+-- Independent of the other tests: start from no extension.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS standbyd;
+RESET client_min_messages;
+CREATE EXTENSION standbyd;
 
 BEGIN;
 CALL standbyd.serve();

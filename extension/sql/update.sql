@@ -2,7 +2,10 @@
 -- registry's regprocedure column becomes the function's qualified name, rows
 -- kept, and the result is the same as a fresh install.
 \set VERBOSITY terse
+-- Independent of the other tests: start from no extension.
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS standbyd;
+RESET client_min_messages;
 SELECT source, target, path FROM pg_extension_update_paths('standbyd')
 WHERE path IS NOT NULL ORDER BY 1, 2;
 
