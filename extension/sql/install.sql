@@ -8,10 +8,12 @@ CREATE EXTENSION standbyd;
 SELECT extversion, extrelocatable, extnamespace::regnamespace AS schema
 FROM pg_extension WHERE extname = 'standbyd';
 
--- Its members (what \dx+ lists).
+-- Its members (what \dx+ lists; the table's row types, recorded as members
+-- from PostgreSQL 17 on, left out).
 SELECT pg_describe_object(classid, objid, objsubid) AS member
 FROM pg_depend
 WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+  AND classid <> 'pg_type'::regclass
   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'standbyd')
 ORDER BY 1;
 
