@@ -511,3 +511,22 @@ SELECT standbyd.register_handler(300, 'fails', 'public.fails(bytea)');`).ReadAll
 	}
 	ch.finish()
 }
+
+// With transaction_timeout (PostgreSQL 17+) set for the channel's session,
+// an idle channel lives on: it is outside any transaction between requests.
+func TestIsolationTransactionTimeoutSparesIdleChannel(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	if v, _ := strconv.Atoi(primarySQL(t, "SHOW server_version_num")); v < 170000 {
+		t.Skipf("transaction_timeout exists from PostgreSQL 17 on (server %d)", v)
+	}
+	pc := superuser(t, "primary", "options='-c transaction_timeout=300'")
+	ch := enter(t, pc)
+	wantOK(t, ch.call(opIsoEcho, 1, []byte("a")), "a SQL request")
+	// Idle for several times the timeout, then again after a SQL request.
+	time.Sleep(time.Second)
+	wantOK(t, ch.call(opIsoEcho, 2, []byte("b")), "a SQL request after idling")
+	time.Sleep(time.Second)
+	wantOK(t, ch.call(protocol.OpPing, 3, nil), "ping after idling")
+	ch.finish()
+}
