@@ -530,3 +530,18 @@ func TestIsolationTransactionTimeoutSparesIdleChannel(t *testing.T) {
 	wantOK(t, ch.call(protocol.OpPing, 3, nil), "ping after idling")
 	ch.finish()
 }
+
+// page takes any relation name SQL can write: two quoted identifiers of 63
+// characters are 131 bytes.
+func TestIsolationPageLongQualifiedName(t *testing.T) {
+	needEnv(t)
+	schema, table := strings.Repeat("S", 63), strings.Repeat("t", 63)
+	name := `"` + schema + `"."` + table + `"`
+	primarySQL(t, `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE; CREATE SCHEMA "`+schema+`"; CREATE TABLE `+name+`(n int); INSERT INTO `+name+` VALUES (1)`)
+	t.Cleanup(func() { _, _ = env.PrimarySQL(context.Background(), `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`) })
+	ch := enter(t, superuser(t, "primary", ""))
+	if p := wantOK(t, ch.call(protocol.OpPage, 1, append([]byte{0, 0, 0, 0, 0}, name...)), "page of a long name"); len(p) != 8192 {
+		t.Fatalf("page of %d bytes", len(p))
+	}
+	ch.finish()
+}
