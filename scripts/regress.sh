@@ -15,6 +15,14 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PG_CONFIG=${PG_CONFIG:-$PGBIN/pg_config}
 export PGBIN
 
+# The suite tests the installed extension: say so when it is not this tree's.
+sharedir=$("$PG_CONFIG" --sharedir)
+for f in "$ROOT"/extension/standbyd.control "$ROOT"/extension/standbyd--*.sql; do
+	if ! cmp -s "$f" "$sharedir/extension/$(basename "$f")"; then
+		echo "regress.sh: warning: installed $(basename "$f") differs from this tree's (scripts/cluster.sh extension installs it)" >&2
+	fi
+done
+
 base=$(mktemp -d "${TMPDIR:-/tmp}/standbyd-regress-XXXXXX")
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() { "$ROOT/scripts/cluster.sh" destroy "$base" >/dev/null 2>&1 || true; }
