@@ -545,3 +545,12 @@ func TestIsolationPageLongQualifiedName(t *testing.T) {
 	}
 	ch.finish()
 }
+
+// standbyd.idle_timeout is on by default, at wal_sender_timeout's 60 s: a
+// half-open connection does not keep a backend for ever.
+func TestIsolationIdleTimeoutDefault(t *testing.T) {
+	needEnv(t)
+	if got := primarySQL(t, "LOAD 'standbyd'; SELECT setting || ' ' || boot_val FROM pg_settings WHERE name = 'standbyd.idle_timeout'"); got != "60000 60000" {
+		t.Fatalf("standbyd.idle_timeout setting and default: %q", got)
+	}
+}
