@@ -34,10 +34,12 @@
 #include "commands/trigger.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
 #include "parser/parse_func.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
+#include "utils/varlena.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
@@ -161,6 +163,38 @@ resolve(SbdHandler *h, Oid func, const char *shown, Oid registry_owner)
 	h->func = func;
 }
 
+/*
+ * The function name(bytea), from the parts of its (qualified) name.  A
+ * qualified name is looked up directly in pg_proc: like a call by OID, it
+ * needs no USAGE on the schema (LookupFuncName would raise without it), and
+ * EXECUTE is checked at each call.  An unqualified one (not written by
+ * register_handler) goes through the channel session's search_path.
+ */
+static Oid
+lookup_function(List *parts)
+{
+	Oid			argtypes[1] = {BYTEAOID};
+	Oid			nsp;
+	Oid			func;
+	HeapTuple	tup;
+
+	if (list_length(parts) == 1)
+		return LookupFuncName(list_make1(makeString((char *) linitial(parts))),
+							  1, argtypes, true);
+	nsp = get_namespace_oid((char *) linitial(parts), true);
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	tup = SearchSysCache3(PROCNAMEARGSNSP,
+						  CStringGetDatum((char *) lsecond(parts)),
+						  PointerGetDatum(buildoidvector(argtypes, 1)),
+						  ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	func = ((Form_pg_proc) GETSTRUCT(tup))->oid;
+	ReleaseSysCache(tup);
+	return func;
+}
+
 static int
 compare_ops(const void *a, const void *b)
 {
@@ -269,11 +303,20 @@ fill(void)
 		{
 			char	   *qualified = TextDatumGetCString(handler);
 			char	   *shown = psprintf("%s(bytea)", qualified);
-			Oid			argtypes[1] = {BYTEAOID};
 			Oid			func;
+			List	   *parts;
 
-			func = LookupFuncName(sbd_string_to_qualified_name_list(qualified),
-								  1, argtypes, true);
+			/* One bad row must not break every op: nothing here raises. */
+			if (!SplitIdentifierString(pstrdup(qualified), '.', &parts) ||
+				list_length(parts) < 1 || list_length(parts) > 2)
+			{
+				set_unusable(h, ERRCODE_INVALID_NAME,
+							 "handler \"%s\" names its function as \"%s\", which is not a schema-qualified function name%s",
+							 h->name, qualified, "");
+				MemoryContextSwitchTo(old);
+				continue;
+			}
+			func = lookup_function(parts);
 			if (!OidIsValid(func))
 				set_unusable(h, ERRCODE_UNDEFINED_FUNCTION,
 							 "function %s registered for handler \"%s\" does not exist%s",

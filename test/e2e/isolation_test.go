@@ -554,3 +554,30 @@ func TestIsolationIdleTimeoutDefault(t *testing.T) {
 		t.Fatalf("standbyd.idle_timeout setting and default: %q", got)
 	}
 }
+
+// One unusable registry row does not break the other ops nor hello: a
+// function in a schema the channel role cannot use (called like a call by
+// OID, EXECUTE being what counts) and a name that is no function name.
+func TestIsolationOneBadRowBreaksNothingElse(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	primarySQL(t, `DROP SCHEMA IF EXISTS iso_private CASCADE; CREATE SCHEMA iso_private;
+CREATE FUNCTION iso_private.f(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT 'private'::bytea $$;
+GRANT EXECUTE ON FUNCTION iso_private.f(bytea) TO standbyd_repl;
+SELECT standbyd.register_handler(309, 'iso_private', 'iso_private.f(bytea)');
+INSERT INTO standbyd.handlers(op, name, handler) VALUES (310, 'iso_badname', 'a.b.c')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "DELETE FROM standbyd.handlers WHERE op IN (309, 310); DROP SCHEMA IF EXISTS iso_private CASCADE")
+	})
+	ch := enter(t, superuser(t, "primary", "user=standbyd_repl"))
+	hello := protocol.HelloRequest{MinVersion: 1, MaxVersion: 1, MaxFrameSize: 1 << 20, ClientName: "iso"}
+	wantOK(t, ch.call(protocol.OpHello, 1, hello.Append(nil)), "hello")
+	if got := string(wantOK(t, ch.call(opIsoEcho, 2, []byte("still")), "another handler")); got != "still" {
+		t.Fatalf("echo = %q", got)
+	}
+	if got := string(wantOK(t, ch.call(309, 3, nil), "a handler in a schema without USAGE")); got != "private" {
+		t.Fatalf("private = %q", got)
+	}
+	wantServerErrorReply(t, ch.call(310, 4, nil), "42602", `"a.b.c"`)
+	ch.finish()
+}
