@@ -373,8 +373,8 @@ between_requests(void)
 
 /*
  * Report the statistics of the last requests, as PostgresMain does before
- * waiting for the next query: at most once a second, forced when the
- * non-forced attempt had to leave some behind.  Returns how long the wait
+ * waiting for the next query: at most once a second, forced a second later
+ * when the non-forced attempt had to leave some behind.  Returns how long the wait
  * may last before this must run again, or -1.
  */
 static long
@@ -395,6 +395,8 @@ report_stats(void)
 	retry = pgstat_report_stat(false);
 	if (retry <= 0)
 		return -1;
+	/* PostgreSQL asks for 10 s; a second (its flush interval) will do */
+	retry = Min(retry, 1000);
 	stats_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), retry);
 	return retry;
 }
