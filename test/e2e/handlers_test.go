@@ -356,11 +356,16 @@ func TestSettingWALAndPageBuiltins(t *testing.T) {
 	if w.InRecovery || w.Flush == 0 || w.Flush > flush || w.Insert < w.Flush {
 		t.Fatalf("wal on the primary: %+v (flush now %s)", w, flush)
 	}
-	// page needs pg_read_all_data: refused for the channel role, then granted.
+	// page needs superuser, as get_raw_page does: refused for the channel
+	// role, also with pg_read_all_data, then allowed to a superuser.
 	_, err = sess.Call(ctx, protocol.OpPage, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, "pg_class"))
-	wantServerError(t, err, "42501", "pg_read_all_data")
+	wantServerError(t, err, "42501", "superuser")
 	primarySQL(t, "GRANT pg_read_all_data TO standbyd_repl")
 	defer primarySQL(t, "REVOKE pg_read_all_data FROM standbyd_repl")
+	_, err = sess.Call(ctx, protocol.OpPage, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, "pg_class"))
+	wantServerError(t, err, "42501", "superuser")
+	primarySQL(t, "ALTER ROLE standbyd_repl SUPERUSER")
+	defer primarySQL(t, "ALTER ROLE standbyd_repl NOSUPERUSER")
 	out, err = sess.Call(ctx, protocol.OpPage, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, "pg_catalog.pg_class"))
 	if err != nil || len(out) != 8192 {
 		t.Fatalf("page: %d bytes, %v", len(out), err)
