@@ -40,4 +40,11 @@
 #define sbd_proc_aclcheck(func, role, mode) pg_proc_aclcheck((func), (role), (mode))
 #endif
 
+/* 19 added scan option flags to table_beginscan. */
+#if PG_VERSION_NUM >= 190000
+#define sbd_table_beginscan(rel, snap) table_beginscan((rel), (snap), 0, NULL, 0)
+#else
+#define sbd_table_beginscan(rel, snap) table_beginscan((rel), (snap), 0, NULL)
+#endif
+
 #endif							/* STANDBYD_COMPAT_H */

@@ -274,7 +274,7 @@ fill(void)
 	MemoryContextSwitchTo(old);
 
 	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	scan = sbd_table_beginscan(rel, GetActiveSnapshot());
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull_op,
