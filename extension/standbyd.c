@@ -476,6 +476,12 @@ send_frame(StringInfo frame)
 		if (!pq_is_send_pending())
 			return;
 
+		/*
+		 * The socket takes nothing: a FATAL message from a termination could
+		 * not go out either, and would block the exit.
+		 */
+		if (ProcDiePending)
+			whereToSendOutput = DestNone;
 		between_requests();
 		timeout = idle_ms_left();
 		if (timeout == 0)

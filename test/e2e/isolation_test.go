@@ -402,6 +402,32 @@ func TestIsolationOwnServer(t *testing.T) {
 		}
 	})
 
+	t.Run("a client that stops reading can be terminated", func(t *testing.T) {
+		setIdleTimeout(t, "0")
+		// A reply of 1 MB, which no socket buffer holds, written after a
+		// mark the test can see.
+		if _, err := e.PrimarySQL(ctx, `CREATE TABLE iso.marks(n int);
+CREATE FUNCTION iso.big(b bytea) RETURNS bytea LANGUAGE sql AS $$
+  INSERT INTO iso.marks VALUES (1) RETURNING convert_to(repeat('x', 1048576), 'UTF8') $$;
+SELECT standbyd.register_handler(311, 'iso_big', 'iso.big(bytea)')`); err != nil {
+			t.Fatal(err)
+		}
+		pc := connectTo(t, e, "")
+		ch := enter(t, pc)
+		pid := strconv.Itoa(int(pc.PID()))
+		ch.send(protocol.AppendRequest(nil, 311, 1, nil))
+		// Committed before the reply is written: then the backend is stuck.
+		if got := pollSQL(t, e, "SELECT count(*) FROM iso.marks", "1", 30*time.Second); got != "1" {
+			t.Fatalf("the request did not run: %q", got)
+		}
+		if _, err := e.PrimarySQL(ctx, "SELECT pg_terminate_backend("+pid+")"); err != nil {
+			t.Fatal(err)
+		}
+		if gone := pollSQL(t, e, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid, "0", 30*time.Second); gone != "0" {
+			t.Fatal("pg_terminate_backend did not end a backend whose client stopped reading")
+		}
+	})
+
 	t.Run("a recovery conflict on a hot standby is an error reply", func(t *testing.T) {
 		for _, sql := range []string{"ALTER SYSTEM SET max_standby_streaming_delay = '100ms'", "SELECT pg_reload_conf()"} {
 			if _, err := e.SQL(ctx, "standby", sql); err != nil {
