@@ -12,11 +12,16 @@
  * The procedure lives inside a normal backend for as long as the channel is
  * open, so it is written to cost that backend's neighbours nothing:
  *
- * - It connects SPI as non-atomic and commits right after entering, which
- *   drops the snapshot the CALL took: the backend holds no xmin and no lock
- *   while it waits, so VACUUM and CREATE INDEX CONCURRENTLY are not held up.
+ * - It commits the CALL's transaction right after entering and then stays
+ *   outside any transaction while idle, like VACUUM between tables: the
+ *   backend holds no xmin, no lock and no transaction start time, and no
+ *   transaction timer runs.  A request that needs a transaction gets its own
+ *   (standbyd_xact.c); one is started again before serve() returns, because
+ *   the CALL's caller commits one.
  * - statement_timeout counts from the CALL; it is disarmed for the channel's
- *   life (it would otherwise end an idle channel).
+ *   life and armed per request that runs SQL.
+ * - Replies are flushed without blocking, the walsender way: a client that
+ *   stops reading is ended by standbyd.idle_timeout.
  * - Frontend messages are read the way walsender reads them: a non-blocking
  *   read of the first byte, then the rest of that message, waiting on the
  *   backend's own FeBe wait set.  Interrupts are only processed between
@@ -44,23 +49,26 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/sinval.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/portal.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "standbyd_compat.h"
+#include "standbyd_handlers.h"
 #include "standbyd_ops.h"
 #include "standbyd_protocol.h"
+#include "standbyd_xact.h"
 
+#ifdef PG_MODULE_MAGIC_EXT
+PG_MODULE_MAGIC_EXT(.name = "standbyd", .version = STANDBYD_VERSION);
+#else
 PG_MODULE_MAGIC;
-
-/* FeBeWaitSet positions are exported from 14 on; 13 used the same layout. */
-#ifndef FeBeWaitSetSocketPos
-#define FeBeWaitSetSocketPos 0
-#define FeBeWaitSetLatchPos 1
 #endif
 
 /* Bytes read at a time while discarding the rest of an oversize message. */
@@ -71,7 +79,8 @@ PG_MODULE_MAGIC;
 
 /* GUCs */
 int			standbyd_max_frame_size = 1024 * 1024;
-static int	standbyd_idle_timeout = 0;	/* ms, 0 = off */
+uint32		standbyd_client_max_frame = 0;	/* from hello; 0 = not announced */
+static int	standbyd_idle_timeout = 60 * 1000;	/* ms, 0 = off */
 static bool standbyd_log_sessions = true;
 
 /* The wait event shown in pg_stat_activity while the channel waits. */
@@ -108,9 +117,9 @@ _PG_init(void)
 	DefineCustomIntVariable("standbyd.idle_timeout",
 							"Ends a channel that received nothing from its client for this long.",
 							"Like wal_sender_timeout for the channel: standbyd pings every few seconds, "
-							"so only a vanished client hits it. 0 turns it off.",
+							"so only a vanished client, or one that stopped reading, hits it. 0 turns it off.",
 							&standbyd_idle_timeout,
-							0,
+							60 * 1000,
 							0,
 							INT_MAX,
 							PGC_SIGHUP,
@@ -127,17 +136,6 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("standbyd");
-}
-
-/* Is this call nested inside a PL (DO block, procedure)? */
-static bool
-inside_spi(void)
-{
-#if PG_VERSION_NUM >= 140000
-	return SPI_inside_nonatomic_context();
-#else
-	return false;				/* 13: only the atomic flag is checked */
-#endif
 }
 
 /*
@@ -164,7 +162,7 @@ check_calling_context(FunctionCallInfo fcinfo)
 	 * the channel must own its transaction: only a top-level CALL, which runs
 	 * outside any SPI connection, will do.
 	 */
-	if (((CallContext *) fcinfo->context)->atomic || inside_spi())
+	if (((CallContext *) fcinfo->context)->atomic || SPI_inside_nonatomic_context())
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
 				 errmsg("standbyd.serve() must be called at top level"),
@@ -256,7 +254,7 @@ read_frontend_message(StringInfo buf)
 	resetStringInfo(buf);
 	switch (msgtype)
 	{
-		case 'd':				/* CopyData: one frame */
+		case PqMsg_CopyData:				/* CopyData: one frame */
 			if (body > (size_t) standbyd_max_frame_size)
 			{
 				size_t		keep = Min(body, SBD_HEADER_SIZE);
@@ -276,12 +274,12 @@ read_frontend_message(StringInfo buf)
 			pq_endmsgread();
 			return READ_COPYDATA;
 
-		case 'c':				/* CopyDone */
+		case PqMsg_CopyDone:				/* CopyDone */
 			discard_bytes(body);
 			pq_endmsgread();
 			return READ_COPYDONE;
 
-		case 'f':				/* CopyFail: end with the client's message */
+		case PqMsg_CopyFail:				/* CopyFail: end with the client's message */
 			{
 				char		message[COPYFAIL_MESSAGE_MAX + 1];
 				size_t		keep = Min(body, COPYFAIL_MESSAGE_MAX);
@@ -302,13 +300,13 @@ read_frontend_message(StringInfo buf)
 			}
 			break;
 
-		case 'H':				/* Flush and Sync are ignored during copy */
-		case 'S':
+		case PqMsg_Flush:				/* Flush and Sync are ignored during copy */
+		case PqMsg_Sync:
 			discard_bytes(body);
 			pq_endmsgread();
 			return READ_IGNORED;
 
-		case 'X':				/* Terminate */
+		case PqMsg_Terminate:				/* Terminate */
 			pq_endmsgread();
 			whereToSendOutput = DestNone;
 			proc_exit(0);
@@ -323,31 +321,114 @@ read_frontend_message(StringInfo buf)
 	pg_unreachable();
 }
 
+/* When the client last showed life: a message received, or reply bytes taken. */
+static TimestampTz last_activity;
+
+/* Pending statistics could not go out yet: when to force them (0 = none). */
+static TimestampTz stats_retry_at;
+
+/* Milliseconds left before standbyd.idle_timeout ends the channel; -1 = off. */
+static long
+idle_ms_left(void)
+{
+	if (standbyd_idle_timeout <= 0)
+		return -1;
+	return Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+												  TimestampTzPlusMilliseconds(last_activity,
+																			  standbyd_idle_timeout)));
+}
+
 /*
- * Sleep until the client sends something, the latch is set, the postmaster
- * dies, or standbyd.idle_timeout passes since the last message (FATAL).
+ * Between requests: handle what an idle session handles.  A cancel is
+ * dropped here (only a request can be cancelled; the client may have sent
+ * one that raced with the reply); termination and other interrupts are
+ * processed as usual.
  */
 static void
-wait_for_client(TimestampTz last_message)
+between_requests(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (QueryCancelPending && !ProcDiePending)
+	{
+		QueryCancelPending = false;
+		ereport(LOG_SERVER_ONLY,
+				(errmsg("standbyd channel ignored a cancel request while idle"),
+				 errhint("Use pg_terminate_backend() to end the channel.")));
+	}
+	CHECK_FOR_INTERRUPTS();
+
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+
+	/* Keep up with shared invalidations, as an idle session does. */
+	if (catchupInterruptPending)
+		ProcessCatchupInterrupt();
+	/* the catchup may have run a transaction, which leaves TopMemoryContext */
+	MemoryContextSwitchTo(cxt);
+}
+
+/*
+ * Report the statistics of the last requests, as PostgresMain does before
+ * waiting for the next query: at most once a second, forced a second later
+ * when the non-forced attempt had to leave some behind.  Returns how long the wait
+ * may last before this must run again, or -1.
+ */
+static long
+report_stats(void)
+{
+	long		retry;
+
+	if (stats_retry_at != 0)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), stats_retry_at);
+
+		if (left > 0)
+			return left;
+		stats_retry_at = 0;
+		(void) pgstat_report_stat(true);
+		return -1;
+	}
+	retry = pgstat_report_stat(false);
+	if (retry <= 0)
+		return -1;
+	/* PostgreSQL asks for 10 s; a second (its flush interval) will do */
+	retry = Min(retry, 1000);
+	stats_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), retry);
+	return retry;
+}
+
+/* The shorter of two waits in ms, -1 meaning forever. */
+static long
+min_wait(long a, long b)
+{
+	if (a < 0)
+		return b;
+	if (b < 0)
+		return a;
+	return Min(a, b);
+}
+
+/*
+ * Sleep until the client sends something, the latch is set, the postmaster
+ * dies, or standbyd.idle_timeout passes since the client last showed life
+ * (FATAL).
+ */
+static void
+wait_for_client(void)
 {
 	WaitEvent	event;
-	long		timeout = -1;
+	long		timeout = idle_ms_left();
 
-	if (standbyd_idle_timeout > 0)
-	{
-		TimestampTz deadline = TimestampTzPlusMilliseconds(last_message, standbyd_idle_timeout);
-
-		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		if (timeout <= 0)
-			ereport(FATAL,
-#if PG_VERSION_NUM >= 140000
-					(errcode(ERRCODE_IDLE_SESSION_TIMEOUT),
-#else
-					(errcode(ERRCODE_ADMIN_SHUTDOWN),
-#endif
-					 errmsg("terminating standbyd channel after %d ms without a message from the client",
-							standbyd_idle_timeout)));
-	}
+	if (timeout == 0)
+		ereport(FATAL,
+				(errcode(ERRCODE_IDLE_SESSION_TIMEOUT),
+				 errmsg("terminating standbyd channel after %d ms without a message from the client",
+						standbyd_idle_timeout)));
+	timeout = min_wait(timeout, report_stats());
 
 	ModifyWaitEvent(FeBeWaitSet, FeBeWaitSetSocketPos, WL_SOCKET_READABLE, NULL);
 	if (WaitEventSetWait(FeBeWaitSet, timeout, &event, 1, channel_wait_event) == 0)
@@ -361,12 +442,67 @@ wait_for_client(TimestampTz last_message)
 		ResetLatch(MyLatch);
 }
 
-/* Send one reply frame and push it to the client. */
+/*
+ * The client stopped reading: nothing can be sent to it any more, so end
+ * the backend the way walsender does on wal_sender_timeout.
+ */
+static void
+client_stuck(void)
+{
+	ereport(COMMERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("terminating standbyd channel: the client read no reply for %d ms",
+					standbyd_idle_timeout)));
+	whereToSendOutput = DestNone;
+	proc_exit(0);
+}
+
+/*
+ * Send one reply frame without ever blocking in the kernel: queue it, then
+ * flush while the socket takes data, waiting for it to become writable in
+ * between.  Each time the socket takes bytes the client counts as alive.
+ */
 static void
 send_frame(StringInfo frame)
 {
-	(void) pq_putmessage('d', frame->data, frame->len);
-	(void) pq_flush();
+	pq_putmessage_noblock(PqMsg_CopyData, frame->data, frame->len);
+	for (;;)
+	{
+		WaitEvent	event;
+		long		timeout;
+
+		if (pq_flush_if_writable() != 0)
+			client_gone();
+		if (!pq_is_send_pending())
+			return;
+
+		/*
+		 * The socket takes nothing: a FATAL message from a termination could
+		 * not go out either, and would block the exit.
+		 */
+		if (ProcDiePending)
+			whereToSendOutput = DestNone;
+		between_requests();
+		timeout = idle_ms_left();
+		if (timeout == 0)
+			client_stuck();
+
+		ModifyWaitEvent(FeBeWaitSet, FeBeWaitSetSocketPos, WL_SOCKET_WRITEABLE, NULL);
+		if (WaitEventSetWait(FeBeWaitSet, timeout, &event, 1, channel_wait_event) == 0)
+			continue;
+		if (event.events & WL_POSTMASTER_DEATH)
+		{
+			/* the socket is full: a FATAL message could not go out */
+			whereToSendOutput = DestNone;
+			ereport(FATAL,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("terminating standbyd channel because the postmaster exited")));
+		}
+		if (event.events & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+		if (event.events & WL_SOCKET_WRITEABLE)
+			last_activity = GetCurrentTimestamp();
+	}
 }
 
 /*
@@ -378,7 +514,7 @@ handle_frame(StringInfo in, bool oversize, StringInfo out)
 {
 	SbdRequest	req;
 	SbdParseResult pr;
-	char		msg[128];
+	char		msg[160];
 
 	pr = sbd_parse_request(in->data, in->len, &req);
 	if (oversize && pr != SBD_PARSE_SHORT && pr != SBD_PARSE_BAD_KIND)
@@ -393,6 +529,15 @@ handle_frame(StringInfo in, bool oversize, StringInfo out)
 	{
 		case SBD_PARSE_OK:
 			sbd_dispatch(&req, out);
+			/* The client refuses frames over the maximum it announced. */
+			if (standbyd_client_max_frame > 0 &&
+				(uint32) out->len > standbyd_client_max_frame)
+			{
+				snprintf(msg, sizeof(msg),
+						 "reply of %d bytes is larger than the client's maximum frame size (%u bytes)",
+						 out->len, standbyd_client_max_frame);
+				sbd_reply_error(out, req.op, req.id, "54000", msg);
+			}
 			return;
 		case SBD_PARSE_SHORT:
 		case SBD_PARSE_BAD_KIND:
@@ -416,7 +561,7 @@ send_copy_both_response(void)
 {
 	StringInfoData buf;
 
-	pq_beginmessage(&buf, 'W');
+	pq_beginmessage(&buf, PqMsg_CopyBothResponse);
 	pq_sendbyte(&buf, 0);
 	pq_sendint16(&buf, 0);
 	pq_endmessage(&buf);
@@ -426,12 +571,12 @@ send_copy_both_response(void)
 Datum
 standbyd_serve(PG_FUNCTION_ARGS)
 {
+	MemoryContext call_cxt = CurrentMemoryContext;
 	MemoryContext request_cxt;
 	MemoryContext loop_cxt;
 	StringInfoData in;
 	StringInfoData out;
 	uint64		requests = 0;
-	TimestampTz last_message;
 
 	check_calling_context(fcinfo);
 
@@ -451,23 +596,27 @@ standbyd_serve(PG_FUNCTION_ARGS)
 	 */
 	if (get_timeout_active(STATEMENT_TIMEOUT))
 		disable_timeout(STATEMENT_TIMEOUT, false);
-#if PG_VERSION_NUM >= 170000
-	if (get_timeout_active(TRANSACTION_TIMEOUT))
-		disable_timeout(TRANSACTION_TIMEOUT, false);
-#endif
 
-	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect_ext failed");
+	standbyd_client_max_frame = 0;
+	stats_retry_at = 0;
+	sbd_handlers_register_callbacks();
+
+	/*
+	 * Everything the loop keeps lives in the CALL's portal memory (the
+	 * caller's context), which outlives the transactions committed here.
+	 */
+	loop_cxt = AllocSetContextCreate(call_cxt,
+									 "standbyd channel",
+									 ALLOCSET_DEFAULT_SIZES);
+	request_cxt = AllocSetContextCreate(loop_cxt,
+										"standbyd request",
+										ALLOCSET_DEFAULT_SIZES);
 
 	send_copy_both_response();
 
-	/*
-	 * Commit the CALL's transaction now: this releases the snapshot taken for
-	 * the CALL, so the backend advertises no xmin while the channel is idle.
-	 * SPI_commit starts a fresh transaction, which takes no snapshot until
-	 * something asks for one, and built-in ops never do.
-	 */
-	SPI_commit();
+	/* Drop the CALL's transaction, its snapshot and its timers. */
+	sbd_xact_leave_call();
+	MemoryContextSwitchTo(loop_cxt);
 
 	if (standbyd_log_sessions)
 		ereport(LOG,
@@ -475,41 +624,25 @@ standbyd_serve(PG_FUNCTION_ARGS)
 				 errdetail("Protocol version %d, max frame size %d bytes, idle timeout %d ms.",
 						   SBD_PROTOCOL_VERSION, standbyd_max_frame_size, standbyd_idle_timeout)));
 
-	/* Buffers live across requests; each request's work has its own context. */
-	loop_cxt = AllocSetContextCreate(CurrentMemoryContext,
-									 "standbyd channel",
-									 ALLOCSET_DEFAULT_SIZES);
-	request_cxt = AllocSetContextCreate(loop_cxt,
-										"standbyd request",
-										ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(loop_cxt);
 	initStringInfo(&in);
 	initStringInfo(&out);
-	last_message = GetCurrentTimestamp();
+	last_activity = GetCurrentTimestamp();
 
 	for (;;)
 	{
 		ReadResult	rr;
 		MemoryContext oldcxt;
 
-		CHECK_FOR_INTERRUPTS();
-
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			/* assign hooks may have looked at catalogs */
-			InvalidateCatalogSnapshot();
-		}
+		between_requests();
 
 		rr = read_frontend_message(&in);
 		if (rr == READ_NOTHING)
 		{
-			wait_for_client(last_message);
+			wait_for_client();
 			continue;
 		}
-		if (standbyd_idle_timeout > 0)
-			last_message = GetCurrentTimestamp();
+		/* Tracked whatever the timeout, so that turning it on by reload is safe. */
+		last_activity = GetCurrentTimestamp();
 		if (rr == READ_COPYDONE)
 			break;
 		if (rr == READ_IGNORED)
@@ -536,7 +669,7 @@ standbyd_serve(PG_FUNCTION_ARGS)
 	}
 
 	/* Answer CopyDone with CopyDone; CommandComplete follows from the CALL. */
-	pq_putemptymessage('c');
+	pq_putemptymessage(PqMsg_CopyDone);
 	pq_flush();
 
 	if (standbyd_log_sessions)
@@ -544,9 +677,10 @@ standbyd_serve(PG_FUNCTION_ARGS)
 				(errmsg("standbyd channel closed by the client after " UINT64_FORMAT " requests",
 						requests)));
 
-	MemoryContextSwitchTo(TopMemoryContext);
+	/* The CALL's caller commits a transaction: give it one. */
+	sbd_xact_reenter_call();
+	MemoryContextSwitchTo(call_cxt);
 	MemoryContextDelete(loop_cxt);
-	SPI_finish();
 
 	PG_RETURN_VOID();
 }

@@ -13,9 +13,7 @@
 #include "postgres.h"
 
 #include "access/xlog.h"
-#if PG_VERSION_NUM >= 150000
 #include "access/xlogrecovery.h"
-#endif
 #include "replication/walreceiver.h"
 #include "common/int.h"
 #include "port/pg_bswap.h"
@@ -23,6 +21,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "standbyd_handlers.h"
 #include "standbyd_ops.h"
 #include "standbyd_sqlops.h"
 
@@ -64,12 +63,7 @@ current_wal_position(TimeLineID *tli, bool *in_recovery)
 	*in_recovery = RecoveryInProgress();
 	if (*in_recovery)
 		return GetXLogReplayRecPtr(tli);
-#if PG_VERSION_NUM >= 150000
 	return GetFlushRecPtr(tli);
-#else
-	*tli = ThisTimeLineID;
-	return GetFlushRecPtr();
-#endif
 }
 
 static uint32
@@ -100,7 +94,6 @@ op_hello(const SbdRequest *req, StringInfo out)
 	}
 	min_version = sbd_get_u16(req->payload);
 	max_version = sbd_get_u16(req->payload + 2);
-	/* payload + 4: the client's maximum frame size, informational for now */
 	name_len = req->payload_len - 8;
 	if (name_len > SBD_HELLO_NAME_MAX)
 	{
@@ -116,6 +109,9 @@ op_hello(const SbdRequest *req, StringInfo out)
 		sbd_reply_error(out, req->op, req->id, "08P01", msg);
 		return;
 	}
+
+	/* Replies larger than this become error replies (0: not announced). */
+	standbyd_client_max_frame = sbd_get_u32(req->payload + 4);
 
 	(void) current_wal_position(&tli, &in_recovery);
 
@@ -137,7 +133,7 @@ op_hello(const SbdRequest *req, StringInfo out)
 		sbd_put_u8(out, (uint8) len);
 		appendBinaryStringInfoNT(out, builtin_ops[i].name, len);
 	}
-	nops = NUM_BUILTIN_OPS + sbd_append_registered_ops(out);
+	nops = NUM_BUILTIN_OPS + sbd_handlers_append_hello(out);
 	nops = pg_hton16(nops);
 	memcpy(out->data + count_at, &nops, sizeof(nops));
 	sbd_reply_finish(out);

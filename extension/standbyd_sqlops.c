@@ -5,12 +5,9 @@
  *		DBA-registered handlers, the settings read, page images, and the
  *		list of registered operations for hello.
  *
- * Each request runs in its own subtransaction with statement_timeout armed,
- * so that an error in a handler (a constraint violation, a cancel, a
- * timeout) becomes an error reply and the channel goes on.  The transaction
- * is committed before the reply is sent: a reply never reports a write that
- * could still be lost, and the backend holds no snapshot and no lock between
- * requests.
+ * Each runs as the body of sbd_run_in_transaction (standbyd_xact.c): in a
+ * transaction of its own with an active snapshot, committed before the
+ * reply; an ERROR raised here becomes the error reply.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,10 +21,12 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "common/relpath.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/proc.h"
+#include "storage/smgr.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -41,187 +40,31 @@
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 
+#include "standbyd_compat.h"
+#include "standbyd_handlers.h"
+#include "standbyd_sqlfunc.h"
 #include "standbyd_sqlops.h"
 
-/* Where DBAs register handlers (extension version 1.1 and later). */
-#define REGISTRY_SCHEMA "standbyd"
-#define REGISTRY_TABLE "handlers"
-
-static SPIPlanPtr lookup_plan = NULL;
-
-/* Is the registry table there (an extension still at 1.0 has none)? */
-static bool
-registry_exists(void)
-{
-	Oid			nsp = get_namespace_oid(REGISTRY_SCHEMA, true);
-
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid(REGISTRY_TABLE, nsp));
-}
-
-void
-sbd_run_in_transaction(const SbdRequest *req, StringInfo out, SbdOpHandler body)
-{
-	MemoryContext reqcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-
-	/*
-	 * This transaction began when the previous request committed, perhaps
-	 * long ago: see catalog changes committed since then (a GRANT, a new
-	 * handler) before checking anything.
-	 */
-	AcceptInvalidationMessages();
-
-	if (StatementTimeout > 0)
-		enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
-
-	BeginInternalSubTransaction(NULL);
-	/* Results live in the request's context, not the subtransaction's. */
-	MemoryContextSwitchTo(reqcxt);
-
-	PG_TRY();
-	{
-		body(req, out);
-		/* A cancel that arrived during the body is answered here, too. */
-		CHECK_FOR_INTERRUPTS();
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(reqcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(reqcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(reqcxt);
-		CurrentResourceOwner = oldowner;
-
-		sbd_reply_error(out, req->op, req->id,
-						unpack_sql_state(edata->sqlerrcode),
-						edata->message ? edata->message : "error without a message");
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-
-	if (get_timeout_active(STATEMENT_TIMEOUT))
-		disable_timeout(STATEMENT_TIMEOUT, false);
-
-	/*
-	 * Commit before the reply goes out.  A commit can fail (a deferred
-	 * constraint, a serialization failure): SPI then aborts, starts a new
-	 * transaction and rethrows, and the client gets that error instead of
-	 * the reply.
-	 */
-	PG_TRY();
-	{
-		SPI_commit();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(reqcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		sbd_reply_error(out, req->op, req->id,
-						unpack_sql_state(edata->sqlerrcode),
-						edata->message ? edata->message : "commit failed");
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(reqcxt);
-}
-
 /*
- * Find the function registered for op; InvalidOid when there is none.  name
- * receives the registered name.
+ * Longest relation name page takes: two identifiers of NAMEDATALEN - 1
+ * bytes, each quoted with every character a doubled quote, and the dot.
  */
-static Oid
-lookup_handler(uint16 op, char **name)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	Datum		args[1];
-	Oid			argtypes[1] = {INT4OID};
-	bool		isnull;
-	Oid			func;
-	int			rc;
-
-	if (!registry_exists())
-		return InvalidOid;
-
-	if (lookup_plan == NULL)
-	{
-		SPIPlanPtr	plan;
-
-		plan = SPI_prepare("SELECT handler::pg_catalog.oid, name FROM "
-									   REGISTRY_SCHEMA "." REGISTRY_TABLE " WHERE op = $1",
-									   1, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		lookup_plan = plan;
-	}
-	args[0] = Int32GetDatum((int32) op);
-	rc = SPI_execute_plan(lookup_plan, args, NULL, false, 1);
-	/* SPI returns in its own procedure context: back to the request's. */
-	MemoryContextSwitchTo(cxt);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "looking up the handler failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
-	{
-		SPI_freetuptable(SPI_tuptable);
-		return InvalidOid;
-	}
-	func = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	/* A tuple table made in a committed subtransaction lives until SPI_finish. */
-	SPI_freetuptable(SPI_tuptable);
-	return isnull ? InvalidOid : func;
-}
-
-/* A handler must be a plain function (bytea) returns bytea. */
-static void
-check_handler_signature(Oid func, const char *name)
-{
-	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(func));
-	Form_pg_proc proc;
-	bool		ok;
-
-	if (!HeapTupleIsValid(tup))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("the function registered for handler \"%s\" no longer exists", name)));
-	proc = (Form_pg_proc) GETSTRUCT(tup);
-	ok = proc->prokind == PROKIND_FUNCTION && !proc->proretset &&
-		proc->prorettype == BYTEAOID && proc->pronargs == 1 &&
-		proc->proargtypes.values[0] == BYTEAOID;
-	ReleaseSysCache(tup);
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("handler \"%s\" is not a function (bytea) returning bytea", name)));
-}
+#define PAGE_RELNAME_MAX (2 * (2 * (NAMEDATALEN - 1) + 2) + 1)
 
 void
 sbd_op_user_handler(const SbdRequest *req, StringInfo out)
 {
-	char	   *name = NULL;
-	Oid			func;
+	SbdHandler *h;
 	AclResult	aclresult;
-	FmgrInfo	flinfo;
 	bytea	   *arg;
 	bytea	   *result;
 	Datum		value;
+	bool		isnull;
 
 	LOCAL_FCINFO(fcinfo, 1);
 
-	func = lookup_handler(req->op, &name);
-	if (!OidIsValid(func))
+	h = sbd_handler_lookup(req->op);
+	if (h == NULL)
 	{
 		char		msg[64];
 
@@ -229,38 +72,48 @@ sbd_op_user_handler(const SbdRequest *req, StringInfo out)
 		sbd_reply_error(out, req->op, req->id, "42883", msg);
 		return;
 	}
-	check_handler_signature(func, name);
+	if (!OidIsValid(h->func))
+		ereport(ERROR, (errcode(h->errcode), errmsg("%s", h->errmsg)));
 
-	/* The handler runs with the session user's rights (or its owner's, if
-	 * SECURITY DEFINER, which fmgr arranges). */
-#if PG_VERSION_NUM >= 160000
-	aclresult = object_aclcheck(ProcedureRelationId, func, GetUserId(), ACL_EXECUTE);
-#else
-	aclresult = pg_proc_aclcheck(func, GetUserId(), ACL_EXECUTE);
-#endif
+	/*
+	 * Checked on every call (a syscache probe): a REVOKE takes effect at
+	 * once.  The handler runs with the session user's rights (or its
+	 * owner's, if SECURITY DEFINER, which fmgr arranges).
+	 */
+	aclresult = sbd_proc_aclcheck(h->func, GetUserId(), ACL_EXECUTE);
 	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(func));
-	InvokeFunctionExecuteHook(func);
+		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(h->func));
+	InvokeFunctionExecuteHook(h->func);
+
+	sbd_reply_begin(out, req->op, req->id);
+	if (sbd_sqlfunc_call(h, sbd_handlers_memory(), req->payload, req->payload_len,
+						 out, &isnull))
+	{
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("handler \"%s\" returned NULL", h->name)));
+		sbd_reply_finish(out);
+		return;
+	}
 
 	arg = (bytea *) palloc(VARHDRSZ + req->payload_len);
 	SET_VARSIZE(arg, VARHDRSZ + req->payload_len);
 	memcpy(VARDATA(arg), req->payload, req->payload_len);
 
-	fmgr_info(func, &flinfo);
-	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+	InitFunctionCallInfoData(*fcinfo, sbd_handler_fmgr(h), 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = PointerGetDatum(arg);
 	fcinfo->args[0].isnull = false;
 
-	PushActiveSnapshot(GetTransactionSnapshot());
 	value = FunctionCallInvoke(fcinfo);
-	PopActiveSnapshot();
 
 	if (fcinfo->isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("handler \"%s\" returned NULL", name)));
-	result = DatumGetByteaPP(value);
+				 errmsg("handler \"%s\" returned NULL", h->name)));
 
+	/* Detoasted and copied while the snapshot is still active. */
+	result = DatumGetByteaPP(value);
 	sbd_reply_begin(out, req->op, req->id);
 	appendBinaryStringInfoNT(out, VARDATA_ANY(result), VARSIZE_ANY_EXHDR(result));
 	sbd_reply_finish(out);
@@ -294,6 +147,8 @@ sbd_op_setting(const SbdRequest *req, StringInfo out)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be superuser or have privileges of pg_read_all_settings to read \"%s\"", name)));
 
+	/* Frames carry UTF-8 whatever the database encoding. */
+	value = pg_server_to_any(value, strlen(value), PG_UTF8);
 	sbd_reply_begin(out, req->op, req->id);
 	appendBinaryStringInfoNT(out, value, strlen(value));
 	sbd_reply_finish(out);
@@ -303,8 +158,8 @@ sbd_op_setting(const SbdRequest *req, StringInfo out)
  * A page image: fork (u8), block number (u32), relation name (text,
  * optionally schema-qualified).  Like pageinspect's get_raw_page it reads
  * the page through shared buffers under a share lock.  It exposes every
- * tuple on the page, live or dead, so it needs superuser or the privileges
- * of pg_read_all_data (superuser only before PostgreSQL 14).
+ * tuple on the page, live or dead, and rows that row-level security hides,
+ * so it needs superuser, as get_raw_page does.
  */
 void
 sbd_op_page(const SbdRequest *req, StringInfo out)
@@ -316,7 +171,7 @@ sbd_op_page(const SbdRequest *req, StringInfo out)
 	Relation	rel;
 	Buffer		buf;
 
-	if (req->payload_len < 6 || req->payload_len > 6 + NAMEDATALEN * 2 + 1 ||
+	if (req->payload_len < 6 || req->payload_len > 5 + PAGE_RELNAME_MAX ||
 		memchr(req->payload + 5, '\0', req->payload_len - 5) != NULL)
 	{
 		sbd_reply_error(out, req->op, req->id, "22023",
@@ -331,21 +186,13 @@ sbd_op_page(const SbdRequest *req, StringInfo out)
 		return;
 	}
 
-#if PG_VERSION_NUM >= 140000
-	if (!superuser() && !has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_DATA))
-#else
 	if (!superuser())
-#endif
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be superuser or have privileges of pg_read_all_data to read raw pages")));
+				 errmsg("must be superuser to read raw pages")));
 
 	relname = pnstrdup(req->payload + 5, req->payload_len - 5);
-#if PG_VERSION_NUM >= 160000
-	rv = makeRangeVarFromNameList(stringToQualifiedNameList(relname, NULL));
-#else
-	rv = makeRangeVarFromNameList(stringToQualifiedNameList(relname));
-#endif
+	rv = makeRangeVarFromNameList(sbd_string_to_qualified_name_list(relname));
 	rel = relation_openrv(rv, AccessShareLock);
 
 	if (!RELKIND_HAS_STORAGE(rel->rd_rel->relkind))
@@ -356,6 +203,11 @@ sbd_op_page(const SbdRequest *req, StringInfo out)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot access temporary tables of other sessions")));
+	if (!smgrexists(RelationGetSmgr(rel), (ForkNumber) fork))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("relation \"%s\" has no %s fork",
+						RelationGetRelationName(rel), forkNames[fork])));
 	if (blkno >= RelationGetNumberOfBlocksInFork(rel, (ForkNumber) fork))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -370,40 +222,4 @@ sbd_op_page(const SbdRequest *req, StringInfo out)
 	UnlockReleaseBuffer(buf);
 
 	relation_close(rel, AccessShareLock);
-}
-
-/*
- * Append the registered handlers as hello op entries; returns how many.
- * Runs inside sbd_run_in_transaction (hello is a transaction op).
- */
-int
-sbd_append_registered_ops(StringInfo out)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	int			rc;
-	int			n = 0;
-
-	if (!registry_exists())
-		return 0;
-	rc = SPI_execute("SELECT op, name FROM " REGISTRY_SCHEMA "." REGISTRY_TABLE " ORDER BY op",
-					 false, 0);
-	MemoryContextSwitchTo(cxt);	/* SPI leaves us in its procedure context */
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "listing handlers failed: %s", SPI_result_code_string(rc));
-	for (uint64 i = 0; i < SPI_processed && i < 65535 - 64; i++)
-	{
-		bool		isnull;
-		int32		op = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		size_t		len = name ? Min(strlen(name), 255) : 0;
-
-		sbd_put_u16(out, (uint16) op);
-		sbd_put_u8(out, 0);
-		sbd_put_u8(out, (uint8) len);
-		if (len > 0)
-			appendBinaryStringInfoNT(out, name, len);
-		n++;
-	}
-	SPI_freetuptable(SPI_tuptable);
-	return n;
 }

@@ -53,8 +53,12 @@ func Chroot() string {
 }
 
 // PGBin is where Debian keeps the chosen major's server binaries, as the
-// programs see it (inside Chroot, if one is set).
+// programs see it (inside Chroot, if one is set). PGBIN overrides it, as it
+// does for scripts/cluster.sh (to test against a private build).
 func PGBin() string {
+	if b := strings.TrimSpace(os.Getenv("PGBIN")); b != "" {
+		return b
+	}
 	return "/usr/lib/postgresql/" + Major() + "/bin"
 }
 

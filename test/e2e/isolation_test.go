@@ -1,0 +1,609 @@
+package e2e
+
+// Isolation of the handler path: what one request does must not reach the
+// next one, nor the idle channel, nor the server around it. Every test here
+// talks to the real extension through a raw channel (extension_test.go).
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/standbyd/standbyd/internal/protocol"
+	"github.com/standbyd/standbyd/internal/testcluster"
+)
+
+// Handlers of this file (op codes 300-309).
+const (
+	opIsoNow      = 300 // now() and statement_timestamp() as epoch seconds
+	opIsoSetGUCs  = 301 // SET and set_config(..., false) of work_mem, search_path, application_name
+	opIsoShowGUCs = 302 // the three settings as the handler sees them
+	opIsoAdvLock  = 303 // takes session-level advisory lock 4242
+	opIsoInsert   = 304 // inserts 37 rows into iso.ins
+	opIsoHold     = 305 // sleeps as many seconds as the payload says, holding its snapshot
+	opIsoEcho     = 306 // returns its payload
+	opIsoOwned    = 307 // a function owned by a plain role: refused by the owner policy
+	opIsoSwap     = 308 // re-registered during a test
+)
+
+const isolationSQL = `
+DROP SCHEMA IF EXISTS iso CASCADE;
+DROP ROLE IF EXISTS iso_plain;
+CREATE ROLE iso_plain;
+CREATE SCHEMA iso;
+GRANT USAGE ON SCHEMA iso TO standbyd_repl, iso_plain;
+GRANT CREATE ON SCHEMA iso TO iso_plain;
+CREATE TABLE iso.ins(n int);
+CREATE TABLE iso.victim(n int) WITH (autovacuum_enabled = off);
+INSERT INTO iso.victim SELECT generate_series(1, 1000);
+GRANT ALL ON ALL TABLES IN SCHEMA iso TO standbyd_repl;
+CREATE FUNCTION iso.now(b bytea) RETURNS bytea LANGUAGE sql AS $$
+  SELECT convert_to(extract(epoch FROM now())::text || ' ' || extract(epoch FROM statement_timestamp())::text, 'UTF8') $$;
+CREATE FUNCTION iso.setgucs(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM set_config('work_mem', '77MB', false);
+  PERFORM set_config('application_name', 'hijacked', false);
+  SET search_path = iso_nowhere;
+  RETURN 'set'::bytea;
+END $$;
+CREATE FUNCTION iso.showgucs(b bytea) RETURNS bytea LANGUAGE sql AS $$
+  SELECT convert_to(current_setting('work_mem') || '|' || current_setting('search_path') || '|' || current_setting('application_name'), 'UTF8') $$;
+CREATE FUNCTION iso.advlock(b bytea) RETURNS bytea LANGUAGE sql AS $$
+  SELECT pg_advisory_lock(4242)::text::bytea $$;
+CREATE FUNCTION iso.ins(b bytea) RETURNS bytea LANGUAGE sql AS $$
+  INSERT INTO iso.ins SELECT generate_series(1, 37) RETURNING 'ok'::bytea $$;
+CREATE FUNCTION iso.hold(b bytea) RETURNS bytea LANGUAGE sql AS $$
+  SELECT count(*)::text::bytea FROM iso.victim, pg_sleep(convert_from(b, 'UTF8')::float8) $$;
+CREATE FUNCTION iso.echo(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT b $$;
+CREATE FUNCTION iso.one(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT 'one'::bytea $$;
+CREATE FUNCTION iso.two(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT 'two'::bytea $$;
+SET ROLE iso_plain;
+CREATE FUNCTION iso.owned(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT 'owned'::bytea $$;
+RESET ROLE;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA iso TO standbyd_repl;
+SELECT standbyd.register_handler(300, 'iso_now', 'iso.now(bytea)');
+SELECT standbyd.register_handler(301, 'iso_setgucs', 'iso.setgucs(bytea)');
+SELECT standbyd.register_handler(302, 'iso_showgucs', 'iso.showgucs(bytea)');
+SELECT standbyd.register_handler(303, 'iso_advlock', 'iso.advlock(bytea)');
+SELECT standbyd.register_handler(304, 'iso_insert', 'iso.ins(bytea)');
+SELECT standbyd.register_handler(305, 'iso_hold', 'iso.hold(bytea)');
+SELECT standbyd.register_handler(306, 'iso_echo', 'iso.echo(bytea)');
+SELECT standbyd.register_handler(308, 'iso_swap', 'iso.one(bytea)');
+`
+
+// The owner policy refuses iso.owned at registration (42501), so it is put
+// into the table directly, as a restore or an older version could have.
+const isolationOwnedSQL = `
+INSERT INTO standbyd.handlers(op, name, handler) VALUES (307, 'iso_owned', 'iso.owned(bytea)');
+`
+
+var isolationOnce sync.Once
+
+// isolationHandlers installs this file's handlers on the shared primary once.
+func isolationHandlers(t *testing.T) {
+	t.Helper()
+	var err error
+	isolationOnce.Do(func() {
+		err = installIsolation(env)
+		if err == nil {
+			err = waitStandbyCaughtUp()
+		}
+	})
+	if err != nil {
+		t.Fatalf("installing the isolation handlers: %v", err)
+	}
+}
+
+func installIsolation(e *testcluster.Env) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := e.PrimarySQL(ctx, isolationSQL); err != nil {
+		return err
+	}
+	_, err := e.PrimarySQL(ctx, isolationOwnedSQL)
+	return err
+}
+
+func wantOK(t *testing.T, r protocol.Reply, what string) []byte {
+	t.Helper()
+	if err := r.Err(); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return r.Payload
+}
+
+func wantServerErrorReply(t *testing.T, r protocol.Reply, sqlstate, msg string) {
+	t.Helper()
+	var se *protocol.ServerError
+	if !errors.As(r.Err(), &se) || se.SQLState != sqlstate || !strings.Contains(se.Message, msg) {
+		t.Fatalf("want error %s containing %q, got %v", sqlstate, msg, r.Err())
+	}
+}
+
+// pollSQL runs sql on the primary until it prints want or the deadline passes.
+func pollSQL(t *testing.T, e *testcluster.Env, sql, want string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var got string
+	for {
+		out, err := e.PrimarySQL(context.Background(), sql)
+		got = out
+		if err == nil && out == want {
+			return got
+		}
+		if time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// now() and statement_timestamp() inside a handler are the time of its
+// request, and an idle channel shows no open transaction.
+func TestIsolationRequestTimeAndNoIdleTransaction(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	pc := superuser(t, "primary", "")
+	ch := enter(t, pc)
+	wantOK(t, ch.call(protocol.OpPing, 1, nil), "ping")
+	// Let the clock move past the CALL and the previous request.
+	time.Sleep(300 * time.Millisecond)
+	before := float64(time.Now().UnixMicro()) / 1e6
+	got := string(wantOK(t, ch.call(opIsoNow, 2, nil), "now"))
+	after := float64(time.Now().UnixMicro()) / 1e6
+	for i, f := range strings.Fields(got) {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			t.Fatalf("now reply %q: %v", got, err)
+		}
+		// microsecond rounding on both sides
+		if v < before-0.001 || v > after+0.001 {
+			t.Fatalf("value %d of %q is not within the request [%f, %f]", i, got, before, after)
+		}
+	}
+	pid := strconv.Itoa(int(pc.PID()))
+	if xs := primarySQL(t, "SELECT coalesce(xact_start::text, 'NULL') FROM pg_stat_activity WHERE pid = "+pid); xs != "NULL" {
+		t.Fatalf("idle channel has xact_start %s", xs)
+	}
+	ch.finish()
+}
+
+// A handler's SET, set_config(..., false) and search_path change end with
+// its request: the next handler and the setting built-in see the session's
+// values.
+func TestIsolationSettingsDoNotLeak(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	pc := superuser(t, "primary", "application_name=isoapp")
+	ch := enter(t, pc)
+	base := string(wantOK(t, ch.call(opIsoShowGUCs, 1, nil), "show before"))
+	wantOK(t, ch.call(opIsoSetGUCs, 2, nil), "set")
+	if got := string(wantOK(t, ch.call(opIsoShowGUCs, 3, nil), "show after")); got != base {
+		t.Fatalf("settings after a handler changed them: %q, before %q", got, base)
+	}
+	if got := string(wantOK(t, ch.call(protocol.OpSetting, 4, []byte("work_mem")), "setting")); got == "77MB" {
+		t.Fatal("the setting built-in sees work_mem set by a handler")
+	}
+	ch.finish()
+}
+
+// A session-level advisory lock taken by a handler does not outlive its
+// request.
+func TestIsolationAdvisoryLockReleased(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	pc := superuser(t, "primary", "")
+	ch := enter(t, pc)
+	wantOK(t, ch.call(opIsoAdvLock, 1, nil), "advisory lock")
+	pid := strconv.Itoa(int(pc.PID()))
+	if locks := primarySQL(t, "SELECT count(*) FROM pg_locks WHERE pid = "+pid+" AND locktype = 'advisory'"); locks != "0" {
+		t.Fatalf("the idle channel holds %s advisory locks", locks)
+	}
+	// Another session can take the lock at once.
+	if got := primarySQL(t, "SELECT pg_try_advisory_lock(4242)"); got != "t" {
+		t.Fatalf("pg_try_advisory_lock after the request: %s", got)
+	}
+	ch.finish()
+	if !strings.Contains(env.Log("primary"), "released session-level advisory locks taken by op 303") {
+		t.Fatal("the server log does not say that the lock was released")
+	}
+}
+
+// Writes of handlers reach pg_stat_user_tables while the channel stays open.
+func TestIsolationStatisticsWhileOpen(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	before, _ := strconv.Atoi(primarySQL(t, "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'iso.ins'::regclass"))
+	pc := superuser(t, "primary", "")
+	ch := enter(t, pc)
+	for i := 1; i <= 3; i++ {
+		wantOK(t, ch.call(opIsoInsert, uint32(i), nil), "insert")
+	}
+	want := strconv.Itoa(before + 3*37)
+	if got := pollSQL(t, env, "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'iso.ins'::regclass", want, 20*time.Second); got != want {
+		t.Fatalf("n_tup_ins = %s while the channel is open, want %s", got, want)
+	}
+	ch.finish()
+}
+
+// A cancel while idle is dropped and the channel goes on; a cancel during a
+// handler is that request's error reply 57014 and the channel goes on.
+func TestIsolationCancelIdleAndDuringHandler(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	pc := superuser(t, "primary", "")
+	ch := enter(t, pc)
+	wantOK(t, ch.call(protocol.OpPing, 1, nil), "ping")
+	pid := strconv.Itoa(int(pc.PID()))
+	seen := strings.Count(env.Log("primary"), "ignored a cancel request while idle")
+	if got := primarySQL(t, "SELECT pg_cancel_backend("+pid+")"); got != "t" {
+		t.Fatalf("pg_cancel_backend: %s", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(env.Log("primary"), "ignored a cancel request while idle") == seen && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	wantOK(t, ch.call(protocol.OpPing, 2, nil), "ping after a cancel while idle")
+
+	ch.send(protocol.AppendRequest(nil, opIsoHold, 3, []byte("30")))
+	// Cancel once the handler is running (its wait event is PgSleep).
+	if got := pollSQL(t, env, "SELECT wait_event FROM pg_stat_activity WHERE pid = "+pid, "PgSleep", 10*time.Second); got != "PgSleep" {
+		t.Fatalf("the handler did not start sleeping: wait_event %q", got)
+	}
+	primarySQL(t, "SELECT pg_cancel_backend("+pid+")")
+	wantServerErrorReply(t, ch.reply(), "57014", "user request")
+	wantOK(t, ch.call(protocol.OpPing, 4, nil), "ping after a cancelled handler")
+	ch.finish()
+}
+
+// A reply larger than the maximum frame the client announced in hello is an
+// error reply; the channel goes on.
+func TestIsolationReplyOverClientMaxFrame(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	ch := enter(t, superuser(t, "primary", ""))
+	hello := protocol.HelloRequest{MinVersion: 1, MaxVersion: 1, MaxFrameSize: 4096, ClientName: "iso"}
+	wantOK(t, ch.call(protocol.OpHello, 1, hello.Append(nil)), "hello")
+	wantOK(t, ch.call(opIsoEcho, 2, make([]byte, 4096-12)), "echo that just fits")
+	wantServerErrorReply(t, ch.call(opIsoEcho, 3, make([]byte, 4096-11)), "54000", "client's maximum frame size")
+	wantOK(t, ch.call(protocol.OpPing, 4, nil), "ping after a refused reply")
+	ch.finish()
+}
+
+// Handlers are cached per session; a re-registration, a DROP FUNCTION, a
+// REVOKE and the owner policy take effect at the next call.
+func TestIsolationHandlerCacheFollowsChanges(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	ch := enter(t, superuser(t, "primary", "user=standbyd_repl"))
+	if got := string(wantOK(t, ch.call(opIsoSwap, 1, nil), "swap")); got != "one" {
+		t.Fatalf("swap = %q", got)
+	}
+	primarySQL(t, "SELECT standbyd.register_handler(308, 'iso_swap', 'iso.two(bytea)')")
+	if got := string(wantOK(t, ch.call(opIsoSwap, 2, nil), "swap after re-registration")); got != "two" {
+		t.Fatalf("swap after re-registration = %q", got)
+	}
+	primarySQL(t, "REVOKE EXECUTE ON FUNCTION iso.two(bytea) FROM standbyd_repl, PUBLIC")
+	wantServerErrorReply(t, ch.call(opIsoSwap, 3, nil), "42501", "permission denied")
+	primarySQL(t, "DROP FUNCTION iso.two(bytea)")
+	wantServerErrorReply(t, ch.call(opIsoSwap, 4, nil), "42883", `function iso.two(bytea) registered for handler "iso_swap" does not exist`)
+	wantServerErrorReply(t, ch.call(opIsoOwned, 5, nil), "42501", `"iso_plain"`)
+	ch.finish()
+}
+
+// page needs superuser: pg_read_all_data is not enough (it would show dead
+// tuples and rows hidden by row-level security). A missing fork is a clear
+// error.
+func TestIsolationPagePrivilegeAndMissingFork(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	primarySQL(t, `DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'iso_reader') THEN
+    CREATE ROLE iso_reader LOGIN IN ROLE pg_read_all_data;
+  END IF;
+END $$;
+GRANT USAGE ON SCHEMA standbyd TO iso_reader;
+GRANT EXECUTE ON PROCEDURE standbyd.serve() TO iso_reader`)
+	page := append([]byte{0, 0, 0, 0, 0}, "iso.victim"...)
+	ch := enter(t, superuser(t, "primary", "user=iso_reader"))
+	wantServerErrorReply(t, ch.call(protocol.OpPage, 1, page), "42501", "superuser")
+	ch.finish()
+
+	su := enter(t, superuser(t, "primary", ""))
+	if p := wantOK(t, su.call(protocol.OpPage, 2, page), "page as superuser"); len(p) != 8192 {
+		t.Fatalf("page of %d bytes", len(p))
+	}
+	primarySQL(t, "DROP TABLE IF EXISTS iso.nofsm; CREATE TABLE iso.nofsm(n int); INSERT INTO iso.nofsm VALUES (1)")
+	fsm := append([]byte{1, 0, 0, 0, 0}, "iso.nofsm"...)
+	wantServerErrorReply(t, su.call(protocol.OpPage, 3, fsm), "22023", `has no fsm fork`)
+	su.finish()
+}
+
+// The channel on a server of its own: settings changed by reload, a client
+// that stops reading, and a recovery conflict on a hot standby upstream.
+func TestIsolationOwnServer(t *testing.T) {
+	needEnv(t)
+	e := testcluster.New(t, testcluster.Options{Standby: true})
+	if err := installIsolation(e); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 5*time.Minute)
+	setIdleTimeout := func(t *testing.T, v string) {
+		t.Helper()
+		admin := connectTo(t, e, "")
+		for _, sql := range []string{"LOAD 'standbyd'", "ALTER SYSTEM SET standbyd.idle_timeout = '" + v + "'", "SELECT pg_reload_conf()"} {
+			if _, err := admin.Exec(ctx, sql).ReadAll(); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+		// A new session has read the reloaded file.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, err := e.PrimarySQL(ctx, "LOAD 'standbyd'; SELECT current_setting('standbyd.idle_timeout')")
+			if err == nil && strings.HasSuffix(out, v) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("idle_timeout is %q, want %s", out, v)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	t.Run("turning idle_timeout on by reload keeps a busy channel", func(t *testing.T) {
+		setIdleTimeout(t, "0")
+		pc := connectTo(t, e, "")
+		ch := enter(t, pc)
+		id := uint32(0)
+		pingFor := func(d time.Duration) {
+			for end := time.Now().Add(d); time.Now().Before(end); {
+				id++
+				wantOK(t, ch.call(protocol.OpPing, id, nil), "ping")
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		pingFor(1500 * time.Millisecond)
+		setIdleTimeout(t, "1s")
+		pingFor(2 * time.Second)
+		ch.finish()
+	})
+
+	t.Run("a client that stops reading is ended by idle_timeout", func(t *testing.T) {
+		setIdleTimeout(t, "1s")
+		pc := connectTo(t, e, "")
+		enter(t, pc)
+		pid := strconv.Itoa(int(pc.PID()))
+		payload := make([]byte, 512*1024)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			fe := pc.Frontend()
+			for i := 0; i < 64; i++ {
+				fe.Send(&pgproto3.CopyData{Data: protocol.AppendRequest(nil, opIsoEcho, uint32(i+1), payload)})
+				if err := fe.Flush(); err != nil {
+					return // the backend is gone
+				}
+			}
+		}()
+		gone := pollSQL(t, e, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid, "0", 60*time.Second)
+		if gone != "0" {
+			t.Fatalf("the backend of a client that stopped reading is still there")
+		}
+		<-done
+		if !strings.Contains(e.Log("primary"), "the client read no reply") {
+			t.Fatal("the server log does not say why the channel ended")
+		}
+	})
+
+	t.Run("a client that stops reading can be terminated", func(t *testing.T) {
+		setIdleTimeout(t, "0")
+		// A reply of 1 MB, which no socket buffer holds, written after a
+		// mark the test can see.
+		if _, err := e.PrimarySQL(ctx, `CREATE TABLE iso.marks(n int);
+CREATE FUNCTION iso.big(b bytea) RETURNS bytea LANGUAGE sql AS $$
+  INSERT INTO iso.marks VALUES (1) RETURNING convert_to(repeat('x', 1048576), 'UTF8') $$;
+SELECT standbyd.register_handler(311, 'iso_big', 'iso.big(bytea)')`); err != nil {
+			t.Fatal(err)
+		}
+		pc := connectTo(t, e, "")
+		ch := enter(t, pc)
+		pid := strconv.Itoa(int(pc.PID()))
+		ch.send(protocol.AppendRequest(nil, 311, 1, nil))
+		// Committed before the reply is written: then the backend is stuck.
+		if got := pollSQL(t, e, "SELECT count(*) FROM iso.marks", "1", 30*time.Second); got != "1" {
+			t.Fatalf("the request did not run: %q", got)
+		}
+		if _, err := e.PrimarySQL(ctx, "SELECT pg_terminate_backend("+pid+")"); err != nil {
+			t.Fatal(err)
+		}
+		if gone := pollSQL(t, e, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid, "0", 30*time.Second); gone != "0" {
+			t.Fatal("pg_terminate_backend did not end a backend whose client stopped reading")
+		}
+	})
+
+	t.Run("a recovery conflict on a hot standby is an error reply", func(t *testing.T) {
+		for _, sql := range []string{"ALTER SYSTEM SET max_standby_streaming_delay = '100ms'", "SELECT pg_reload_conf()"} {
+			if _, err := e.SQL(ctx, "standby", sql); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+		sc, err := pgconn.Connect(ctx, "host="+e.SocketDir+" port="+strconv.Itoa(e.StandbyPort)+" user=postgres dbname=postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close(context.Background())
+		// The standby has the tables and the new setting.
+		if got := pollStandby(t, e, "SELECT current_setting('max_standby_streaming_delay') || '/' || count(*) FROM iso.victim", "100ms/1000"); got != "100ms/1000" {
+			t.Fatalf("standby not ready: %q", got)
+		}
+		ch := enter(t, sc)
+		pid := strconv.Itoa(int(sc.PID()))
+		ch.send(protocol.AppendRequest(nil, opIsoHold, 1, []byte("60")))
+		if got := pollStandby(t, e, "SELECT wait_event FROM pg_stat_activity WHERE pid = "+pid, "PgSleep"); got != "PgSleep" {
+			t.Fatalf("the handler did not start: %q", got)
+		}
+		// Rows the handler's snapshot can still see are removed on the primary.
+		if _, err := e.PrimarySQL(ctx, "DELETE FROM iso.victim"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.PrimarySQL(ctx, "VACUUM iso.victim"); err != nil {
+			t.Fatal(err)
+		}
+		wantServerErrorReply(t, ch.reply(), "40001", "conflict with recovery")
+		wantOK(t, ch.call(protocol.OpPing, 2, nil), "ping after the conflict")
+		ch.finish()
+	})
+}
+
+// pollStandby is pollSQL on the standby.
+func pollStandby(t *testing.T, e *testcluster.Env, sql, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := e.SQL(context.Background(), "standby", sql)
+		if err == nil && out == want || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A LANGUAGE sql handler is planned once per session, not at every call
+// (each call is a transaction of its own; the plan must outlive it).
+func TestIsolationSQLHandlerPlannedOnce(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	pc := superuser(t, "primary", "options='-c log_planner_stats=on'")
+	ch := enter(t, pc)
+	tag := "[" + strconv.Itoa(int(pc.PID())) + "]"
+	plans := func() int {
+		n := 0
+		for _, line := range strings.Split(env.Log("primary"), "\n") {
+			if strings.Contains(line, tag) && strings.Contains(line, "PLANNER STATISTICS") {
+				n++
+			}
+		}
+		return n
+	}
+	// The plan cache tries custom plans for the first five executions.
+	for i := 1; i <= 10; i++ {
+		wantOK(t, ch.call(opIsoEcho, uint32(i), []byte("x")), "echo")
+	}
+	wantOK(t, ch.call(protocol.OpPing, 11, nil), "ping")
+	before := plans()
+	if before == 0 {
+		t.Fatal("log_planner_stats logged nothing: the test cannot see planning")
+	}
+	for i := 12; i <= 31; i++ {
+		if got := string(wantOK(t, ch.call(opIsoEcho, uint32(i), []byte("y")), "echo")); got != "y" {
+			t.Fatalf("echo = %q", got)
+		}
+	}
+	ch.finish()
+	if after := plans(); after != before {
+		t.Fatalf("20 calls of a SQL handler planned %d times", after-before)
+	}
+}
+
+// Text in frames is UTF-8 whatever the database encoding: a handler's error
+// message and a setting's value from a LATIN1 database.
+func TestIsolationTextIsUTF8(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, "DROP DATABASE IF EXISTS iso_latin1")
+	primarySQL(t, "CREATE DATABASE iso_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+	t.Cleanup(func() { _, _ = env.PrimarySQL(context.Background(), "DROP DATABASE IF EXISTS iso_latin1 WITH (FORCE)") })
+	setup := superuser(t, "primary", "dbname=iso_latin1 client_encoding=UTF8")
+	// Run here, the value is stored in LATIN1, as the database reads it.
+	if _, err := setup.Exec(ctxT(t, 30*time.Second), `
+ALTER DATABASE iso_latin1 SET iso.word = 'café';
+CREATE EXTENSION standbyd;
+CREATE FUNCTION public.fails(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'crème brûlée' USING ERRCODE = '22P02'; END $$;
+SELECT standbyd.register_handler(300, 'fails', 'public.fails(bytea)');`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	pc := superuser(t, "primary", "dbname=iso_latin1 client_encoding=UTF8")
+	ch := enter(t, pc)
+	wantServerErrorReply(t, ch.call(opIsoNow, 1, nil), "22P02", "crème brûlée")
+	if got := string(wantOK(t, ch.call(protocol.OpSetting, 2, []byte("iso.word")), "setting")); got != "café" {
+		t.Fatalf("setting iso.word = %q (% x)", got, got)
+	}
+	ch.finish()
+}
+
+// With transaction_timeout (PostgreSQL 17+) set for the channel's session,
+// an idle channel lives on: it is outside any transaction between requests.
+func TestIsolationTransactionTimeoutSparesIdleChannel(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	if v, _ := strconv.Atoi(primarySQL(t, "SHOW server_version_num")); v < 170000 {
+		t.Skipf("transaction_timeout exists from PostgreSQL 17 on (server %d)", v)
+	}
+	pc := superuser(t, "primary", "options='-c transaction_timeout=300'")
+	ch := enter(t, pc)
+	wantOK(t, ch.call(opIsoEcho, 1, []byte("a")), "a SQL request")
+	// Idle for several times the timeout, then again after a SQL request.
+	time.Sleep(time.Second)
+	wantOK(t, ch.call(opIsoEcho, 2, []byte("b")), "a SQL request after idling")
+	time.Sleep(time.Second)
+	wantOK(t, ch.call(protocol.OpPing, 3, nil), "ping after idling")
+	ch.finish()
+}
+
+// page takes any relation name SQL can write: two quoted identifiers of 63
+// characters are 131 bytes.
+func TestIsolationPageLongQualifiedName(t *testing.T) {
+	needEnv(t)
+	schema, table := strings.Repeat("S", 63), strings.Repeat("t", 63)
+	name := `"` + schema + `"."` + table + `"`
+	primarySQL(t, `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE; CREATE SCHEMA "`+schema+`"; CREATE TABLE `+name+`(n int); INSERT INTO `+name+` VALUES (1)`)
+	t.Cleanup(func() { _, _ = env.PrimarySQL(context.Background(), `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`) })
+	ch := enter(t, superuser(t, "primary", ""))
+	if p := wantOK(t, ch.call(protocol.OpPage, 1, append([]byte{0, 0, 0, 0, 0}, name...)), "page of a long name"); len(p) != 8192 {
+		t.Fatalf("page of %d bytes", len(p))
+	}
+	ch.finish()
+}
+
+// standbyd.idle_timeout is on by default, at wal_sender_timeout's 60 s: a
+// half-open connection does not keep a backend for ever.
+func TestIsolationIdleTimeoutDefault(t *testing.T) {
+	needEnv(t)
+	if got := primarySQL(t, "LOAD 'standbyd'; SELECT setting || ' ' || boot_val FROM pg_settings WHERE name = 'standbyd.idle_timeout'"); got != "60000 60000" {
+		t.Fatalf("standbyd.idle_timeout setting and default: %q", got)
+	}
+}
+
+// One unusable registry row does not break the other ops nor hello: a
+// function in a schema the channel role cannot use (called like a call by
+// OID, EXECUTE being what counts) and a name that is no function name.
+func TestIsolationOneBadRowBreaksNothingElse(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	primarySQL(t, `DROP SCHEMA IF EXISTS iso_private CASCADE; CREATE SCHEMA iso_private;
+CREATE FUNCTION iso_private.f(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT 'private'::bytea $$;
+GRANT EXECUTE ON FUNCTION iso_private.f(bytea) TO standbyd_repl;
+SELECT standbyd.register_handler(309, 'iso_private', 'iso_private.f(bytea)');
+INSERT INTO standbyd.handlers(op, name, handler) VALUES (310, 'iso_badname', 'a.b.c')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "DELETE FROM standbyd.handlers WHERE op IN (309, 310); DROP SCHEMA IF EXISTS iso_private CASCADE")
+	})
+	ch := enter(t, superuser(t, "primary", "user=standbyd_repl"))
+	hello := protocol.HelloRequest{MinVersion: 1, MaxVersion: 1, MaxFrameSize: 1 << 20, ClientName: "iso"}
+	wantOK(t, ch.call(protocol.OpHello, 1, hello.Append(nil)), "hello")
+	if got := string(wantOK(t, ch.call(opIsoEcho, 2, []byte("still")), "another handler")); got != "still" {
+		t.Fatalf("echo = %q", got)
+	}
+	if got := string(wantOK(t, ch.call(309, 3, nil), "a handler in a schema without USAGE")); got != "private" {
+		t.Fatalf("private = %q", got)
+	}
+	wantServerErrorReply(t, ch.call(310, 4, nil), "42602", `"a.b.c"`)
+	ch.finish()
+}
