@@ -33,9 +33,11 @@ APT_ETC=${STANDBYD_APT_ETC:-/etc/apt}
 OS_RELEASE=${STANDBYD_OS_RELEASE:-/etc/os-release}
 CLUSTER=$ROOT/scripts/cluster.sh
 COPT_DEFAULT="-Werror -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers"
-# The core end-to-end tests every major runs, and the clusters' own test
-# (a primary and a streaming standby that Stop really stops).
-E2E_TESTS='^(TestExtensionHelloAndPing|TestExtensionRefusesWrongContexts|TestCallNThroughDaemon|TestHandlersThroughDaemon|TestHostileFrames|TestIdleChannelHoldsNoXmin|TestBasebackupConninfoHasTheHardKeywords|TestPrimaryAndStreamingStandby)$'
+# The end-to-end tests every major runs: the core ones, the clusters' own
+# test (a primary and a streaming standby that Stop really stops), the
+# extension's isolation tests (transaction_timeout is tested only on 17+)
+# and its registry tests (updates, pg_dump and restore, pg_upgrade --check).
+E2E_TESTS='^(TestExtensionHelloAndPing|TestExtensionRefusesWrongContexts|TestCallNThroughDaemon|TestHandlersThroughDaemon|TestHostileFrames|TestIdleChannelHoldsNoXmin|TestBasebackupConninfoHasTheHardKeywords|TestPrimaryAndStreamingStandby|TestIsolation.*|TestPgUpgradeWithHandlerRegistered|TestDumpAndRestoreKeepHandlers|TestUpdate10To11To12WithHandler|TestRegistryChangesReachAnOpenChannel|TestHandlerWithRegistryAt11)$'
 # Where the build directory appears inside a chroot.
 BUILD_MNT=/srv/standbyd-ext
 APT_OPTS=(-y -q -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef --no-install-recommends)
