@@ -79,6 +79,21 @@ func Command(ctx context.Context, prog string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, path, args...)
 }
 
+// CommandIn is Command run in the directory dir (which, like every test
+// directory under /tmp, has the same path inside a chroot: chroot(8) itself
+// would start the program in the chroot's /).
+func CommandIn(ctx context.Context, dir, prog string, args ...string) *exec.Cmd {
+	if Chroot() == "" {
+		cmd := Command(ctx, prog, args...)
+		cmd.Dir = dir
+		return cmd
+	}
+	path := filepath.Join(PGBin(), prog)
+	full := append([]string{"--userspec=postgres:postgres", Chroot(), "env", "HOME=/var/lib/postgresql",
+		"sh", "-c", `cd "$0" && exec "$@"`, dir, path}, args...)
+	return exec.CommandContext(ctx, "chroot", full...)
+}
+
 // serverMissing says why the chosen major's server cannot run, or nil.
 func serverMissing() error {
 	postgres := filepath.Join(Chroot(), PGBin(), "postgres")

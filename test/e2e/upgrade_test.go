@@ -29,9 +29,7 @@ func pgBin() string { return testcluster.PGBin() }
 // asClusterOwner runs a PostgreSQL program as the clusters' owner, in the
 // chosen major's chroot if there is one (testcluster.Command).
 func asClusterOwner(ctx context.Context, dir, prog string, args ...string) *exec.Cmd {
-	cmd := testcluster.Command(ctx, prog, args...)
-	cmd.Dir = dir
-	return cmd
+	return testcluster.CommandIn(ctx, dir, prog, args...)
 }
 
 // freshDB creates an empty database on the shared primary, dropped at the end.
