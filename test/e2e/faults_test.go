@@ -222,11 +222,21 @@ func injectFaults(t *testing.T, e *testcluster.Env, p *faultProxy, d *daemon, ki
 		case "latency":
 			// Slower than the slow threshold, faster than the reply timeout:
 			// the channel must stay up.
+			// The counters, unlike /readyz read at the end, also see a
+			// session that dropped and came back within the window.
+			disconnects := d.metricSum("standbyd_channel_disconnects_total")
+			connects, _ := d.metric("standbyd_channel_connects_total")
 			p.setLatency(400 * time.Millisecond)
-			time.Sleep(3 * time.Second)
+			time.Sleep(3 * time.Second) // the fault's duration, not a wait for an event
 			p.setLatency(0)
 			if d.readyz() != http.StatusOK {
 				t.Fatalf("added latency below the reply timeout took the channel down")
+			}
+			if after := d.metricSum("standbyd_channel_disconnects_total"); after != disconnects {
+				t.Fatalf("added latency below the reply timeout ended %v sessions", after-disconnects)
+			}
+			if after, _ := d.metric("standbyd_channel_connects_total"); after != connects {
+				t.Fatalf("added latency below the reply timeout: %v new sessions", after-connects)
 			}
 			results = append(results, faultResult{name: kind})
 			continue

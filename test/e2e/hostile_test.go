@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -308,21 +309,14 @@ func TestServerShutdownAndCrashSeenByTheClient(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := pc.ReceiveMessage(ctxT(t, 10*time.Second))
-		var pe *pgconn.PgError
-		if err == nil || errors.As(err, &pe) && pe.Code != "57P02" {
+		if !endedByCrash(err) {
 			t.Fatalf("want EOF or a crash-shutdown notice, got %v", err)
 		}
 		// The postmaster reinitialises; a new channel works.
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			if _, err := e.PrimarySQL(ctx, "SELECT 1"); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the primary did not come back after the backend was killed")
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitFor(t, 60*time.Second, "the primary to come back after the backend was killed", func() bool {
+			_, err := e.PrimarySQL(ctx, "SELECT 1")
+			return err == nil
+		})
 		ch := enter(t, connectTo(t, e, ""))
 		if r := ch.call(protocol.OpPing, 1, nil); r.Err() != nil {
 			t.Fatal(r.Err())
@@ -346,7 +340,11 @@ func TestServerShutdownAndCrashSeenByTheClient(t *testing.T) {
 			_, _ = e.PrimarySQL(context.Background(), "ALTER SYSTEM RESET standbyd.idle_timeout")
 			_, _ = e.PrimarySQL(context.Background(), "SELECT pg_reload_conf()")
 		}()
-		time.Sleep(200 * time.Millisecond)
+		// New backends see the value once the postmaster has reloaded.
+		waitFor(t, 10*time.Second, "standbyd.idle_timeout to reach new sessions", func() bool {
+			v, err := e.PrimarySQL(ctx, "SELECT current_setting('standbyd.idle_timeout', true)")
+			return err == nil && v == "300ms"
+		})
 		pc := connectTo(t, e, "")
 		ch := enter(t, pc)
 		for i := 0; i < 5; i++ { // traffic within the timeout keeps it
@@ -394,4 +392,33 @@ func TestHostileFramesOnHotStandby(t *testing.T) {
 	if err := waitStandbyCaughtUp(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A receive that timed out is not a killed backend; the kill -9 subtest
+// used to take one for EOF.
+func TestEndedByCrashRejectsATimeout(t *testing.T) {
+	needEnv(t)
+	pc := superuser(t, "primary", "")
+	ch := enter(t, pc)
+	_, err := pc.ReceiveMessage(ctxT(t, 100*time.Millisecond)) // an idle channel: nothing comes
+	if err == nil || endedByCrash(err) {
+		t.Fatalf("a timeout counted as a crash: %v", err)
+	}
+	ch.finish() // the timeout left the connection usable
+	if !endedByCrash(&pgconn.PgError{Severity: "WARNING", Code: "57P02"}) || endedByCrash(&pgconn.PgError{Severity: "FATAL", Code: "57P01"}) {
+		t.Fatal("57P02 is the crash notice, 57P01 is not")
+	}
+}
+
+// endedByCrash tells whether err is how a client sees its backend killed:
+// the connection closed (EOF) or a 57P02 notice; a timeout is neither.
+func endedByCrash(err error) bool {
+	if err == nil || pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "57P02"
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
