@@ -8,13 +8,15 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 export PATH := /usr/local/go/bin:$(GOBIN):$(PATH)
 
 BIN := bin/standbyd
+# The end-to-end tests run this build: a data race in the daemon fails them.
+RACE_BIN := bin/standbyd-race
 
 BENCH_FLAGS ?=
 
 SOAK ?= 10m
 SOAK_REPORT ?= bench/results/soak-$(shell date -u +%Y-%m-%d).md
 
-.PHONY: all build extension deps test test-unit fuzz lint check-units demo soak bench bench-tools clean help
+.PHONY: all build build-race extension deps test test-unit fuzz lint check-units demo soak bench bench-tools clean help
 
 all: build extension ## build the daemon and the extension
 
@@ -27,8 +29,11 @@ extension: ## build and install the extension (root)
 deps: ## install Debian packages for the servers and the extension (root)
 	scripts/cluster.sh deps
 
-test: deps extension build ## everything: unit, fuzz seeds and end-to-end tests against real servers
-	STANDBYD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+build-race: ## build bin/standbyd-race (the race detector on; the end-to-end tests use it)
+	$(GO) build -race -ldflags "-X main.version=$(VERSION)" -o $(RACE_BIN) ./cmd/standbyd
+
+test: deps extension build build-race ## everything: unit, fuzz seeds and end-to-end tests (daemon under -race) against real servers
+	STANDBYD_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test -race -count=1 -timeout 20m ./...
 
 test-unit: ## unit tests only (no servers)
 	$(GO) test -race -short -count=1 ./...

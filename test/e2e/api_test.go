@@ -284,12 +284,13 @@ func restartDaemon(t *testing.T, d *daemon) *daemon {
 		t.Fatal(err)
 	}
 	n.cmd = exec.Command(daemonBin, "run", "--config", d.dir+"/standbyd.yaml")
+	n.cmd.Env = raceEnv()
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { n.done <- n.cmd.Wait(); logf.Close() }()
-	t.Cleanup(func() { n.stop() })
+	t.Cleanup(func() { checkRaceFree(t, n.stop(), n.log()) })
 	return n
 }
 

@@ -341,9 +341,12 @@ func TestStartWithPrimaryDown(t *testing.T) {
 	if _, ok := d.waitState(false, 10*time.Second); !ok {
 		t.Fatal("ready with the primary down?")
 	}
-	time.Sleep(time.Second)
-	st := d.status(ctx)
-	if st.State != "backing_off" && st.State != "connecting" || !strings.Contains(st.LastError, "refused") {
+	var st client.StatusResponse
+	waitFor(t, 10*time.Second, "a status naming the refused connection", func() bool {
+		st = d.status(ctx)
+		return strings.Contains(st.LastError, "refused")
+	})
+	if st.State != "backing_off" && st.State != "connecting" {
 		t.Fatalf("status with the primary down: %+v", st)
 	}
 	if err := e.StartServer(ctx, "primary"); err != nil {
@@ -354,7 +357,8 @@ func TestStartWithPrimaryDown(t *testing.T) {
 		t.Fatalf("after the primary came up: %d %q", code, out)
 	}
 
-	// SIGTERM while backing off.
+	// SIGTERM while backing off: the daemon stops at once, not when the
+	// backoff is over. A 30s backoff against a 10s limit tells them apart.
 	if err := e.StopServer(ctx, "primary", "immediate"); err != nil {
 		t.Fatal(err)
 	}
@@ -362,11 +366,16 @@ func TestStartWithPrimaryDown(t *testing.T) {
 	if _, ok := d.waitState(false, 10*time.Second); !ok {
 		t.Fatal("did not notice the stop")
 	}
-	start := time.Now()
+	slow := startDaemonWith(t, daemonConfig{channel: conninfoVia(e.PrimaryPort, pf), backoff: "  backoff_min: 30s\n  backoff_max: 60s\n"})
+	waitFor(t, 10*time.Second, "the daemon to back off", func() bool { return slow.state() == "backing_off" })
+	took, err := slow.stopWithin(10 * time.Second)
+	if err != nil {
+		t.Fatalf("SIGTERM during a 30s backoff: %v", err)
+	}
+	t.Logf("SIGTERM during backoff: exited after %s", took.Round(time.Millisecond))
 	if err := d.stop(); err != nil {
 		t.Fatalf("exit after SIGTERM during backoff: %v", err)
 	}
-	t.Logf("SIGTERM during backoff: exited after %s", time.Since(start).Round(time.Millisecond))
 }
 
 // A wrong password is a configuration error: counted as such, reported in
@@ -375,14 +384,28 @@ func TestConfigurationErrorsAreRetriedSlowly(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
 	d := startDaemon(t, faultChannelConfig+fmt.Sprintf("  check_identity: false\n  conninfo: \"host=127.0.0.1 port=%d user=%s password=wrong sslmode=disable\"\n", e.PrimaryPort, testcluster.ChannelRole))
-	time.Sleep(3 * time.Second)
-	n, _ := d.metric(`standbyd_channel_connect_errors_total{class="configuration"}`)
-	if n < 1 {
-		t.Fatalf("configuration errors counted: %v", n)
+	// When each failed attempt is counted. The transient backoff (from
+	// backoff_min, 100ms) would space the first ones 100-200ms apart; after
+	// a configuration error the next attempt comes near backoff_max (1s),
+	// from 750ms on.
+	var at []time.Time
+	last := 0.0
+	d.poll(20*time.Second, func() bool {
+		n, _ := d.metric(`standbyd_channel_connect_errors_total{class="configuration"}`)
+		if n > last {
+			at = append(at, time.Now())
+			last = n
+		}
+		return len(at) >= 4
+	})
+	if len(at) < 4 {
+		t.Fatalf("configuration errors counted: %v", last)
 	}
-	// backoff_max is 1s: at most about one attempt a second, not a hot loop.
-	if n > 6 {
-		t.Fatalf("%v attempts in 3s with a configuration error", n)
+	for i := 1; i < len(at); i++ {
+		// Polling every 50ms can shorten a gap by that much.
+		if gap := at[i].Sub(at[i-1]); gap < 700*time.Millisecond {
+			t.Fatalf("attempt %d came %s after the previous one: configuration errors must be retried near backoff_max (1s)", i+1, gap)
+		}
 	}
 	st := d.status(context.Background())
 	if !strings.Contains(st.LastError, "28P01") || strings.Contains(st.LastError, "wrong") {
