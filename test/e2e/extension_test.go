@@ -346,13 +346,9 @@ func TestSessionWithStandbysConninfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The backend went away after Terminate.
-	deadline := time.Now().Add(10 * time.Second)
-	for primarySQL(t, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid) != "0" {
-		if time.Now().After(deadline) {
-			t.Fatal("backend still there after Close")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, "the backend to exit after Close", func() bool {
+		return primarySQL(t, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid) == "0"
+	})
 }
 
 // A session whose backend is terminated during a request reports an outcome
@@ -371,8 +367,11 @@ func TestSessionBackendTerminated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close(ctx)
-	primarySQL(t, "SELECT pg_terminate_backend("+strconv.Itoa(int(sess.BackendPID()))+")")
-	time.Sleep(200 * time.Millisecond)
+	pid := strconv.Itoa(int(sess.BackendPID()))
+	primarySQL(t, "SELECT pg_terminate_backend("+pid+")")
+	waitFor(t, 10*time.Second, "the terminated backend to exit", func() bool {
+		return primarySQL(t, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid) == "0"
+	})
 	_, err = sess.Call(ctx, protocol.OpPing, nil)
 	var ce *conn.CallError
 	if !errors.As(err, &ce) || !ce.OutcomeUnknown() || sess.Err() == nil {
