@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"net/http"
@@ -319,4 +320,18 @@ func raceReport(exitErr error, log string) error {
 		return fmt.Errorf("the daemon exited %d: the race detector found a race", raceExitCode)
 	}
 	return nil
+}
+
+// builtWithRace reports whether the binary at path was built with -race.
+func builtWithRace(path string) bool {
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" && s.Value == "true" {
+			return true
+		}
+	}
+	return false
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/standbyd/standbyd/internal/protocol"
 	"github.com/standbyd/standbyd/internal/testcluster"
+	"github.com/standbyd/standbyd/internal/testskip"
 )
 
 // connectTo opens a superuser session to a primary of its own.
@@ -232,7 +233,7 @@ func rssAnonKB(t *testing.T, pid uint32) int {
 func TestMemoryFlatOverAMillionRequests(t *testing.T) {
 	needEnv(t)
 	if os.Getenv("STANDBYD_SKIP_LONG") != "" {
-		t.Skip("STANDBYD_SKIP_LONG set")
+		testskip.Skip(t, "STANDBYD_SKIP_LONG set")
 	}
 	registerHandlers(t)
 	pc := superuser(t, "primary", "")

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/standbyd/standbyd/internal/testcluster"
+	"github.com/standbyd/standbyd/internal/testskip"
 )
 
 var (
@@ -77,6 +78,6 @@ func run(m *testing.M) (int, error) {
 func needEnv(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("end-to-end: needs PostgreSQL servers")
+		testskip.Skip(t, "end-to-end: needs PostgreSQL servers")
 	}
 }

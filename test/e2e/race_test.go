@@ -24,6 +24,9 @@ func TestRaceReportCatchesARace(t *testing.T) {
 		err := cmd.Run()
 		return out.String(), err
 	}
+	if !builtWithRace(bin) {
+		t.Fatal("builtWithRace does not see -race in the racy build")
+	}
 	log, err := run()
 	if raceReport(err, log) == nil {
 		t.Fatalf("a race went unnoticed: %v\n%s", err, log)
