@@ -143,6 +143,21 @@ func crashLines(log string) []string {
 	return bad
 }
 
+// hostileSeed is a new seed for each run, or STANDBYD_HOSTILE_SEED to
+// replay one; the test's log shows it (go test prints it with a failure).
+func hostileSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("STANDBYD_HOSTILE_SEED"); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("STANDBYD_HOSTILE_SEED=%q: %v", v, err)
+		}
+	}
+	t.Logf("hostile frames seed %d (replay: STANDBYD_HOSTILE_SEED=%d)", seed, seed)
+	return seed
+}
+
 // At least 100,000 random and mutated frames: every one gets exactly one
 // reply echoing what could be read of its header, the channel goes on, and
 // the server never crashes.
@@ -155,7 +170,7 @@ func TestHostileFrames(t *testing.T) {
 	}
 	pc := connectTo(t, e, "")
 	enter(t, pc)
-	rng := rand.New(rand.NewPCG(2026, 11))
+	rng := rand.New(rand.NewPCG(hostileSeed(t), 11))
 	const total = 100000
 	ok, errs, sqlstates := sendHostile(t, pc, rng, total)
 	// Oversize frames, one at a time: read in bounded chunks and refused.
@@ -385,7 +400,7 @@ func TestHostileFramesOnHotStandby(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "standby", "")
 	enter(t, pc)
-	sendHostile(t, pc, rand.New(rand.NewPCG(15, 20)), 20000)
+	sendHostile(t, pc, rand.New(rand.NewPCG(hostileSeed(t), 20)), 20000)
 	(&channel{t: t, pc: pc}).finish()
 	if bad := crashLines(env.Log("standby")); len(bad) > 0 {
 		t.Fatalf("the standby's log shows a crash:\n%s", strings.Join(bad, "\n"))
