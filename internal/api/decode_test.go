@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 )
 
+// claim: api.json-form
 func TestDecodeCallBody(t *testing.T) {
 	cases := []struct {
 		ct, body string

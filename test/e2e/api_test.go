@@ -179,6 +179,10 @@ func postJSON(t *testing.T, d *daemon, path, body string, hdr map[string]string)
 	return resp.StatusCode, b
 }
 
+// claim: liveness.caller-gives-up
+// claim: api.json-form
+// claim: api.queue-limit-busy
+// claim: api.vanished-caller
 func TestJSONFormBusyAndBadInput(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -302,6 +306,7 @@ func restartDaemon(t *testing.T, d *daemon) *daemon {
 }
 
 // The socket keeps other users out: an unprivileged OS user cannot call.
+// claim: api.socket-mode
 func TestSocketPermissions(t *testing.T) {
 	needEnv(t)
 	if os.Geteuid() != 0 {

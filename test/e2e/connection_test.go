@@ -154,6 +154,8 @@ func TestTLSAndAuthentication(t *testing.T) {
 // switchover: another standby is promoted, the standby is repointed with
 // ALTER SYSTEM, and the daemon follows without a restart. A broken config
 // file on the way keeps the running configuration.
+// claim: readme.switchover-follows
+// claim: readme.broken-config-kept
 func TestIncludesReloadAndSwitchover(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})

@@ -127,6 +127,8 @@ func wantError(t *testing.T, r protocol.Reply, op uint16, id uint32, sqlstate st
 	}
 }
 
+// claim: extension.bad-input
+// claim: protocol.server-errors-go-on
 func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
@@ -251,6 +253,7 @@ func TestExtensionRefusesWrongContexts(t *testing.T) {
 
 // statement_timeout counts from the CALL; the extension disarms it so an idle
 // channel lives on.
+// claim: extension.statement-timeout-disarmed
 func TestExtensionIdleChannelOutlivesStatementTimeout(t *testing.T) {
 	needEnv(t)
 	ch := enter(t, superuser(t, "primary", "options='-c statement_timeout=200'"))
@@ -261,6 +264,7 @@ func TestExtensionIdleChannelOutlivesStatementTimeout(t *testing.T) {
 	ch.finish()
 }
 
+// claim: protocol.copyfail
 func TestExtensionCopyFailEndsTheChannelNotTheSession(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")

@@ -269,6 +269,10 @@ const faultChannelConfig = ""
 // Every fault kind while a caller keeps calling: each call gets exactly one
 // outcome, no reply reaches the wrong call, the daemon notices and comes
 // back, and its memory does not grow.
+// claim: liveness.request-slow
+// claim: liveness.blackhole-reply-timeout
+// claim: liveness.unknown-never-resent
+// claim: liveness.no-wait-past-deadline
 func TestFaultsUnderLoad(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
@@ -341,6 +345,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 
 // The primary down when standbyd starts: it runs, says it is not ready, and
 // connects when the primary comes; SIGTERM during backoff exits promptly.
+// claim: liveness.shutdown-during-backoff
 func TestStartWithPrimaryDown(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
@@ -392,6 +397,7 @@ func TestStartWithPrimaryDown(t *testing.T) {
 
 // A wrong password is a configuration error: counted as such, reported in
 // the status, retried at the slow end of the backoff.
+// claim: liveness.configuration-retried-slowly
 func TestConfigurationErrorsAreRetriedSlowly(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
@@ -433,6 +439,7 @@ func TestConfigurationErrorsAreRetriedSlowly(t *testing.T) {
 }
 
 // fail_fast: a call while the channel is down fails at once.
+// claim: liveness.fail-fast
 func TestFailFast(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
@@ -546,6 +553,7 @@ func sortedDurations(ds []time.Duration) []time.Duration {
 
 // A conninfo that points at another cluster (its system identifier is not
 // the standby's) is refused as a configuration error and never served.
+// claim: readme.identity-check
 func TestIdentityMismatchRefused(t *testing.T) {
 	needEnv(t)
 	other := testcluster.New(t, testcluster.Options{})

@@ -132,6 +132,7 @@ func wantServerError(t *testing.T, err error, sqlstate, msg string) {
 	}
 }
 
+// claim: extension.handler-error-reply
 func TestHandlersThroughDaemon(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -170,6 +171,7 @@ func TestHandlersThroughDaemon(t *testing.T) {
 
 // A reply never reports a write that could still be lost: when "ok" arrives
 // the row is visible to everybody.
+// claim: extension.commit-before-reply
 func TestHandlerWriteIsCommittedBeforeTheReply(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -199,6 +201,7 @@ func TestHandlerWriteIsCommittedBeforeTheReply(t *testing.T) {
 
 // statement_timeout applies per handler call; a cancel during a call becomes
 // an error reply; both leave the channel usable.
+// claim: extension.handler-timeout-cancel
 func TestHandlerTimeoutAndCancel(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -239,6 +242,7 @@ func TestHandlerTimeoutAndCancel(t *testing.T) {
 }
 
 // pg_terminate_backend during a handler ends the session with FATAL 57P01.
+// claim: extension.terminate-fatal
 func TestHandlerTerminated(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -257,6 +261,7 @@ func TestHandlerTerminated(t *testing.T) {
 // After 10,000 handler calls that read and write, the idle channel holds no
 // xmin and no lock, VACUUM removes the dead rows, and CREATE INDEX
 // CONCURRENTLY on the table finishes while the channel stays open.
+// claim: extension.nothing-held
 func TestTenThousandHandlerCallsLeaveNothingHeld(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -311,6 +316,7 @@ func TestTenThousandHandlerCallsLeaveNothingHeld(t *testing.T) {
 }
 
 // Built-ins and handlers against a hot standby as upstream (cascading).
+// claim: extension.hot-standby-read-only
 func TestHotStandbyUpstream(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -377,6 +383,7 @@ func TestSettingWALAndPageBuiltins(t *testing.T) {
 
 // ALTER EXTENSION standbyd UPDATE from 1.0 adds the registry; a 1.0 channel
 // works without it.
+// claim: extension.upgrade-from-10
 func TestUpgradeFrom10(t *testing.T) {
 	needEnv(t)
 	primarySQL(t, "DROP DATABASE IF EXISTS upgrade_e2e")

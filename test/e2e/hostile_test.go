@@ -161,6 +161,8 @@ func hostileSeed(t *testing.T) uint64 {
 // At least 100,000 random and mutated frames: every one gets exactly one
 // reply echoing what could be read of its header, the channel goes on, and
 // the server never crashes.
+// claim: extension.oversize-frame
+// claim: extension.bad-input
 func TestHostileFrames(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
@@ -296,6 +298,8 @@ func TestMemoryFlatOverAMillionRequests(t *testing.T) {
 }
 
 // What a client sees when the server goes away in different ways.
+// claim: extension.terminate-fatal
+// claim: extension.postmaster-death-fatal
 func TestServerShutdownAndCrashSeenByTheClient(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
