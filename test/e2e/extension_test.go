@@ -213,6 +213,7 @@ func TestExtensionHelloAndPing(t *testing.T) {
 	}
 }
 
+// claim: extension.refused-contexts
 func TestExtensionRefusesWrongContexts(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
