@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -366,12 +367,22 @@ func TestStartWithPrimaryDown(t *testing.T) {
 	if st.State != "backing_off" && st.State != "connecting" {
 		t.Fatalf("status with the primary down: %+v", st)
 	}
+	// Two failed attempts at least: the line below is for a run of failures.
+	waitFor(t, 10*time.Second, "two failed attempts", func() bool {
+		return d.metricSum("standbyd_channel_connect_errors_total") >= 2
+	})
 	if err := e.StartServer(ctx, "primary"); err != nil {
 		t.Fatal(err)
 	}
 	d.waitReady(30 * time.Second)
 	if out, _, code := d.call("N", "1", "2", "3"); code != 0 || out != "301 302 303\n" {
 		t.Fatalf("after the primary came up: %d %q", code, out)
+	}
+	// One line says how many attempts failed and for how long.
+	// claim: liveness.channel-back-line
+	back := regexp.MustCompile(`"msg":"channel back after failed attempts",.*"failed_attempts":([1-9][0-9]*),"failing_for":"[0-9.]+m?s"`)
+	if n := len(back.FindAllString(d.log(), -1)); n != 1 {
+		t.Fatalf("%d \"channel back after failed attempts\" lines with the attempts and the time, want 1:\n%s", n, grepLines(d.log(), "channel back"))
 	}
 
 	// SIGTERM while backing off: the daemon stops at once, not when the
