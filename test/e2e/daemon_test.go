@@ -54,6 +54,9 @@ type daemonConfig struct {
 	standby, channel, metrics string
 	// backoff replaces the channel's backoff_min and backoff_max lines.
 	backoff string
+	// timing replaces the channel's heartbeat_interval and reply_timeout
+	// lines; "defaults" leaves both out.
+	timing string
 }
 
 // startDaemonWith runs the daemon with additions to its configuration.
@@ -62,6 +65,13 @@ func startDaemonWith(t *testing.T, dc daemonConfig) *daemon {
 	standbyData := dc.standbyData
 	if standbyData == "" {
 		standbyData = env.StandbyData
+	}
+	timing := dc.timing
+	switch timing {
+	case "":
+		timing = "  heartbeat_interval: 500ms\n  reply_timeout: 2s\n"
+	case "defaults":
+		timing = ""
 	}
 	backoff := dc.backoff
 	if backoff == "" {
@@ -81,9 +91,7 @@ func startDaemonWith(t *testing.T, dc daemonConfig) *daemon {
   data_directory: %s
 %s
 channel:
-  heartbeat_interval: 500ms
-  reply_timeout: 2s
-  connect_timeout: 3s
+%s  connect_timeout: 3s
 %s%s
 api:
   socket: %s
@@ -93,7 +101,7 @@ metrics:
 log:
   format: json
   level: debug
-`, standbyData, dc.standby, backoff, dc.channel, d.socket, d.metrics, dc.metrics)
+`, standbyData, dc.standby, timing, backoff, dc.channel, d.socket, d.metrics, dc.metrics)
 	cfgPath := filepath.Join(dir, "standbyd.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
