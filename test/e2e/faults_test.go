@@ -409,6 +409,7 @@ func TestStartWithPrimaryDown(t *testing.T) {
 // A wrong password is a configuration error: counted as such, reported in
 // the status, retried at the slow end of the backoff.
 // claim: liveness.configuration-retried-slowly
+// claim: readme.check-connect-explains
 func TestConfigurationErrorsAreRetriedSlowly(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
@@ -565,6 +566,7 @@ func sortedDurations(ds []time.Duration) []time.Duration {
 // A conninfo that points at another cluster (its system identifier is not
 // the standby's) is refused as a configuration error and never served.
 // claim: readme.identity-check
+// claim: readme.check-connect-explains
 func TestIdentityMismatchRefused(t *testing.T) {
 	needEnv(t)
 	other := testcluster.New(t, testcluster.Options{})
