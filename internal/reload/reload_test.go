@@ -18,6 +18,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// claim: readme.config-files-watched
 func TestReloadKeepsStateOnFailureAndSignalsConnectionChanges(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "standbyd.yaml")

@@ -156,6 +156,7 @@ func TestTLSAndAuthentication(t *testing.T) {
 // file on the way keeps the running configuration.
 // claim: readme.switchover-follows
 // claim: readme.broken-config-kept
+// claim: readme.config-files-watched
 func TestIncludesReloadAndSwitchover(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})
