@@ -90,6 +90,7 @@ func TestCallNThroughDaemon(t *testing.T) {
 }
 
 // claim: readme.channel-in-pg-stat-activity
+// claim: extension.idle-wait-event
 func TestPingAndStatusDescribeThePrimary(t *testing.T) {
 	needEnv(t)
 	d := startDaemon(t, "")

@@ -171,3 +171,25 @@ func TestLargeBuffersReleasedAfterTheRequest(t *testing.T) {
 	}
 	ch.finish()
 }
+
+// Hello: the highest version both speak is picked; no common version is
+// 08P01; a payload under 8 bytes or a client name over 64 bytes is 22023.
+// claim: protocol.hello-negotiation
+func TestHelloNegotiation(t *testing.T) {
+	needEnv(t)
+	ch := enter(t, superuser(t, "primary", ""))
+	r := ch.call(protocol.OpHello, 1, protocol.HelloRequest{MinVersion: 1, MaxVersion: 9, MaxFrameSize: 1 << 20, ClientName: "e2e"}.Append(nil))
+	if h, err := protocol.ParseHelloReply(r.Payload); r.Err() != nil || err != nil || h.Version != 1 {
+		t.Fatalf("hello 1..9: version %d, %v %v", h.Version, r.Err(), err)
+	}
+	wantError(t, ch.call(protocol.OpHello, 2, protocol.HelloRequest{MinVersion: 2, MaxVersion: 9, MaxFrameSize: 1 << 20}.Append(nil)), protocol.OpHello, 2, "08P01")
+	wantError(t, ch.call(protocol.OpHello, 3, []byte{0, 1, 0, 1, 0, 0, 4}), protocol.OpHello, 3, "22023")
+	// By hand: HelloRequest.Append cuts the name to 64 bytes.
+	long := append(protocol.HelloRequest{MinVersion: 1, MaxVersion: 1, MaxFrameSize: 1 << 20}.Append(nil), strings.Repeat("n", 65)...)
+	wantError(t, ch.call(protocol.OpHello, 4, long), protocol.OpHello, 4, "22023")
+	ok := protocol.HelloRequest{MinVersion: 1, MaxVersion: 1, MaxFrameSize: 1 << 20, ClientName: strings.Repeat("n", 64)}.Append(nil)
+	if r := ch.call(protocol.OpHello, 5, ok); r.Err() != nil {
+		t.Fatalf("a 64-byte client name: %v", r.Err())
+	}
+	ch.finish()
+}

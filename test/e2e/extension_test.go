@@ -129,6 +129,9 @@ func wantError(t *testing.T, r protocol.Reply, op uint16, id uint32, sqlstate st
 
 // claim: extension.bad-input
 // claim: protocol.server-errors-go-on
+// claim: protocol.frame-too-short
+// claim: protocol.frame-length-exact
+// claim: protocol.n-op
 func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
@@ -214,6 +217,7 @@ func TestExtensionHelloAndPing(t *testing.T) {
 }
 
 // claim: extension.refused-contexts
+// claim: extension.enter-privilege
 func TestExtensionRefusesWrongContexts(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")

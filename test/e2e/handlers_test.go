@@ -336,6 +336,9 @@ func TestHotStandbyUpstream(t *testing.T) {
 	ch.finish()
 }
 
+// claim: protocol.setting-errors
+// claim: extension.setting-privilege
+// claim: extension.page-privilege
 func TestSettingWALAndPageBuiltins(t *testing.T) {
 	needEnv(t)
 	sess := channelSession(t)

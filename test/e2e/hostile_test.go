@@ -163,6 +163,7 @@ func hostileSeed(t *testing.T) uint64 {
 // the server never crashes.
 // claim: extension.oversize-frame
 // claim: extension.bad-input
+// claim: protocol.one-reply-per-request
 func TestHostileFrames(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
@@ -300,6 +301,7 @@ func TestMemoryFlatOverAMillionRequests(t *testing.T) {
 // What a client sees when the server goes away in different ways.
 // claim: extension.terminate-fatal
 // claim: extension.postmaster-death-fatal
+// claim: extension.idle-timeout
 func TestServerShutdownAndCrashSeenByTheClient(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
