@@ -12,8 +12,12 @@ import (
 )
 
 // standbyd check --connect explains, in plain words, a missing pg_hba.conf
-// line for the channel's database, a missing extension and a missing GRANT.
+// line for the channel's database, a missing extension and a missing GRANT,
+// and classifies each failure: these (and a missing database) as
+// configuration, a refused connection as transient.
 // claim: readme.check-connect-explains
+// claim: liveness.configuration-classes
+// claim: liveness.transient-classes
 func TestCheckConnectExplainsCommonFailures(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
@@ -42,13 +46,17 @@ func TestCheckConnectExplainsCommonFailures(t *testing.T) {
 
 	// The extension not created in the channel's database.
 	sql("CREATE DATABASE noext")
-	if out, code := check("noext"); code != 4 || !strings.Contains(out, `the standbyd extension is not created in database "noext"`) || !strings.Contains(out, "CREATE EXTENSION standbyd") {
+	const configuration = "connect: FAILED (configuration)"
+	if out, code := check("nosuchdb"); code != 4 || !strings.Contains(out, configuration) || !strings.Contains(out, `database "nosuchdb" does not exist`) {
+		t.Fatalf("a missing database: exit %d\n%s", code, out)
+	}
+	if out, code := check("noext"); code != 4 || !strings.Contains(out, configuration) || !strings.Contains(out, `the standbyd extension is not created in database "noext"`) || !strings.Contains(out, "CREATE EXTENSION standbyd") {
 		t.Fatalf("without the extension: exit %d\n%s", code, out)
 	}
 
 	// No EXECUTE on standbyd.serve() for the channel's role.
 	sql("REVOKE EXECUTE ON PROCEDURE standbyd.serve() FROM " + testcluster.ChannelRole)
-	if out, code := check("postgres"); code != 4 || !strings.Contains(out, "GRANT EXECUTE ON PROCEDURE standbyd.serve()") {
+	if out, code := check("postgres"); code != 4 || !strings.Contains(out, configuration) || !strings.Contains(out, "GRANT EXECUTE ON PROCEDURE standbyd.serve()") {
 		t.Fatalf("without the GRANT: exit %d\n%s", code, out)
 	}
 	sql("GRANT EXECUTE ON PROCEDURE standbyd.serve() TO " + testcluster.ChannelRole)
@@ -75,7 +83,15 @@ func TestCheckConnectExplainsCommonFailures(t *testing.T) {
 		out, code = check("noext")
 		return strings.Contains(out, `pg_hba.conf has no line for database "noext"`)
 	})
-	if code != 4 {
+	if code != 4 || !strings.Contains(out, configuration) {
 		t.Fatalf("without a pg_hba.conf line: exit %d\n%s", code, out)
+	}
+
+	// Nothing listening: transient, retried with the backoff.
+	if err := e.StopServer(ctx, "primary", "fast"); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := check("postgres"); code != 4 || !strings.Contains(out, "connect: FAILED (transient)") || !strings.Contains(out, "nothing listens at that address") {
+		t.Fatalf("with the primary stopped: exit %d\n%s", code, out)
 	}
 }

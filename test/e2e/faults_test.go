@@ -274,6 +274,7 @@ const faultChannelConfig = ""
 // claim: liveness.blackhole-reply-timeout
 // claim: liveness.unknown-never-resent
 // claim: liveness.no-wait-past-deadline
+// claim: liveness.transient-classes
 func TestFaultsUnderLoad(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
@@ -410,6 +411,7 @@ func TestStartWithPrimaryDown(t *testing.T) {
 // the status, retried at the slow end of the backoff.
 // claim: liveness.configuration-retried-slowly
 // claim: readme.check-connect-explains
+// claim: liveness.configuration-classes
 func TestConfigurationErrorsAreRetriedSlowly(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
