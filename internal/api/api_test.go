@@ -59,6 +59,7 @@ func serve(t *testing.T, ch Channel) *client.Client {
 	return c
 }
 
+// claim: api.error-kinds
 func TestErrorKinds(t *testing.T) {
 	cases := []struct {
 		err    error
@@ -83,6 +84,7 @@ func TestErrorKinds(t *testing.T) {
 	}
 }
 
+// claim: api.op-names
 func TestCallPassesPayloadAndLimits(t *testing.T) {
 	var gotOp uint16
 	cl := serve(t, &stubChannel{reply: func(op uint16, p []byte) ([]byte, error) {
@@ -102,6 +104,7 @@ func TestCallPassesPayloadAndLimits(t *testing.T) {
 	}
 }
 
+// claim: api.ops-while-down
 func TestStatusAndOps(t *testing.T) {
 	st := conn.Status{State: conn.StateReady, Hello: protocol.HelloReply{Version: 1, SystemIdentifier: 42,
 		Ops: []protocol.OpInfo{{Op: protocol.OpN, Builtin: true, Name: "N"}}}}

@@ -183,6 +183,7 @@ func postJSON(t *testing.T, d *daemon, path, body string, hdr map[string]string)
 // claim: api.json-form
 // claim: api.queue-limit-busy
 // claim: api.vanished-caller
+// claim: api.error-kinds
 func TestJSONFormBusyAndBadInput(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)

@@ -47,6 +47,8 @@ func TestBasebackupConninfoHasTheHardKeywords(t *testing.T) {
 	}
 }
 
+// claim: readme.call-n
+// claim: api.call-exit-codes
 func TestCallNThroughDaemon(t *testing.T) {
 	needEnv(t)
 	d := startDaemon(t, "")
@@ -260,6 +262,7 @@ func TestReconnectAfterBackendTerminated(t *testing.T) {
 // claim: readme.stop-fast-reconnects
 // claim: liveness.status-exit-code
 // claim: liveness.wait-then-unavailable
+// claim: api.call-exit-codes
 func TestPrimaryDownAndBack(t *testing.T) {
 	needEnv(t)
 	d := startDaemon(t, "")

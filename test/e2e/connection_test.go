@@ -157,6 +157,7 @@ func TestTLSAndAuthentication(t *testing.T) {
 // claim: readme.switchover-follows
 // claim: readme.broken-config-kept
 // claim: readme.config-files-watched
+// claim: readme.check-shows-source
 func TestIncludesReloadAndSwitchover(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})

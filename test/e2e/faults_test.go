@@ -412,6 +412,7 @@ func TestStartWithPrimaryDown(t *testing.T) {
 // claim: liveness.configuration-retried-slowly
 // claim: readme.check-connect-explains
 // claim: liveness.configuration-classes
+// claim: readme.check-shows-source
 func TestConfigurationErrorsAreRetriedSlowly(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})

@@ -133,6 +133,7 @@ func wantServerError(t *testing.T, err error, sqlstate, msg string) {
 }
 
 // claim: extension.handler-error-reply
+// claim: api.op-names
 func TestHandlersThroughDaemon(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
