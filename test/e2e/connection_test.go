@@ -73,7 +73,11 @@ func enableTLS(t *testing.T, e *testcluster.Env) string {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	// New sessions see ssl = on once the postmaster has reloaded.
+	waitFor(t, 10*time.Second, "ssl = on after the reload", func() bool {
+		v, err := e.PrimarySQL(ctx, "SHOW ssl")
+		return err == nil && v == "on"
+	})
 	return caPath
 }
 
