@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"regexp"
 	"testing"
 	"time"
 
@@ -28,6 +29,12 @@ func TestSilentPrimaryNoticedWithin7sWithDefaults(t *testing.T) {
 	t.Logf("silent primary noticed after %s", took.Round(time.Millisecond))
 	if after, _ := d.metric(`standbyd_channel_disconnects_total{reason="reply_timeout"}`); after != before+1 {
 		t.Fatalf("the session did not end by the reply timeout (reply_timeout disconnects %v -> %v)", before, after)
+	}
+	// Logged once, as "channel lost" with the same reason.
+	// claim: liveness.channel-lost-logged-once
+	lost := regexp.MustCompile(`"msg":"channel lost".*"reason":"([a-z_]+)"`).FindAllStringSubmatch(d.log(), -1)
+	if len(lost) != 1 || lost[0][1] != "reply_timeout" {
+		t.Fatalf("\"channel lost\" lines: %v, want one with reason reply_timeout", lost)
 	}
 	// At most one heartbeat interval (2s) until the ping, then the reply
 	// timeout (5s); the extra second is for polling /readyz on a busy machine.
