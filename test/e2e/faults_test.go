@@ -284,13 +284,14 @@ func TestFaultsUnderLoad(t *testing.T) {
 	d.waitReady(30 * time.Second)
 	cl := startCaller(d)
 	w := startWriter(d)
-	time.Sleep(time.Second)
+	waitFor(t, 30*time.Second, "100 calls before the faults", func() bool { return cl.calls.Load() >= 100 })
 	rssBefore := vmRSSKB(d.cmd.Process.Pid)
 
 	results := injectFaults(t, e, p, d, []string{"terminate", "restart-fast", "restart-immediate", "kill-backend",
 		"kill-postmaster", "blackhole", "reset", "latency"})
 	d.waitReady(60 * time.Second)
-	time.Sleep(time.Second)
+	after := cl.calls.Load()
+	waitFor(t, 30*time.Second, "100 calls after the faults", func() bool { return cl.calls.Load() >= after+100 })
 	calls, outcomes, misroutes := cl.finish()
 	once := w.finish(t, e)
 	rssAfter := vmRSSKB(d.cmd.Process.Pid)
