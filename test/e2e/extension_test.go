@@ -132,6 +132,8 @@ func wantError(t *testing.T, r protocol.Reply, op uint16, id uint32, sqlstate st
 // claim: protocol.frame-too-short
 // claim: protocol.frame-length-exact
 // claim: protocol.n-op
+// claim: protocol.closing-sequence
+// claim: protocol.flush-sync-ignored
 func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
