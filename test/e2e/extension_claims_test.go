@@ -193,3 +193,54 @@ func TestHelloNegotiation(t *testing.T) {
 	}
 	ch.finish()
 }
+
+// Registering an op again replaces it and unregister_handler removes it; a
+// channel opened before sees each change at once when calling by number.
+// claim: extension.register-replace-unregister
+func TestRegisterReplaceUnregisterSeenAtOnce(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_first(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT 'first'::bytea $$;
+CREATE OR REPLACE FUNCTION public.e2e_second(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT 'second'::bytea $$`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(283); DROP FUNCTION public.e2e_first(bytea), public.e2e_second(bytea)")
+	})
+	ch := enter(t, superuser(t, "primary", "")) // opened before any registration
+	wantError(t, ch.call(283, 1, nil), 283, 1, "42883")
+	primarySQL(t, "SELECT standbyd.register_handler(283, 'e2e_op', 'public.e2e_first(bytea)')")
+	if r := ch.call(283, 2, nil); r.Err() != nil || string(r.Payload) != "first" {
+		t.Fatalf("after registering: %q %v", r.Payload, r.Err())
+	}
+	primarySQL(t, "SELECT standbyd.register_handler(283, 'e2e_op', 'public.e2e_second(bytea)')")
+	if r := ch.call(283, 3, nil); r.Err() != nil || string(r.Payload) != "second" {
+		t.Fatalf("after registering again: %q %v", r.Payload, r.Err())
+	}
+	primarySQL(t, "SELECT standbyd.unregister_handler(283)")
+	wantError(t, ch.call(283, 4, nil), 283, 4, "42883")
+	ch.finish()
+}
+
+// The registry is writable only by its owner, and registering needs
+// EXECUTE on register_handler (revoked from PUBLIC); a role that may use
+// the schema reads it.
+// claim: extension.registry-writable-by-owner
+func TestRegistryWritableOnlyByItsOwner(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, "DROP ROLE IF EXISTS e2e_reader; CREATE ROLE e2e_reader; GRANT USAGE ON SCHEMA standbyd TO e2e_reader")
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "REVOKE USAGE ON SCHEMA standbyd FROM e2e_reader; DROP ROLE IF EXISTS e2e_reader")
+	})
+	if _, err := env.PrimarySQL(ctxT(t, 10*time.Second), "SET ROLE e2e_reader; SELECT count(*) FROM standbyd.handlers"); err != nil {
+		t.Fatalf("reading the registry as an ordinary role: %v", err)
+	}
+	for _, sql := range []string{
+		"SET ROLE e2e_reader; INSERT INTO standbyd.handlers SELECT * FROM standbyd.handlers LIMIT 0",
+		"SET ROLE e2e_reader; DELETE FROM standbyd.handlers",
+		"SET ROLE e2e_reader; SELECT standbyd.register_handler(284, 'x', 'pg_catalog.byteain(cstring)')",
+		"SET ROLE e2e_reader; SELECT standbyd.unregister_handler(256)",
+	} {
+		_, err := env.PrimarySQL(ctxT(t, 10*time.Second), sql)
+		if err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Fatalf("%s: %v, want permission denied", sql, err)
+		}
+	}
+}
