@@ -49,6 +49,7 @@ func TestBasebackupConninfoHasTheHardKeywords(t *testing.T) {
 
 // claim: readme.call-n
 // claim: api.call-exit-codes
+// claim: protocol.registered-op-errors
 func TestCallNThroughDaemon(t *testing.T) {
 	needEnv(t)
 	d := startDaemon(t, "")

@@ -244,3 +244,23 @@ func TestRegistryWritableOnlyByItsOwner(t *testing.T) {
 		}
 	}
 }
+
+// A registered function's NULL result is error 22004; page of a relation
+// without storage (a view) is 42809.
+// claim: protocol.registered-op-errors
+// claim: protocol.page-errors
+func TestNullResultAndPageWithoutStorage(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_null(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT NULL::bytea $$;
+SELECT standbyd.register_handler(285, 'e2e_null', 'public.e2e_null(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(285); DROP FUNCTION public.e2e_null(bytea)")
+	})
+	ch := enter(t, superuser(t, "primary", ""))
+	wantError(t, ch.call(285, 1, nil), 285, 1, "22004")
+	wantError(t, ch.call(protocol.OpPage, 2, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, "pg_catalog.pg_tables")), protocol.OpPage, 2, "42809")
+	if r := ch.call(protocol.OpPing, 3, nil); r.Err() != nil {
+		t.Fatalf("after the errors: %v", r.Err())
+	}
+	ch.finish()
+}

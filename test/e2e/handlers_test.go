@@ -340,6 +340,7 @@ func TestHotStandbyUpstream(t *testing.T) {
 // claim: protocol.setting-errors
 // claim: extension.setting-privilege
 // claim: extension.page-privilege
+// claim: protocol.page-errors
 func TestSettingWALAndPageBuiltins(t *testing.T) {
 	needEnv(t)
 	sess := channelSession(t)
