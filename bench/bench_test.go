@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/standbyd/standbyd/internal/testskip"
 )
 
 func TestMain(m *testing.M) {
@@ -23,7 +25,7 @@ func TestMain(m *testing.M) {
 // not rot between the runs that produce figures.
 func TestQuickRun(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts PostgreSQL servers; run by make test, not make test-unit")
+		testskip.Skip(t, "starts PostgreSQL servers; run by make test, not make test-unit")
 	}
 	dir := t.TempDir()
 	s := settings{Count: 40, Rounds: 2, CLICount: 4, Warmup: 5, Idle: time.Second, Load: time.Second,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -66,6 +68,7 @@ func serve(t *testing.T, ch Channel) *client.Client {
 	return c
 }
 
+// claim: api.error-kinds
 func TestErrorKinds(t *testing.T) {
 	cases := []struct {
 		err    error
@@ -90,6 +93,7 @@ func TestErrorKinds(t *testing.T) {
 	}
 }
 
+// claim: api.op-names
 func TestCallPassesPayloadAndLimits(t *testing.T) {
 	var gotOp uint16
 	cl := serve(t, &stubChannel{reply: func(op uint16, p []byte) ([]byte, error) {
@@ -109,6 +113,7 @@ func TestCallPassesPayloadAndLimits(t *testing.T) {
 	}
 }
 
+// claim: api.ops-while-down
 func TestStatusAndOps(t *testing.T) {
 	st := conn.Status{State: conn.StateReady, Hello: protocol.HelloReply{Version: 1, SystemIdentifier: 42,
 		Ops: []protocol.OpInfo{{Op: protocol.OpN, Builtin: true, Name: "N"}}}}
@@ -158,5 +163,45 @@ func TestStaleSocketReplacedLiveOneRefused(t *testing.T) {
 	fi, err := os.Stat(sock)
 	if err == nil {
 		t.Fatalf("socket left after shutdown: %v", fi.Mode())
+	}
+
+	// A crash leaves the socket file behind with nobody listening: that
+	// stale socket is replaced, and the new server answers on it.
+	crashed, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashed.SetUnlinkOnClose(false)
+	crashed.Close()
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode().Type() != fs.ModeSocket {
+		t.Fatalf("no stale socket to replace: %v %v", fi, err)
+	}
+	if c, err := net.Dial("unix", sock); err == nil {
+		c.Close()
+		t.Fatal("the stale socket still answers")
+	}
+	second, err := Listen(ServerConfig{Socket: sock, SocketMode: 0o600, MaxPayload: 1}, &stubChannel{})
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	done = make(chan struct{})
+	go func() { defer close(done); _ = second.Serve() }()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatalf("the replacing server does not answer: %v", err)
+	}
+	c.Close()
+	_ = second.Shutdown(context.Background())
+	<-done
+
+	// A path that is not a socket is never removed.
+	if err := os.WriteFile(sock, []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen(ServerConfig{Socket: sock, SocketMode: 0o600, MaxPayload: 1}, &stubChannel{}); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("a regular file at the socket path: %v", err)
+	}
+	if b, err := os.ReadFile(sock); err != nil || string(b) != "data" {
+		t.Fatalf("the regular file was touched: %q %v", b, err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/standbyd/standbyd/client"
 	"github.com/standbyd/standbyd/internal/protocol"
+	"github.com/standbyd/standbyd/internal/testskip"
 )
 
 const (
@@ -63,7 +64,7 @@ func callAs(t *testing.T, bin, sock, op string, uid, gid uint32) (string, int) {
 // and is logged with the caller, never with the payload.
 func TestAllowWithRealUsers(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root, to run callers as other users")
+		testskip.Skip(t, "needs root, to run callers as other users")
 	}
 	// The test binary and the socket must be reachable by nobody.
 	dir := shortDir(t)

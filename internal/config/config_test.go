@@ -1,6 +1,9 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +121,44 @@ func TestShippedConfigLoads(t *testing.T) {
 	}
 	if c.API.MaxConnections != 1024 || c.API.Socket != "/run/standbyd/standbyd.sock" {
 		t.Fatalf("%+v", c.API)
+	}
+}
+
+// The file the README tells users to copy loads and validates once
+// standby.data_directory is set, and shows every option with its default.
+func TestShippedConfigLoadsWithTheDefaults(t *testing.T) {
+	const shipped = "../../configs/standbyd.yaml"
+	t.Setenv("STANDBYD_STANDBY_DATA_DIRECTORY", t.TempDir())
+	c, err := Load(shipped, nil)
+	if err != nil {
+		t.Fatalf("configs/standbyd.yaml: %v", err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty.yaml")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Load(empty, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.File, d.File = "", ""
+	if !reflect.DeepEqual(c, d) {
+		t.Fatalf("configs/standbyd.yaml differs from the defaults:\nfile     %+v\ndefaults %+v", c, d)
+	}
+	b, err := os.ReadFile(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key := range defaults {
+		section, leaf, _ := strings.Cut(key, ".")
+		if !strings.Contains(string(b), "\n"+section+":\n") || !strings.Contains(string(b), "\n  "+leaf+":") {
+			t.Errorf("configs/standbyd.yaml does not show %s", key)
+		}
+	}
+	// Without the data directory (or a conninfo) it is refused, naming it.
+	t.Setenv("STANDBYD_STANDBY_DATA_DIRECTORY", "")
+	os.Unsetenv("STANDBYD_STANDBY_DATA_DIRECTORY")
+	if _, err := Load(shipped, nil); err == nil || !strings.Contains(err.Error(), "data_directory") {
+		t.Fatalf("configs/standbyd.yaml as shipped: %v", err)
 	}
 }

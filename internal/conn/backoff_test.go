@@ -30,6 +30,7 @@ func TestBackoffGrowsWithFloorAndCap(t *testing.T) {
 	}
 }
 
+// claim: liveness.backoff-floor
 func TestBackoffZeroFloorIsRaised(t *testing.T) {
 	b := newBackoff(0, 0)
 	if d := b.next(); d <= 0 {

@@ -5,6 +5,7 @@ import (
 	"time"
 )
 
+// claim: liveness.failures-summarised
 func TestFailureLogSummarisesRepeats(t *testing.T) {
 	f := failureLog{every: time.Minute}
 	t0 := time.Unix(1000, 0)

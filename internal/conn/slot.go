@@ -226,6 +226,11 @@ func (s *Supervisor) serve(ctx context.Context, sl *slot, sess *Session, restart
 	defer hb.Stop()
 	for {
 		sl.beat()
+		// Stopping comes before any waiting call: select picks at random
+		// among ready cases, and a waiting call must get shutting_down.
+		if ctx.Err() != nil {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil

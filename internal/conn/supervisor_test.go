@@ -9,6 +9,7 @@ import (
 	"time"
 )
 
+// claim: liveness.backoff-floor
 func TestSupervisorWithoutPrimary(t *testing.T) {
 	var attempts atomic.Int32
 	sup, err := NewSupervisor(SupervisorConfig{

@@ -17,6 +17,7 @@ func writePassfile(t *testing.T, content string, mode os.FileMode) string {
 	return pf
 }
 
+// claim: readme.passfile-replication-fallback
 func TestPassfileMatching(t *testing.T) {
 	const conn = "host=db.example port=5433 user=repl"
 	for _, c := range []struct {

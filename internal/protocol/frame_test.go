@@ -66,6 +66,7 @@ func TestParseReplyRoundTrip(t *testing.T) {
 	}
 }
 
+// claim: protocol.frame-length-exact
 func TestParseReplyMalformed(t *testing.T) {
 	ok := AppendReply(nil, OpN, 1, StatusOK, []byte{1, 2, 3})
 	cases := []struct {
@@ -92,6 +93,7 @@ func TestParseReplyMalformed(t *testing.T) {
 	}
 }
 
+// claim: protocol.frame-too-short
 func TestParseRequestMalformed(t *testing.T) {
 	ok := AppendRequest(nil, OpN, 5, []byte{1})
 	if r, err := ParseRequest(ok); err != nil || r.ID != 5 || r.Op != OpN || len(r.Payload) != 1 {

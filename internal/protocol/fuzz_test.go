@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 )
 
@@ -48,20 +49,25 @@ func FuzzParseHelloReply(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// Re-encoding then parsing gives the same reply (flags beyond bit 0
-		// of the header word are not kept, which is why we compare parsed
-		// values, not bytes).
-		h2, err := ParseHelloReply(h.Append(nil))
+		// Re-encoding then parsing gives the same reply, every field (flags
+		// beyond bit 0 of the header word are not kept, which is why parsed
+		// values are compared, not the input's bytes), and the re-encoding
+		// is stable.
+		enc := h.Append(nil)
+		h2, err := ParseHelloReply(enc)
 		if err != nil {
 			t.Fatalf("re-parse: %v", err)
 		}
-		if len(h2.Ops) != len(h.Ops) || h2.SystemIdentifier != h.SystemIdentifier || h2.MaxFrameSize != h.MaxFrameSize {
-			t.Fatalf("round trip differs: %+v vs %+v", h, h2)
+		if !reflect.DeepEqual(h, h2) {
+			t.Fatalf("round trip differs:\n%+v\n%+v", h, h2)
 		}
-		for i := range h.Ops {
-			if h.Ops[i] != h2.Ops[i] {
-				t.Fatalf("op %d differs: %+v vs %+v", i, h.Ops[i], h2.Ops[i])
-			}
+		if again := h2.Append(nil); !bytes.Equal(again, enc) {
+			t.Fatalf("re-encoding differs:\n% x\n% x", enc, again)
+		}
+		// The input's fixed part, apart from those flag bits, is what was
+		// parsed.
+		if !bytes.Equal(enc[:2], buf[:2]) || enc[3]&1 != buf[3]&1 || !bytes.Equal(enc[4:helloFixed], buf[4:helloFixed]) {
+			t.Fatalf("fixed part differs:\n in % x\nout % x", buf[:helloFixed], enc[:helloFixed])
 		}
 	})
 }

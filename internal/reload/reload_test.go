@@ -18,6 +18,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// claim: readme.config-files-watched
 func TestReloadKeepsStateOnFailureAndSignalsConnectionChanges(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "standbyd.yaml")
@@ -56,21 +57,34 @@ func TestReloadKeepsStateOnFailureAndSignalsConnectionChanges(t *testing.T) {
 		t.Fatalf("loaded %v", loaded)
 	}
 
-	// A change to a watched file reloads (debounced).
+	// A change to a watched file reloads (debounced). The watcher arms in
+	// its own goroutine, unseen from here: the change is made again until
+	// one is seen, never after a fixed sleep.
+	conninfo = "host=c" // before the watcher starts: it reads it on reload
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Watch(ctx, 50*time.Millisecond) }()
-	time.Sleep(100 * time.Millisecond)
-	conninfo = "host=c"
-	tmp := file + ".tmp"
-	os.WriteFile(tmp, []byte("v2"), 0o600)
-	os.Rename(tmp, file) // as editors and ALTER SYSTEM do
-	deadline := time.Now().Add(5 * time.Second)
-	for r.Current().Target.Conninfo != "host=c" {
+	reloaded := func(within time.Duration) bool {
+		until := time.Now().Add(within)
+		for r.Current().Target.Conninfo != "host=c" {
+			if time.Now().After(until) {
+				return false
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return true
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tmp := file + ".tmp"
+		os.WriteFile(tmp, []byte("v2"), 0o600)
+		os.Rename(tmp, file) // as editors and ALTER SYSTEM do
+		if reloaded(500 * time.Millisecond) {
+			break
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("the file change did not reload")
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
 	<-done

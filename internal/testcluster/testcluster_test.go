@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/standbyd/standbyd/internal/testskip"
 )
 
 func TestPrimaryAndStreamingStandby(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts PostgreSQL servers")
+		testskip.Skip(t, "starts PostgreSQL servers")
 	}
 	e := New(t, Options{Standby: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -125,12 +125,14 @@ func TestCallersThroughAPrimaryRestart(t *testing.T) {
 	d.waitReady(30 * time.Second)
 	done := make(chan map[string]int)
 	go func() { done <- mixedCallsUntil(t, d, 50, 0, time.Now().Add(4*time.Second), 10*time.Millisecond) }()
-	time.Sleep(500 * time.Millisecond)
+	waitFor(t, 10*time.Second, "calls answered before the restart", func() bool {
+		return d.metricSum("standbyd_requests_total") > 0
+	})
 	ctx := context.Background()
 	if err := env.StopServer(ctx, "primary", "fast"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the outage's length, not a wait for an event
 	if err := env.StartServer(ctx, "primary"); err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +179,11 @@ func postJSON(t *testing.T, d *daemon, path, body string, hdr map[string]string)
 	return resp.StatusCode, b
 }
 
+// claim: liveness.caller-gives-up
+// claim: api.json-form
+// claim: api.queue-limit-busy
+// claim: api.vanished-caller
+// claim: api.error-kinds
 func TestJSONFormBusyAndBadInput(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -235,7 +242,7 @@ func TestJSONFormBusyAndBadInput(t *testing.T) {
 		t.Fatalf("the session was replaced (%d -> %d): the vanished caller's reply was not drained", pid, now)
 	}
 
-	// busy: one session held by a 2s nap, a queue of 2: the fourth call is
+	// busy: one session held by a 3s nap, a queue of 2: the fourth call is
 	// refused at once.
 	b := startDaemon(t, "")
 	b.waitReady(30 * time.Second)
@@ -251,10 +258,15 @@ func TestJSONFormBusyAndBadInput(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_, _ = q.client().Call(ctx, "nap", []byte("2"))
+			_, _ = q.client().Call(ctx, "nap", []byte("3"))
 		}()
-		time.Sleep(100 * time.Millisecond)
 	}
+	// The queue is full once one nap is in flight and two wait.
+	waitFor(t, 10*time.Second, "one call in flight and two waiting", func() bool {
+		inFlight, _ := q.metric("standbyd_requests_in_flight")
+		waiting, _ := q.metric("standbyd_calls_waiting")
+		return inFlight == 1 && waiting == 2
+	})
 	start := time.Now()
 	_, err = q.client().Call(context.Background(), "N", protocol.AppendN(nil, [3]int32{}))
 	if !errors.As(err, &ae) || ae.Kind != client.KindBusy || ae.HTTPStatus != 429 {
@@ -284,16 +296,18 @@ func restartDaemon(t *testing.T, d *daemon) *daemon {
 		t.Fatal(err)
 	}
 	n.cmd = exec.Command(daemonBin, "run", "--config", d.dir+"/standbyd.yaml")
+	n.cmd.Env = raceEnv()
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { n.done <- n.cmd.Wait(); logf.Close() }()
-	t.Cleanup(func() { n.stop() })
+	t.Cleanup(func() { checkRaceFree(t, n.stop(), n.log()) })
 	return n
 }
 
 // The socket keeps other users out: an unprivileged OS user cannot call.
+// claim: api.socket-mode
 func TestSocketPermissions(t *testing.T) {
 	needEnv(t)
 	if os.Geteuid() != 0 {

@@ -47,6 +47,9 @@ func TestBasebackupConninfoHasTheHardKeywords(t *testing.T) {
 	}
 }
 
+// claim: readme.call-n
+// claim: api.call-exit-codes
+// claim: protocol.registered-op-errors
 func TestCallNThroughDaemon(t *testing.T) {
 	needEnv(t)
 	d := startDaemon(t, "")
@@ -89,6 +92,8 @@ func TestCallNThroughDaemon(t *testing.T) {
 	}
 }
 
+// claim: readme.channel-in-pg-stat-activity
+// claim: extension.idle-wait-event
 func TestPingAndStatusDescribeThePrimary(t *testing.T) {
 	needEnv(t)
 	d := startDaemon(t, "")
@@ -171,6 +176,8 @@ func vacuum(t *testing.T, table string) (removed, deadKept int) {
 // While the channel is idle its backend holds no snapshot: backend_xmin is
 // NULL and VACUUM removes rows deleted after the channel started. A session
 // that does hold a snapshot is the control that shows the check can fail.
+// claim: readme.channel-in-pg-stat-activity
+// claim: extension.idle-no-xmin
 func TestIdleChannelHoldsNoXmin(t *testing.T) {
 	needEnv(t)
 	d := startDaemon(t, "")
@@ -253,6 +260,10 @@ func TestReconnectAfterBackendTerminated(t *testing.T) {
 
 // With the primary down the daemon tells the truth (up 0, /readyz 503, calls
 // fail as unavailable) and comes back when the primary does.
+// claim: readme.stop-fast-reconnects
+// claim: liveness.status-exit-code
+// claim: liveness.wait-then-unavailable
+// claim: api.call-exit-codes
 func TestPrimaryDownAndBack(t *testing.T) {
 	needEnv(t)
 	d := startDaemon(t, "")
@@ -301,6 +312,7 @@ func TestPrimaryDownAndBack(t *testing.T) {
 // SIGTERM closes the channel the polite way: the primary's log shows the
 // extension's clean close (CopyDone), not an unexpected EOF, and the daemon
 // exits 0.
+// claim: liveness.shutdown-copydone
 func TestSIGTERMClosesWithCopyDone(t *testing.T) {
 	needEnv(t)
 	d := startDaemon(t, "")

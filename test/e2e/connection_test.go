@@ -73,7 +73,11 @@ func enableTLS(t *testing.T, e *testcluster.Env) string {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	// New sessions see ssl = on once the postmaster has reloaded.
+	waitFor(t, 10*time.Second, "ssl = on after the reload", func() bool {
+		v, err := e.PrimarySQL(ctx, "SHOW ssl")
+		return err == nil && v == "on"
+	})
 	return caPath
 }
 
@@ -154,6 +158,10 @@ func TestTLSAndAuthentication(t *testing.T) {
 // switchover: another standby is promoted, the standby is repointed with
 // ALTER SYSTEM, and the daemon follows without a restart. A broken config
 // file on the way keeps the running configuration.
+// claim: readme.switchover-follows
+// claim: readme.broken-config-kept
+// claim: readme.config-files-watched
+// claim: readme.check-shows-source
 func TestIncludesReloadAndSwitchover(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})

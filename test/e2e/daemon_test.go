@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"net/http"
@@ -51,6 +52,11 @@ func startDaemonFor(t *testing.T, standbyData, extraChannel string) *daemon {
 type daemonConfig struct {
 	standbyData               string
 	standby, channel, metrics string
+	// backoff replaces the channel's backoff_min and backoff_max lines.
+	backoff string
+	// timing replaces the channel's heartbeat_interval and reply_timeout
+	// lines; "defaults" leaves both out.
+	timing string
 }
 
 // startDaemonWith runs the daemon with additions to its configuration.
@@ -59,6 +65,17 @@ func startDaemonWith(t *testing.T, dc daemonConfig) *daemon {
 	standbyData := dc.standbyData
 	if standbyData == "" {
 		standbyData = env.StandbyData
+	}
+	timing := dc.timing
+	switch timing {
+	case "":
+		timing = "  heartbeat_interval: 500ms\n  reply_timeout: 2s\n"
+	case "defaults":
+		timing = ""
+	}
+	backoff := dc.backoff
+	if backoff == "" {
+		backoff = "  backoff_min: 100ms\n  backoff_max: 1s\n"
 	}
 	dir, err := os.MkdirTemp("", "sbd-") // short: Unix socket paths are limited
 	if err != nil {
@@ -74,12 +91,8 @@ func startDaemonWith(t *testing.T, dc daemonConfig) *daemon {
   data_directory: %s
 %s
 channel:
-  heartbeat_interval: 500ms
-  reply_timeout: 2s
-  connect_timeout: 3s
-  backoff_min: 100ms
-  backoff_max: 1s
-%s
+%s  connect_timeout: 3s
+%s%s
 api:
   socket: %s
 metrics:
@@ -88,7 +101,7 @@ metrics:
 log:
   format: json
   level: debug
-`, standbyData, dc.standby, dc.channel, d.socket, d.metrics, dc.metrics)
+`, standbyData, dc.standby, timing, backoff, dc.channel, d.socket, d.metrics, dc.metrics)
 	cfgPath := filepath.Join(dir, "standbyd.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -98,13 +111,14 @@ log:
 		t.Fatal(err)
 	}
 	d.cmd = exec.Command(daemonBin, "run", "--config", cfgPath)
+	d.cmd.Env = raceEnv()
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { d.done <- d.cmd.Wait(); logf.Close() }()
 	t.Cleanup(func() {
-		d.stop()
+		checkRaceFree(t, d.stop(), d.log())
 		if t.Failed() {
 			b, _ := os.ReadFile(d.logPath)
 			t.Logf("--- standbyd log ---\n%s", tailLines(string(b), 60))
@@ -124,19 +138,28 @@ func tailLines(s string, n int) string {
 
 // stop sends SIGTERM and waits; it returns the process's exit error.
 func (d *daemon) stop() error {
+	_, err := d.stopWithin(20 * time.Second)
+	return err
+}
+
+// stopWithin sends SIGTERM and waits at most limit for the exit, then
+// kills the daemon; it returns how long the exit took.
+func (d *daemon) stopWithin(limit time.Duration) (time.Duration, error) {
+	start := time.Now()
 	if d.exited {
-		return d.exitErr
+		return 0, d.exitErr
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-d.done:
 		d.exited, d.exitErr = true, err
-	case <-time.After(20 * time.Second):
+		return time.Since(start), err
+	case <-time.After(limit):
 		_ = d.cmd.Process.Kill()
 		<-d.done
-		d.exited, d.exitErr = true, errors.New("standbyd did not exit within 20s of SIGTERM")
+		d.exited, d.exitErr = true, fmt.Errorf("standbyd did not exit within %s of SIGTERM", limit)
+		return time.Since(start), d.exitErr
 	}
-	return d.exitErr
 }
 
 func (d *daemon) log() string {
@@ -255,6 +278,18 @@ func (d *daemon) lastError() string {
 	return st.LastError
 }
 
+// state is the status's channel state, or "" while the daemon does not
+// answer yet.
+func (d *daemon) state() string {
+	c := client.New(d.socket)
+	defer c.Close()
+	st, err := c.Status(context.Background())
+	if err != nil {
+		return ""
+	}
+	return st.State
+}
+
 func (d *daemon) status(ctx context.Context) client.StatusResponse {
 	d.t.Helper()
 	st, err := d.client().Status(ctx)
@@ -262,4 +297,49 @@ func (d *daemon) status(ctx context.Context) client.StatusResponse {
 		d.t.Fatalf("status: %v", err)
 	}
 	return st
+}
+
+// raceExitCode is the exit status a daemon built with -race returns when it
+// saw a data race (GORACE exitcode); no other path of the daemon uses it.
+const raceExitCode = 66
+
+// raceEnv is the environment for a daemon process: a binary built with
+// -race (make test builds one) reports every race and exits raceExitCode.
+func raceEnv() []string {
+	return append(os.Environ(), fmt.Sprintf("GORACE=exitcode=%d halt_on_error=0", raceExitCode))
+}
+
+// checkRaceFree fails t when the daemon under test raced.
+func checkRaceFree(t *testing.T, exitErr error, log string) {
+	t.Helper()
+	if err := raceReport(exitErr, log); err != nil {
+		t.Error(err)
+	}
+}
+
+// raceReport tells whether a process's log (its stderr) holds a race report
+// or the process exited with raceExitCode.
+func raceReport(exitErr error, log string) error {
+	if i := strings.Index(log, "WARNING: DATA RACE"); i >= 0 {
+		return fmt.Errorf("the daemon reported a data race:\n%s", tailLines(log[i:], 40))
+	}
+	var ee *exec.ExitError
+	if errors.As(exitErr, &ee) && ee.ExitCode() == raceExitCode {
+		return fmt.Errorf("the daemon exited %d: the race detector found a race", raceExitCode)
+	}
+	return nil
+}
+
+// builtWithRace reports whether the binary at path was built with -race.
+func builtWithRace(path string) bool {
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" && s.Value == "true" {
+			return true
+		}
+	}
+	return false
 }

@@ -129,6 +129,13 @@ func wantError(t *testing.T, r protocol.Reply, op uint16, id uint32, sqlstate st
 	}
 }
 
+// claim: extension.bad-input
+// claim: protocol.server-errors-go-on
+// claim: protocol.frame-too-short
+// claim: protocol.frame-length-exact
+// claim: protocol.n-op
+// claim: protocol.closing-sequence
+// claim: protocol.flush-sync-ignored
 func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
@@ -213,6 +220,8 @@ func TestExtensionHelloAndPing(t *testing.T) {
 	}
 }
 
+// claim: extension.refused-contexts
+// claim: extension.enter-privilege
 func TestExtensionRefusesWrongContexts(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
@@ -253,6 +262,7 @@ func TestExtensionRefusesWrongContexts(t *testing.T) {
 
 // statement_timeout counts from the CALL; the extension disarms it so an idle
 // channel lives on.
+// claim: extension.statement-timeout-disarmed
 func TestExtensionIdleChannelOutlivesStatementTimeout(t *testing.T) {
 	needEnv(t)
 	ch := enter(t, superuser(t, "primary", "options='-c statement_timeout=200'"))
@@ -263,6 +273,7 @@ func TestExtensionIdleChannelOutlivesStatementTimeout(t *testing.T) {
 	ch.finish()
 }
 
+// claim: protocol.copyfail
 func TestExtensionCopyFailEndsTheChannelNotTheSession(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
@@ -348,13 +359,9 @@ func TestSessionWithStandbysConninfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The backend went away after Terminate.
-	deadline := time.Now().Add(10 * time.Second)
-	for primarySQL(t, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid) != "0" {
-		if time.Now().After(deadline) {
-			t.Fatal("backend still there after Close")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, "the backend to exit after Close", func() bool {
+		return primarySQL(t, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid) == "0"
+	})
 }
 
 // A session whose backend was terminated while idle finds out before
@@ -373,8 +380,11 @@ func TestSessionBackendTerminated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close(ctx)
-	primarySQL(t, "SELECT pg_terminate_backend("+strconv.Itoa(int(sess.BackendPID()))+")")
-	time.Sleep(200 * time.Millisecond)
+	pid := strconv.Itoa(int(sess.BackendPID()))
+	primarySQL(t, "SELECT pg_terminate_backend("+pid+")")
+	waitFor(t, 10*time.Second, "the terminated backend to exit", func() bool {
+		return primarySQL(t, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid) == "0"
+	})
 	_, err = sess.Call(ctx, protocol.OpPing, nil)
 	var ce *conn.CallError
 	if !errors.As(err, &ce) || !ce.NotSent() || ce.OutcomeUnknown() || sess.Err() == nil {

@@ -132,6 +132,8 @@ func wantServerError(t *testing.T, err error, sqlstate, msg string) {
 	}
 }
 
+// claim: extension.handler-error-reply
+// claim: api.op-names
 func TestHandlersThroughDaemon(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -170,6 +172,7 @@ func TestHandlersThroughDaemon(t *testing.T) {
 
 // A reply never reports a write that could still be lost: when "ok" arrives
 // the row is visible to everybody.
+// claim: extension.commit-before-reply
 func TestHandlerWriteIsCommittedBeforeTheReply(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -199,6 +202,7 @@ func TestHandlerWriteIsCommittedBeforeTheReply(t *testing.T) {
 
 // statement_timeout applies per handler call; a cancel during a call becomes
 // an error reply; both leave the channel usable.
+// claim: extension.handler-timeout-cancel
 func TestHandlerTimeoutAndCancel(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -217,41 +221,37 @@ func TestHandlerTimeoutAndCancel(t *testing.T) {
 	if r := ch.call(opNap, 2, []byte("0.01")); r.Err() != nil {
 		t.Fatalf("short nap after a timeout: %v", r.Err())
 	}
-
-	// Cancel from another session while the handler sleeps.
-	pid := strconv.Itoa(int(pc.PID()))
-	ch.send(protocol.AppendRequest(nil, opNap, 3, []byte("0.25")))
-	// A request that does not time out: sleep 20s under a 300ms timeout would
-	// time out, so use a session without statement_timeout.
 	ch.finish()
+
+	// A cancel from another session, sent once the handler is inside
+	// pg_sleep, interrupts that call only.
 	pc2 := superuser(t, "primary", "")
 	ch2 := enter(t, pc2)
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		_, _ = env.PrimarySQL(context.Background(), "SELECT pg_cancel_backend("+strconv.Itoa(int(pc2.PID()))+")")
-	}()
-	r = ch2.call(opNap, 4, []byte("20"))
-	if !errors.As(r.Err(), &se) || se.SQLState != "57014" || !strings.Contains(se.Message, "user request") {
-		t.Fatalf("cancel during a handler: %v", r.Err())
+	ch2.send(protocol.AppendRequest(nil, opNap, 4, []byte("20")))
+	waitWaitEvent(t, pc2.PID(), "PgSleep")
+	if got := primarySQL(t, "SELECT pg_cancel_backend("+strconv.Itoa(int(pc2.PID()))+")"); got != "t" {
+		t.Fatalf("pg_cancel_backend: %s", got)
 	}
-	if r := ch2.call(protocol.OpPing, 5, nil); r.Err() != nil {
+	r = ch2.reply() // waits 10 s at most: the nap's 20 s would fail it
+	if !errors.As(r.Err(), &se) || se.SQLState != "57014" || !strings.Contains(se.Message, "user request") || r.ID != 4 {
+		t.Fatalf("cancel during a handler: id %d %v", r.ID, r.Err())
+	}
+	if r := ch2.call(protocol.OpPing, 5, nil); r.Err() != nil || r.ID != 5 {
 		t.Fatalf("ping after a cancel: %v", r.Err())
 	}
 	ch2.finish()
-	_ = pid
 }
 
 // pg_terminate_backend during a handler ends the session with FATAL 57P01.
+// claim: extension.terminate-fatal
 func TestHandlerTerminated(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
 	pc := superuser(t, "primary", "")
 	ch := enter(t, pc)
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		_, _ = env.PrimarySQL(context.Background(), "SELECT pg_terminate_backend("+strconv.Itoa(int(pc.PID()))+")")
-	}()
 	ch.send(protocol.AppendRequest(nil, opNap, 1, []byte("20")))
+	waitWaitEvent(t, pc.PID(), "PgSleep")
+	primarySQL(t, "SELECT pg_terminate_backend("+strconv.Itoa(int(pc.PID()))+")")
 	_, err := pc.ReceiveMessage(ctxT(t, 10*time.Second))
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "57P01" || pe.Severity != "FATAL" {
@@ -262,6 +262,7 @@ func TestHandlerTerminated(t *testing.T) {
 // After 10,000 handler calls that read and write, the idle channel holds no
 // xmin and no lock, VACUUM removes the dead rows, and CREATE INDEX
 // CONCURRENTLY on the table finishes while the channel stays open.
+// claim: extension.nothing-held
 func TestTenThousandHandlerCallsLeaveNothingHeld(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -316,6 +317,7 @@ func TestTenThousandHandlerCallsLeaveNothingHeld(t *testing.T) {
 }
 
 // Built-ins and handlers against a hot standby as upstream (cascading).
+// claim: extension.hot-standby-read-only
 func TestHotStandbyUpstream(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -335,6 +337,10 @@ func TestHotStandbyUpstream(t *testing.T) {
 	ch.finish()
 }
 
+// claim: protocol.setting-errors
+// claim: extension.setting-privilege
+// claim: extension.page-privilege
+// claim: protocol.page-errors
 func TestSettingWALAndPageBuiltins(t *testing.T) {
 	needEnv(t)
 	sess := channelSession(t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/standbyd/standbyd/internal/protocol"
 	"github.com/standbyd/standbyd/internal/testcluster"
+	"github.com/standbyd/standbyd/internal/testskip"
 )
 
 // connectTo opens a superuser session to a primary of its own.
@@ -141,9 +143,27 @@ func crashLines(log string) []string {
 	return bad
 }
 
+// hostileSeed is a new seed for each run, or STANDBYD_HOSTILE_SEED to
+// replay one; the test's log shows it (go test prints it with a failure).
+func hostileSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("STANDBYD_HOSTILE_SEED"); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("STANDBYD_HOSTILE_SEED=%q: %v", v, err)
+		}
+	}
+	t.Logf("hostile frames seed %d (replay: STANDBYD_HOSTILE_SEED=%d)", seed, seed)
+	return seed
+}
+
 // At least 100,000 random and mutated frames: every one gets exactly one
 // reply echoing what could be read of its header, the channel goes on, and
 // the server never crashes.
+// claim: extension.oversize-frame
+// claim: extension.bad-input
+// claim: protocol.one-reply-per-request
 func TestHostileFrames(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
@@ -153,7 +173,7 @@ func TestHostileFrames(t *testing.T) {
 	}
 	pc := connectTo(t, e, "")
 	enter(t, pc)
-	rng := rand.New(rand.NewPCG(2026, 11))
+	rng := rand.New(rand.NewPCG(hostileSeed(t), 11))
 	const total = 100000
 	ok, errs, sqlstates := sendHostile(t, pc, rng, total)
 	// Oversize frames, one at a time: read in bounded chunks and refused.
@@ -231,7 +251,7 @@ func rssAnonKB(t *testing.T, pid uint32) int {
 func TestMemoryFlatOverAMillionRequests(t *testing.T) {
 	needEnv(t)
 	if os.Getenv("STANDBYD_SKIP_LONG") != "" {
-		t.Skip("STANDBYD_SKIP_LONG set")
+		testskip.Skip(t, "STANDBYD_SKIP_LONG set")
 	}
 	registerHandlers(t)
 	pc := superuser(t, "primary", "")
@@ -279,6 +299,9 @@ func TestMemoryFlatOverAMillionRequests(t *testing.T) {
 }
 
 // What a client sees when the server goes away in different ways.
+// claim: extension.terminate-fatal
+// claim: extension.postmaster-death-fatal
+// claim: extension.idle-timeout
 func TestServerShutdownAndCrashSeenByTheClient(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
@@ -308,21 +331,14 @@ func TestServerShutdownAndCrashSeenByTheClient(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := pc.ReceiveMessage(ctxT(t, 10*time.Second))
-		var pe *pgconn.PgError
-		if err == nil || errors.As(err, &pe) && pe.Code != "57P02" {
+		if !endedByCrash(err) {
 			t.Fatalf("want EOF or a crash-shutdown notice, got %v", err)
 		}
 		// The postmaster reinitialises; a new channel works.
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			if _, err := e.PrimarySQL(ctx, "SELECT 1"); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the primary did not come back after the backend was killed")
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitFor(t, 60*time.Second, "the primary to come back after the backend was killed", func() bool {
+			_, err := e.PrimarySQL(ctx, "SELECT 1")
+			return err == nil
+		})
 		ch := enter(t, connectTo(t, e, ""))
 		if r := ch.call(protocol.OpPing, 1, nil); r.Err() != nil {
 			t.Fatal(r.Err())
@@ -346,7 +362,11 @@ func TestServerShutdownAndCrashSeenByTheClient(t *testing.T) {
 			_, _ = e.PrimarySQL(context.Background(), "ALTER SYSTEM RESET standbyd.idle_timeout")
 			_, _ = e.PrimarySQL(context.Background(), "SELECT pg_reload_conf()")
 		}()
-		time.Sleep(200 * time.Millisecond)
+		// New backends see the value once the postmaster has reloaded.
+		waitFor(t, 10*time.Second, "standbyd.idle_timeout to reach new sessions", func() bool {
+			v, err := e.PrimarySQL(ctx, "SELECT current_setting('standbyd.idle_timeout', true)")
+			return err == nil && v == "300ms"
+		})
 		pc := connectTo(t, e, "")
 		ch := enter(t, pc)
 		for i := 0; i < 5; i++ { // traffic within the timeout keeps it
@@ -386,7 +406,7 @@ func TestHostileFramesOnHotStandby(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "standby", "")
 	enter(t, pc)
-	sendHostile(t, pc, rand.New(rand.NewPCG(15, 20)), 20000)
+	sendHostile(t, pc, rand.New(rand.NewPCG(hostileSeed(t), 20)), 20000)
 	(&channel{t: t, pc: pc}).finish()
 	if bad := crashLines(env.Log("standby")); len(bad) > 0 {
 		t.Fatalf("the standby's log shows a crash:\n%s", strings.Join(bad, "\n"))
@@ -394,4 +414,33 @@ func TestHostileFramesOnHotStandby(t *testing.T) {
 	if err := waitStandbyCaughtUp(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A receive that timed out is not a killed backend; the kill -9 subtest
+// used to take one for EOF.
+func TestEndedByCrashRejectsATimeout(t *testing.T) {
+	needEnv(t)
+	pc := superuser(t, "primary", "")
+	ch := enter(t, pc)
+	_, err := pc.ReceiveMessage(ctxT(t, 100*time.Millisecond)) // an idle channel: nothing comes
+	if err == nil || endedByCrash(err) {
+		t.Fatalf("a timeout counted as a crash: %v", err)
+	}
+	ch.finish() // the timeout left the connection usable
+	if !endedByCrash(&pgconn.PgError{Severity: "WARNING", Code: "57P02"}) || endedByCrash(&pgconn.PgError{Severity: "FATAL", Code: "57P01"}) {
+		t.Fatal("57P02 is the crash notice, 57P01 is not")
+	}
+}
+
+// endedByCrash tells whether err is how a client sees its backend killed:
+// the connection closed (EOF) or a 57P02 notice; a timeout is neither.
+func endedByCrash(err error) bool {
+	if err == nil || pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "57P02"
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

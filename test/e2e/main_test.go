@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/standbyd/standbyd/internal/testcluster"
+	"github.com/standbyd/standbyd/internal/testskip"
 )
 
 var (
@@ -79,6 +80,6 @@ func run(m *testing.M) (int, error) {
 func needEnv(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("end-to-end: needs PostgreSQL servers")
+		testskip.Skip(t, "end-to-end: needs PostgreSQL servers")
 	}
 }

@@ -30,6 +30,7 @@ func scrape(t *testing.T, d *daemon) string {
 // running daemon, as the channel goes up, down (a terminated backend, then a
 // stopped primary) and up again: the values move, and nothing reads as
 // healthy while the channel is down.
+// claim: liveness.channel-up-only-when-ready
 func TestMetricsAsDocumented(t *testing.T) {
 	needEnv(t)
 	doc, err := os.ReadFile("../../docs/metrics.md")

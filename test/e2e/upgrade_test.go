@@ -125,6 +125,7 @@ func wantHandlersWork(t *testing.T, sess *conn.Session, when string) {
 // 1.2 (registry by name): a handler registered at 1.1 keeps working, over a
 // channel that stays open through the update, and a dropped function is a
 // clear error reply, not a crash.
+// claim: extension.upgrade-from-10
 func TestUpdate10To11To12WithHandler(t *testing.T) {
 	needEnv(t)
 	freshDB(t, "update_e2e")

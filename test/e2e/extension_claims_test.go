@@ -1,0 +1,266 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/standbyd/standbyd/internal/protocol"
+)
+
+// CALL standbyd.serve() is refused from another procedure and on a
+// replication connection, with the reason.
+// claim: extension.refused-contexts
+func TestServeRefusedInsideAProcedureAndOnAReplicationConnection(t *testing.T) {
+	needEnv(t)
+	ctx := ctxT(t, 30*time.Second)
+	pc := superuser(t, "primary", "")
+	if _, err := pc.Exec(ctx, "CREATE OR REPLACE PROCEDURE public.e2e_wraps_serve() LANGUAGE plpgsql AS $$ BEGIN CALL standbyd.serve(); END $$").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := pc.Exec(ctx, "CALL public.e2e_wraps_serve()").ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "2D000" || !strings.Contains(pe.Message, "top level") {
+		t.Fatalf("from another procedure: %v", err)
+	}
+	_, _ = pc.Exec(ctx, "DROP PROCEDURE IF EXISTS public.e2e_wraps_serve()").ReadAll()
+
+	repl := superuser(t, "primary", "replication=database")
+	_, err = repl.Exec(ctx, "CALL standbyd.serve()").ReadAll()
+	if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "replication connection") {
+		t.Fatalf("on a replication connection: %v", err)
+	}
+}
+
+const definerSQL = `
+DROP SCHEMA IF EXISTS e2e_definer CASCADE;
+CREATE SCHEMA e2e_definer;
+GRANT USAGE ON SCHEMA e2e_definer TO standbyd_repl;
+CREATE TABLE e2e_definer.private(v text);
+INSERT INTO e2e_definer.private VALUES ('owner only');
+CREATE FUNCTION e2e_definer.as_owner(b bytea) RETURNS bytea LANGUAGE sql SECURITY DEFINER
+  SET search_path = pg_catalog AS $$ SELECT convert_to(v, 'UTF8') FROM e2e_definer.private $$;
+CREATE FUNCTION e2e_definer.as_caller(b bytea) RETURNS bytea LANGUAGE sql
+  AS $$ SELECT convert_to(v, 'UTF8') FROM e2e_definer.private $$;
+REVOKE ALL ON FUNCTION e2e_definer.as_owner(bytea), e2e_definer.as_caller(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION e2e_definer.as_owner(bytea), e2e_definer.as_caller(bytea) TO standbyd_repl;
+SELECT standbyd.register_handler(280, 'as_owner', 'e2e_definer.as_owner(bytea)');
+SELECT standbyd.register_handler(281, 'as_caller', 'e2e_definer.as_caller(bytea)');
+`
+
+// A SECURITY DEFINER handler runs as its owner: it reads a table the
+// channel's role may not, which the same handler without SECURITY DEFINER
+// cannot.
+// claim: extension.security-definer-handler
+func TestSecurityDefinerHandlerRunsAsItsOwner(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, definerSQL)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(280); SELECT standbyd.unregister_handler(281); DROP SCHEMA e2e_definer CASCADE")
+	})
+	sess := channelSession(t) // as the channel's role, like the daemon
+	ctx := ctxT(t, 30*time.Second)
+	defer sess.Close(ctx)
+	out, err := sess.Call(ctx, 280, nil)
+	if err != nil || string(out) != "owner only" {
+		t.Fatalf("SECURITY DEFINER handler: %q %v", out, err)
+	}
+	_, err = sess.Call(ctx, 281, nil)
+	var se *protocol.ServerError
+	if !errors.As(err, &se) || se.SQLState != "42501" {
+		t.Fatalf("the same read as the channel's role: want 42501, got %v", err)
+	}
+}
+
+// An error message is cut to 8000 bytes on a character boundary.
+// claim: protocol.error-message-cap
+func TestErrorMessageCappedAt8000Bytes(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_long_error(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '%', repeat('é', 6000) USING ERRCODE = '22023'; END $$;
+SELECT standbyd.register_handler(282, 'long_error', 'public.e2e_long_error(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(282); DROP FUNCTION public.e2e_long_error(bytea)")
+	})
+	ch := enter(t, superuser(t, "primary", ""))
+	r := ch.call(282, 1, nil)
+	var se *protocol.ServerError
+	if !errors.As(r.Err(), &se) || se.SQLState != "22023" {
+		t.Fatalf("want error 22023, got %v", r.Err())
+	}
+	// 6000 two-byte characters are 12000 bytes: the cap applies, and 8000
+	// is a boundary, so nothing less may come.
+	if len(se.Message) != 8000 || !utf8.ValidString(se.Message) || se.Message != strings.Repeat("é", 4000) {
+		t.Fatalf("message of %d bytes (valid UTF-8 %v), want 8000 bytes of the original", len(se.Message), utf8.ValidString(se.Message))
+	}
+	if r := ch.call(protocol.OpPing, 2, nil); r.Err() != nil {
+		t.Fatalf("after a long error: %v", r.Err())
+	}
+	ch.finish()
+}
+
+var channelContext = regexp.MustCompile(`standbyd (channel|request): (\d+) total`)
+
+// channelMemory asks the backend pid to log its memory contexts and returns
+// the bytes the extension's own contexts ("standbyd channel", where the
+// frame buffers live, and "standbyd request") hold.
+func channelMemory(t *testing.T, pid uint32) int {
+	t.Helper()
+	prefix := "[" + strconv.Itoa(int(pid)) + "]"
+	reports := func() [][]string {
+		var all [][]string
+		var cur []string
+		for _, l := range strings.Split(env.Log("primary"), "\n") {
+			if !strings.Contains(l, prefix) {
+				continue
+			}
+			if m := channelContext.FindStringSubmatch(l); m != nil {
+				cur = append(cur, m[2])
+			}
+			if strings.Contains(l, "Grand total:") {
+				all, cur = append(all, cur), nil
+			}
+		}
+		return all
+	}
+	before := len(reports())
+	primarySQL(t, "SELECT pg_log_backend_memory_contexts("+strconv.Itoa(int(pid))+")")
+	var all [][]string
+	waitFor(t, 10*time.Second, "the backend's memory context report", func() bool {
+		all = reports()
+		return len(all) > before
+	})
+	last := all[len(all)-1]
+	if len(last) == 0 {
+		t.Fatal("no standbyd memory context in the backend's report")
+	}
+	total := 0
+	for _, v := range last {
+		n, _ := strconv.Atoi(v)
+		total += n
+	}
+	return total
+}
+
+// After a request that needed buffers over 64 kB the extension's memory
+// goes back under 64 kB: the buffers are released, not kept for good.
+// claim: extension.large-buffers-released
+func TestLargeBuffersReleasedAfterTheRequest(t *testing.T) {
+	needEnv(t)
+	registerHandlers(t)
+	pc := superuser(t, "primary", "")
+	ch := enter(t, pc)
+	if r := ch.call(opEcho, 1, []byte("small")); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	base := channelMemory(t, pc.PID())
+	big := []byte(strings.Repeat("x", 900*1024))
+	if r := ch.call(opEcho, 2, big); r.Err() != nil || len(r.Payload) != len(big)+5 {
+		t.Fatalf("echo of 900 kB: %d bytes, %v", len(r.Payload), r.Err())
+	}
+	// Kept, the input and output buffers would hold 1.8 MB here.
+	if after := channelMemory(t, pc.PID()); after >= 64*1024 {
+		t.Fatalf("the extension's contexts hold %d bytes after a 900 kB request (%d before): the large buffers were kept", after, base)
+	}
+	ch.finish()
+}
+
+// Hello: the highest version both speak is picked; no common version is
+// 08P01; a payload under 8 bytes or a client name over 64 bytes is 22023.
+// claim: protocol.hello-negotiation
+func TestHelloNegotiation(t *testing.T) {
+	needEnv(t)
+	ch := enter(t, superuser(t, "primary", ""))
+	r := ch.call(protocol.OpHello, 1, protocol.HelloRequest{MinVersion: 1, MaxVersion: 9, MaxFrameSize: 1 << 20, ClientName: "e2e"}.Append(nil))
+	if h, err := protocol.ParseHelloReply(r.Payload); r.Err() != nil || err != nil || h.Version != 1 {
+		t.Fatalf("hello 1..9: version %d, %v %v", h.Version, r.Err(), err)
+	}
+	wantError(t, ch.call(protocol.OpHello, 2, protocol.HelloRequest{MinVersion: 2, MaxVersion: 9, MaxFrameSize: 1 << 20}.Append(nil)), protocol.OpHello, 2, "08P01")
+	wantError(t, ch.call(protocol.OpHello, 3, []byte{0, 1, 0, 1, 0, 0, 4}), protocol.OpHello, 3, "22023")
+	// By hand: HelloRequest.Append cuts the name to 64 bytes.
+	long := append(protocol.HelloRequest{MinVersion: 1, MaxVersion: 1, MaxFrameSize: 1 << 20}.Append(nil), strings.Repeat("n", 65)...)
+	wantError(t, ch.call(protocol.OpHello, 4, long), protocol.OpHello, 4, "22023")
+	ok := protocol.HelloRequest{MinVersion: 1, MaxVersion: 1, MaxFrameSize: 1 << 20, ClientName: strings.Repeat("n", 64)}.Append(nil)
+	if r := ch.call(protocol.OpHello, 5, ok); r.Err() != nil {
+		t.Fatalf("a 64-byte client name: %v", r.Err())
+	}
+	ch.finish()
+}
+
+// Registering an op again replaces it and unregister_handler removes it; a
+// channel opened before sees each change at once when calling by number.
+// claim: extension.register-replace-unregister
+func TestRegisterReplaceUnregisterSeenAtOnce(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_first(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT 'first'::bytea $$;
+CREATE OR REPLACE FUNCTION public.e2e_second(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT 'second'::bytea $$`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(283); DROP FUNCTION public.e2e_first(bytea), public.e2e_second(bytea)")
+	})
+	ch := enter(t, superuser(t, "primary", "")) // opened before any registration
+	wantError(t, ch.call(283, 1, nil), 283, 1, "42883")
+	primarySQL(t, "SELECT standbyd.register_handler(283, 'e2e_op', 'public.e2e_first(bytea)')")
+	if r := ch.call(283, 2, nil); r.Err() != nil || string(r.Payload) != "first" {
+		t.Fatalf("after registering: %q %v", r.Payload, r.Err())
+	}
+	primarySQL(t, "SELECT standbyd.register_handler(283, 'e2e_op', 'public.e2e_second(bytea)')")
+	if r := ch.call(283, 3, nil); r.Err() != nil || string(r.Payload) != "second" {
+		t.Fatalf("after registering again: %q %v", r.Payload, r.Err())
+	}
+	primarySQL(t, "SELECT standbyd.unregister_handler(283)")
+	wantError(t, ch.call(283, 4, nil), 283, 4, "42883")
+	ch.finish()
+}
+
+// The registry is writable only by its owner, and registering needs
+// EXECUTE on register_handler (revoked from PUBLIC); a role that may use
+// the schema reads it.
+// claim: extension.registry-writable-by-owner
+func TestRegistryWritableOnlyByItsOwner(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, "DROP ROLE IF EXISTS e2e_reader; CREATE ROLE e2e_reader; GRANT USAGE ON SCHEMA standbyd TO e2e_reader")
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "REVOKE USAGE ON SCHEMA standbyd FROM e2e_reader; DROP ROLE IF EXISTS e2e_reader")
+	})
+	if _, err := env.PrimarySQL(ctxT(t, 10*time.Second), "SET ROLE e2e_reader; SELECT count(*) FROM standbyd.handlers"); err != nil {
+		t.Fatalf("reading the registry as an ordinary role: %v", err)
+	}
+	for _, sql := range []string{
+		"SET ROLE e2e_reader; INSERT INTO standbyd.handlers SELECT * FROM standbyd.handlers LIMIT 0",
+		"SET ROLE e2e_reader; DELETE FROM standbyd.handlers",
+		"SET ROLE e2e_reader; SELECT standbyd.register_handler(284, 'x', 'pg_catalog.byteain(cstring)')",
+		"SET ROLE e2e_reader; SELECT standbyd.unregister_handler(256)",
+	} {
+		_, err := env.PrimarySQL(ctxT(t, 10*time.Second), sql)
+		if err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Fatalf("%s: %v, want permission denied", sql, err)
+		}
+	}
+}
+
+// A registered function's NULL result is error 22004; page of a relation
+// without storage (a view) is 42809.
+// claim: protocol.registered-op-errors
+// claim: protocol.page-errors
+func TestNullResultAndPageWithoutStorage(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_null(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT NULL::bytea $$;
+SELECT standbyd.register_handler(285, 'e2e_null', 'public.e2e_null(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(285); DROP FUNCTION public.e2e_null(bytea)")
+	})
+	ch := enter(t, superuser(t, "primary", ""))
+	wantError(t, ch.call(285, 1, nil), 285, 1, "22004")
+	wantError(t, ch.call(protocol.OpPage, 2, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, "pg_catalog.pg_tables")), protocol.OpPage, 2, "42809")
+	if r := ch.call(protocol.OpPing, 3, nil); r.Err() != nil {
+		t.Fatalf("after the errors: %v", r.Err())
+	}
+	ch.finish()
+}
