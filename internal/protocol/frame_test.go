@@ -67,6 +67,7 @@ func TestParseReplyRoundTrip(t *testing.T) {
 }
 
 // claim: protocol.frame-length-exact
+// claim: protocol.error-payload-short
 func TestParseReplyMalformed(t *testing.T) {
 	ok := AppendReply(nil, OpN, 1, StatusOK, []byte{1, 2, 3})
 	cases := []struct {

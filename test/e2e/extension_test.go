@@ -136,6 +136,7 @@ func wantError(t *testing.T, r protocol.Reply, op uint16, id uint32, sqlstate st
 // claim: protocol.n-op
 // claim: protocol.closing-sequence
 // claim: protocol.flush-sync-ignored
+// claim: protocol.versioning
 func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
