@@ -86,3 +86,32 @@ func TestReadmeVersionMatrixMatchesMajorsScript(t *testing.T) {
 		}
 	}
 }
+
+// What the README says scripts/majors.sh runs for each major: the
+// extension's pg_regress suite, and the isolation and registry end-to-end
+// tests besides the core ones, against a primary and a streaming standby.
+// claim: readme.majors-script
+func TestReadmeMajorsScriptRunsWhatItSays(t *testing.T) {
+	root := repoRoot(t)
+	b, err := os.ReadFile(filepath.Join(root, "scripts/majors.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	if !strings.Contains(s, "make installcheck") {
+		t.Error("scripts/majors.sh does not run make installcheck")
+	}
+	m := regexp.MustCompile(`(?m)^E2E_TESTS='\^\(([^)]*)\)\$'`).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatal("scripts/majors.sh: no E2E_TESTS")
+	}
+	tests := map[string]bool{}
+	for _, name := range strings.Split(m[1], "|") {
+		tests[name] = true
+	}
+	for _, want := range []string{"TestIsolation.*", "TestRegistryChangesReachAnOpenChannel", "TestCallNThroughDaemon", "TestPrimaryAndStreamingStandby", "TestBasebackupConninfoHasTheHardKeywords"} {
+		if !tests[want] {
+			t.Errorf("scripts/majors.sh does not run %s (E2E_TESTS: %s)", want, m[1])
+		}
+	}
+}

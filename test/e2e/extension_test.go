@@ -183,6 +183,7 @@ func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 	}
 }
 
+// claim: readme.builtin-ops
 func TestExtensionHelloAndPing(t *testing.T) {
 	needEnv(t)
 	for _, which := range []string{"primary", "standby"} {
@@ -223,6 +224,7 @@ func TestExtensionHelloAndPing(t *testing.T) {
 
 // claim: extension.refused-contexts
 // claim: extension.enter-privilege
+// claim: readme.grants
 func TestExtensionRefusesWrongContexts(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
@@ -264,6 +266,7 @@ func TestExtensionRefusesWrongContexts(t *testing.T) {
 // statement_timeout counts from the CALL; the extension disarms it so an idle
 // channel lives on.
 // claim: extension.statement-timeout-disarmed
+// claim: readme.serve-summary
 func TestExtensionIdleChannelOutlivesStatementTimeout(t *testing.T) {
 	needEnv(t)
 	ch := enter(t, superuser(t, "primary", "options='-c statement_timeout=200'"))
@@ -306,6 +309,7 @@ func TestExtensionCopyFailEndsTheChannelNotTheSession(t *testing.T) {
 
 // conn.Session against the real primary, configured exactly as the daemon
 // does: primary_conninfo from the standby's files, through conninfo.
+// claim: readme.follows-primary-conninfo
 func TestSessionWithStandbysConninfo(t *testing.T) {
 	needEnv(t)
 	cfg, err := pgconf.LoadDataDir(env.StandbyData, pgconf.Options{})

@@ -134,6 +134,7 @@ func wantServerError(t *testing.T, err error, sqlstate, msg string) {
 
 // claim: extension.handler-error-reply
 // claim: api.op-names
+// claim: readme.handler-by-name
 func TestHandlersThroughDaemon(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -341,6 +342,7 @@ func TestHotStandbyUpstream(t *testing.T) {
 // claim: extension.setting-privilege
 // claim: extension.page-privilege
 // claim: protocol.page-errors
+// claim: readme.builtin-ops
 func TestSettingWALAndPageBuiltins(t *testing.T) {
 	needEnv(t)
 	sess := channelSession(t)
