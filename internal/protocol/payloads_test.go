@@ -76,6 +76,7 @@ func TestHelloReplyTruncations(t *testing.T) {
 	}
 }
 
+// claim: protocol.hello-request-layout
 func TestHelloRequest(t *testing.T) {
 	h := HelloRequest{MinVersion: 1, MaxVersion: 1, MaxFrameSize: 1 << 20, ClientName: "sm"}
 	got := h.Append(nil)

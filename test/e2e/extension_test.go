@@ -277,7 +277,10 @@ func TestExtensionIdleChannelOutlivesStatementTimeout(t *testing.T) {
 	ch.finish()
 }
 
+// CopyFail ends the channel with an ERROR; CopyData sent after it is
+// ignored by the server, and the session serves the next query.
 // claim: protocol.copyfail
+// claim: protocol.error-ends-channel
 func TestExtensionCopyFailEndsTheChannelNotTheSession(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
@@ -302,8 +305,12 @@ func TestExtensionCopyFailEndsTheChannelNotTheSession(t *testing.T) {
 	if got == nil || got.Code != "57014" || !strings.Contains(got.Message, "client gave up") {
 		t.Fatalf("CopyFail: %+v", got)
 	}
-	if _, err := pc.Exec(ctxT(t, 10*time.Second), "SELECT 1").ReadAll(); err != nil {
-		t.Fatal(err)
+	// A frame after the channel ended gets no reply and no error: the next
+	// query's result is the first thing the server sends.
+	pc.Frontend().Send(&pgproto3.CopyData{Data: protocol.AppendRequest(nil, protocol.OpPing, 1, nil)})
+	res, err := pc.Exec(ctxT(t, 10*time.Second), "SELECT 42").ReadAll()
+	if err != nil || len(res) != 1 || len(res[0].Rows) != 1 || string(res[0].Rows[0][0]) != "42" {
+		t.Fatalf("the query after a stray frame: %+v %v", res, err)
 	}
 }
 
