@@ -115,3 +115,40 @@ func TestReadmeMajorsScriptRunsWhatItSays(t *testing.T) {
 		}
 	}
 }
+
+// docs/extension.md names the same majors as scripts/majors.sh, each from
+// the same Debian suite, besides the host's 15.
+// claim: extension.supported-majors
+func TestExtensionDocMajorsMatchMajorsScript(t *testing.T) {
+	root := repoRoot(t)
+	b, err := os.ReadFile(filepath.Join(root, "docs/extension.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults, suite, experimental := majorsScript(t, root)
+	m := regexp.MustCompile(`(?s)Supported, built warning-free and tested in CI: (.*?) PostgreSQL 16 is neither`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("docs/extension.md: no list of supported majors")
+	}
+	text := strings.Join(strings.Fields(string(m[1])), " ")
+	if !strings.Contains(text, "PostgreSQL 15 (the host's") {
+		t.Errorf("docs/extension.md does not name 15 as the host's: %s", text)
+	}
+	named := regexp.MustCompile(`(\d+)(?: release candidate)? \(Debian (\w+)\)`).FindAllStringSubmatch(text, -1)
+	got := map[string]string{}
+	for _, n := range named {
+		got[n[1]] = n[2]
+	}
+	for _, major := range defaults {
+		want := suite[major]
+		if major == experimental {
+			want = "experimental"
+		}
+		if got[major] != want {
+			t.Errorf("docs/extension.md: %s from %q, scripts/majors.sh installs it from %s", major, got[major], want)
+		}
+	}
+	if len(got) != len(defaults) {
+		t.Errorf("docs/extension.md names %v, scripts/majors.sh tests %v", got, defaults)
+	}
+}
