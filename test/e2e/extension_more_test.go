@@ -16,6 +16,7 @@ import (
 // a name that is not an identifier of at most 63 characters are 22023, a
 // function that does not take and return bytea is 42P13.
 // claim: extension.register-checks
+// claim: protocol.op-ranges
 func TestRegisterHandlerChecksItsArguments(t *testing.T) {
 	needEnv(t)
 	primarySQL(t, "CREATE OR REPLACE FUNCTION public.e2e_reg(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT b $$")

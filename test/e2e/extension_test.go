@@ -137,6 +137,7 @@ func wantError(t *testing.T, r protocol.Reply, op uint16, id uint32, sqlstate st
 // claim: protocol.closing-sequence
 // claim: protocol.flush-sync-ignored
 // claim: protocol.versioning
+// claim: protocol.ping-empty
 func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")

@@ -273,6 +273,7 @@ func TestIsolationCancelIdleAndDuringHandler(t *testing.T) {
 // error reply; the channel goes on.
 // claim: extension.reply-over-client-max
 // claim: protocol.reply-over-client-max
+// claim: protocol.hello-client-max-frame
 func TestIsolationReplyOverClientMaxFrame(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -528,6 +529,7 @@ func TestIsolationSQLHandlerPlannedOnce(t *testing.T) {
 
 // Text in frames is UTF-8 whatever the database encoding: a handler's error
 // message and a setting's value from a LATIN1 database.
+// claim: protocol.conventions
 func TestIsolationTextIsUTF8(t *testing.T) {
 	needEnv(t)
 	primarySQL(t, "DROP DATABASE IF EXISTS iso_latin1")
