@@ -21,6 +21,7 @@ func unhex(t *testing.T, s string) []byte {
 // agreement (the same frames are answered by the real server in the
 // end-to-end tests).
 // claim: protocol.frame-header
+// claim: protocol.conventions
 func TestRequestLayout(t *testing.T) {
 	got := AppendRequest(nil, OpN, 7, AppendN(nil, [3]int32{100, 200, 300}))
 	want := unhex(t, "51 01 004e 00000007 0000000c 00000064 000000c8 0000012c")
