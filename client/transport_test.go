@@ -47,6 +47,7 @@ func serveHTTP(t *testing.T, h http.HandlerFunc) (string, *atomic.Int64) {
 
 // A pool of n concurrent callers reuses its n connections: the transport's
 // per-host idle bound is the pool, not http's default of 2.
+// claim: api.go-client-pool
 func TestPoolKeepsItsConnections(t *testing.T) {
 	const n = DefaultPoolSize
 	var mu sync.Mutex
@@ -88,6 +89,7 @@ func TestPoolKeepsItsConnections(t *testing.T) {
 
 // An answer larger than the client's limit is an error, whether its length
 // is announced or not.
+// claim: api.go-client-reply-limit
 func TestReplyLimit(t *testing.T) {
 	sock, _ := serveHTTP(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/status" {
@@ -126,6 +128,7 @@ func readRequest(c net.Conn) error {
 
 // Once the request was written, a failure is "outcome unknown", never
 // "unreachable": the daemon may have passed it on.
+// claim: api.go-client-errors
 func TestHandedOverIsOutcomeUnknown(t *testing.T) {
 	sock := socketPath(t)
 	ln, err := net.Listen("unix", sock)

@@ -10,6 +10,7 @@ import (
 
 // Every setting that shapes the connection counts as a change (and
 // reconnects), none silently.
+// claim: liveness.reload-reconnects
 func TestConnectionSettings(t *testing.T) {
 	base := config.Config{Channel: config.ChannelConfig{Mode: "extension", Procedure: "standbyd.serve",
 		ApplicationName: "standbyd", MaxFrameSize: 1 << 20, ConnectTimeout: 10 * time.Second,

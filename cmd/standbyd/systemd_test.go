@@ -79,6 +79,7 @@ func next(t *testing.T, msgs <-chan string, what string, ok func(string) bool) s
 // Under systemd: a STATUS line that names the state and the last error, a
 // WATCHDOG=1 while the supervisor's loops go round, STATUS=stopping at the
 // end.
+// claim: liveness.watchdog
 func TestNotifySystemdStatusAndWatchdog(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last, after the socket closed
 	msgs := fakeSystemd(t)
@@ -154,6 +155,7 @@ func TestNotifySystemdOutsideSystemd(t *testing.T) {
 	}
 }
 
+// claim: liveness.watchdog-period-checked
 func TestWatchdogProblem(t *testing.T) {
 	ch := config.ChannelConfig{ConnectTimeout: 10 * time.Second, ReplyTimeout: 5 * time.Second,
 		CloseTimeout: 2 * time.Second, HeartbeatInterval: 2 * time.Second, BackoffMax: 30 * time.Second}

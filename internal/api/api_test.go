@@ -137,6 +137,7 @@ func TestStatusAndOps(t *testing.T) {
 	}
 }
 
+// claim: api.go-client-errors
 func TestUnreachableDaemon(t *testing.T) {
 	c := client.New("/nonexistent/standbyd.sock")
 	defer c.Close()
@@ -146,6 +147,7 @@ func TestUnreachableDaemon(t *testing.T) {
 	}
 }
 
+// claim: api.stale-socket
 func TestStaleSocketReplacedLiveOneRefused(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "s")

@@ -13,6 +13,7 @@ import (
 )
 
 // claim: api.json-form
+// claim: api.json-body
 func TestDecodeCallBody(t *testing.T) {
 	cases := []struct {
 		ct, body string

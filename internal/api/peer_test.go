@@ -62,6 +62,9 @@ func callAs(t *testing.T, bin, sock, op string, uid, gid uint32) (string, int) {
 // The daemon knows each caller by SO_PEERCRED, and api.allow lets only the
 // named users call a restricted op; a refusal reads no payload, is counted,
 // and is logged with the caller, never with the payload.
+// claim: api.caller-by-peercred
+// claim: api.allow
+// claim: api.forbidden
 func TestAllowWithRealUsers(t *testing.T) {
 	if os.Geteuid() != 0 {
 		testskip.Skip(t, "needs root, to run callers as other users")
@@ -130,6 +133,7 @@ func TestAllowWithRealUsers(t *testing.T) {
 }
 
 // A slow call is logged with its caller while it runs.
+// claim: api.caller-by-peercred
 func TestSlowCallNamesTheCaller(t *testing.T) {
 	core, logs := observer.New(zap.DebugLevel)
 	ch := &stubChannel{reply: func(uint16, []byte) ([]byte, error) {

@@ -60,6 +60,7 @@ func serveCfg(t *testing.T, cfg ServerConfig, ch Channel) string {
 	return cfg.Socket
 }
 
+// claim: api.accept-json
 func TestAcceptIsAList(t *testing.T) {
 	for accept, want := range map[string]bool{
 		"":                                  false,
@@ -100,6 +101,7 @@ func unixHTTP(sock string) *http.Client {
 // The socket has its mode and group from the moment its name appears: a
 // watcher of the directory never sees it created with another mode and
 // changed afterwards.
+// claim: api.socket-mode-from-the-start
 func TestSocketHasItsModeWhenItAppears(t *testing.T) {
 	dir := shortDir(t)
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
@@ -153,6 +155,7 @@ func TestSocketHasItsModeWhenItAppears(t *testing.T) {
 	}
 }
 
+// claim: api.socket-directory
 func TestMissingSocketDirectorySaysWhatToDo(t *testing.T) {
 	sock := filepath.Join(shortDir(t), "standbyd", "standbyd.sock")
 	_, err := Listen(ServerConfig{Socket: sock, SocketMode: 0o660}, &stubChannel{})
@@ -189,6 +192,7 @@ func rawRequest(t *testing.T, sock, head string) (string, net.Conn) {
 // A call takes its slot before its body is read: with every slot taken, the
 // next caller is refused at once, without the daemon reading (and holding)
 // its body; and a body larger than a frame is refused from its length.
+// claim: api.memory-bounded
 func TestSlotTakenBeforeTheBodyIsRead(t *testing.T) {
 	release := make(chan struct{})
 	var calls atomic.Int64
@@ -223,6 +227,7 @@ func TestSlotTakenBeforeTheBodyIsRead(t *testing.T) {
 
 // The listener serves at most MaxConns connections; the next one is
 // accepted when one of them closes.
+// claim: api.memory-bounded
 func TestConnectionsBounded(t *testing.T) {
 	sock := serveCfg(t, ServerConfig{MaxConns: 2}, &stubChannel{})
 	status := func(c net.Conn) chan string {
@@ -271,6 +276,7 @@ func TestConnectionsBounded(t *testing.T) {
 	}
 }
 
+// claim: api.allow
 func TestPolicy(t *testing.T) {
 	offered := []protocol.OpInfo{{Op: protocol.OpPage, Name: "page", Builtin: true}, {Op: 0x100, Name: "put"}, {Op: 0x101, Name: "get"}}
 	p := &Policy{Rules: []AllowRule{

@@ -74,6 +74,7 @@ func TestDataDirectoryRequired(t *testing.T) {
 	}
 }
 
+// claim: api.allow-load-errors
 func TestAllowResolvedAtLoad(t *testing.T) {
 	c, err := Load("testdata/allow.yaml", nil)
 	if err != nil {
@@ -94,6 +95,7 @@ func TestAllowResolvedAtLoad(t *testing.T) {
 	}
 }
 
+// claim: api.allow-load-errors
 func TestAllowErrorsNameTheKey(t *testing.T) {
 	_, err := Load("testdata/allow_bad.yaml", nil)
 	if err == nil {

@@ -53,6 +53,8 @@ func TestLateReply(t *testing.T) {
 	}
 }
 
+// claim: liveness.wrong-id-ends-session
+// claim: protocol.wrong-id
 func TestReplyWithWrongID(t *testing.T) {
 	p := conntest.Start(t)
 	p.Handle(opEcho, func(c *conntest.Conn, req conntest.Request) bool {
@@ -114,6 +116,7 @@ func TestCancelMidRequest(t *testing.T) {
 	}
 }
 
+// claim: liveness.not-sent
 func TestDeathWhileIdleIsNotSent(t *testing.T) {
 	for _, kill := range []struct {
 		name string
@@ -179,6 +182,7 @@ func TestIdempotentSetIsExplicit(t *testing.T) {
 	}
 }
 
+// claim: liveness.deadline-before-write
 func TestCallerGoneIsNotSent(t *testing.T) {
 	p := conntest.Start(t)
 	p.Handle(opEcho, echo)
@@ -196,6 +200,7 @@ func TestCallerGoneIsNotSent(t *testing.T) {
 	}
 }
 
+// claim: liveness.reply-wins-over-deadline
 func TestReplyWinsOverDeadline(t *testing.T) {
 	p := conntest.Start(t)
 	p.Handle(opEcho, echo)
@@ -222,6 +227,7 @@ func TestReplyWinsOverDeadline(t *testing.T) {
 	}
 }
 
+// claim: liveness.new-handler-by-name
 func TestResolveOpRefreshesHello(t *testing.T) {
 	p := conntest.Start(t)
 	p.Handle(0x0400, echo)

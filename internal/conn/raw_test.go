@@ -105,6 +105,7 @@ func fakeConfig(t *testing.T, addr net.Addr) *pgconn.Config {
 	return cfg
 }
 
+// claim: protocol.raw-mode
 func TestRawModeN(t *testing.T) {
 	f := startFakePatchedPrimary(t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

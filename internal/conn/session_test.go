@@ -41,6 +41,7 @@ func TestMaxFrameSizeFloor(t *testing.T) {
 
 // A backend that died while the session was idle is found before the next
 // request is written: that request was not sent.
+// claim: liveness.not-sent
 func TestSessionDeadWhileIdleIsNotSent(t *testing.T) {
 	p := conntest.Start(t)
 	p.Handle(opEcho, echo)

@@ -12,6 +12,7 @@ import (
 	"github.com/standbyd/standbyd/internal/protocol"
 )
 
+// claim: liveness.reload-during-attempt
 func TestRestartDuringConnectAttempt(t *testing.T) {
 	p := conntest.Start(t)
 	var dials atomic.Int32
@@ -33,6 +34,7 @@ func TestRestartDuringConnectAttempt(t *testing.T) {
 	waitReady(t, sup)
 }
 
+// claim: liveness.reload-ends-backoff-wait
 func TestRestartDuringBackoffWait(t *testing.T) {
 	var dials atomic.Int32
 	sup := run(t, SupervisorConfig{
@@ -49,6 +51,7 @@ func TestRestartDuringBackoffWait(t *testing.T) {
 	waitFor(t, "an attempt at once after the restart", func() bool { return dials.Load() == 2 })
 }
 
+// claim: liveness.heartbeat-under-traffic
 func TestHeartbeatUnderSteadyTraffic(t *testing.T) {
 	p := conntest.Start(t)
 	p.Handle(opEcho, echo)
@@ -91,6 +94,7 @@ func TestRestartCloseIsNotReady(t *testing.T) {
 	waitReady(t, sup)
 }
 
+// claim: liveness.watchdog
 func TestAliveNeedsEverySlot(t *testing.T) {
 	p := conntest.Start(t)
 	release := make(chan struct{})
@@ -111,6 +115,7 @@ func TestAliveNeedsEverySlot(t *testing.T) {
 	waitFor(t, "the watchdog to see the stuck slot", func() bool { return !sup.Alive(200 * time.Millisecond) })
 }
 
+// claim: liveness.watchdog
 func TestAliveDuringLongBackoff(t *testing.T) {
 	sup := run(t, SupervisorConfig{
 		Dial: func(ctx context.Context, _ func()) (*Session, error) {
@@ -128,6 +133,7 @@ func TestAliveDuringLongBackoff(t *testing.T) {
 	}
 }
 
+// claim: liveness.statement-timeout-lowered
 func TestStatementTimeoutSetBeforeEntering(t *testing.T) {
 	p := conntest.Start(t)
 	ctx := ctx5(t)
@@ -142,6 +148,7 @@ func TestStatementTimeoutSetBeforeEntering(t *testing.T) {
 	}
 }
 
+// claim: liveness.statement-timeout-lowered
 func TestStatementTimeoutFor(t *testing.T) {
 	for _, c := range []struct{ reply, want time.Duration }{
 		{5 * time.Second, 4 * time.Second},

@@ -12,6 +12,7 @@ import (
 
 // With several sessions the status is ready while one is, describes that
 // one, and lists every slot with its own state and error.
+// claim: api.status
 func TestStatusAggregatesSlots(t *testing.T) {
 	p := conntest.Start(t)
 	var n atomic.Int32

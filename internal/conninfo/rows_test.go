@@ -15,6 +15,7 @@ import (
 
 // TestEveryKeywordRow shows that each row of docs/conninfo.md is true: one
 // check per keyword, and the test fails for a keyword with no check.
+// claim: readme.tool-conninfo
 func TestEveryKeywordRow(t *testing.T) {
 	p := newPKI(t)
 	cert, key := p.client(t, 0o600)

@@ -16,6 +16,7 @@ const (
 // The strings PostgreSQL's tools write must give a config whose startup
 // parameters are only legitimate ones: anything else makes the server
 // refuse the session.
+// claim: readme.tool-conninfo
 func TestToolStrings(t *testing.T) {
 	p := newPKI(t)
 	cert, key := p.client(t, 0o600)

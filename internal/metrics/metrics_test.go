@@ -74,6 +74,7 @@ func TestDisconnectReasonsAndHost(t *testing.T) {
 
 // The state series read the supervisor's state at scrape time: a stale
 // event delivered late (another session's) does not make them lie.
+// claim: liveness.state-read-at-scrape
 func TestStateReadWhereItLives(t *testing.T) {
 	m := New("test")
 	live := conn.StateReady

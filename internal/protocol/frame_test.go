@@ -20,6 +20,8 @@ func unhex(t *testing.T, s string) []byte {
 // The exact bytes of docs/protocol.md: these keep the C extension and Go in
 // agreement (the same frames are answered by the real server in the
 // end-to-end tests).
+// claim: protocol.frame-header
+// claim: protocol.conventions
 func TestRequestLayout(t *testing.T) {
 	got := AppendRequest(nil, OpN, 7, AppendN(nil, [3]int32{100, 200, 300}))
 	want := unhex(t, "51 01 004e 00000007 0000000c 00000064 000000c8 0000012c")
@@ -67,6 +69,7 @@ func TestParseReplyRoundTrip(t *testing.T) {
 }
 
 // claim: protocol.frame-length-exact
+// claim: protocol.error-payload-short
 func TestParseReplyMalformed(t *testing.T) {
 	ok := AppendReply(nil, OpN, 1, StatusOK, []byte{1, 2, 3})
 	cases := []struct {

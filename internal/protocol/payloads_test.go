@@ -37,6 +37,7 @@ func unhex2(s string) []byte {
 	return out
 }
 
+// claim: protocol.hello-reply-layout
 func TestParseCapturedHello(t *testing.T) {
 	h, err := ParseHelloReply(capturedHello)
 	if err != nil {
@@ -75,6 +76,7 @@ func TestHelloReplyTruncations(t *testing.T) {
 	}
 }
 
+// claim: protocol.hello-request-layout
 func TestHelloRequest(t *testing.T) {
 	h := HelloRequest{MinVersion: 1, MaxVersion: 1, MaxFrameSize: 1 << 20, ClientName: "sm"}
 	got := h.Append(nil)
@@ -95,6 +97,7 @@ func TestHelloRequest(t *testing.T) {
 	}
 }
 
+// claim: protocol.ping-reply-layout
 func TestPingReply(t *testing.T) {
 	p := PingReply{ServerTime: time.UnixMicro(1764000000123456), WALPosition: 0x16B374D848, Timeline: 3, InRecovery: true}
 	buf := p.Append(nil)

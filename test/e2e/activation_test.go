@@ -18,6 +18,7 @@ import (
 // which passes the socket the same way) the daemon serves on the socket it
 // was given, creates none of its own, and leaves the given one in place
 // when it stops.
+// claim: api.socket-activation
 func TestSocketActivation(t *testing.T) {
 	needEnv(t)
 	launcher, err := exec.LookPath("systemd-socket-activate")

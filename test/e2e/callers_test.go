@@ -70,6 +70,8 @@ func TestCLIExitWhenTheDaemonDiesMidCall(t *testing.T) {
 // At SIGTERM the API stops accepting before the sessions close: a call in
 // flight gets its reply, a new caller finds no daemon (nothing of it is
 // written), and the daemon exits 0.
+// claim: liveness.shutdown-api-first
+// claim: api.shutdown
 func TestShutdownStopsTheAPIFirst(t *testing.T) {
 	needEnv(t)
 	d := slowDaemon(t)
@@ -111,6 +113,7 @@ func TestShutdownStopsTheAPIFirst(t *testing.T) {
 
 // A second SIGTERM is not swallowed: it ends the daemon at once, without
 // waiting for the call in flight.
+// claim: liveness.second-sigterm
 func TestSecondSIGTERMForcesTheExit(t *testing.T) {
 	needEnv(t)
 	d := slowDaemon(t)
@@ -147,6 +150,8 @@ func TestSecondSIGTERMForcesTheExit(t *testing.T) {
 
 // api.allow against real users: nobody may call ping but not N (exit 6,
 // counted, logged without the payload); root, named, may call N.
+// claim: api.allow
+// claim: api.forbidden
 func TestAllowListForRealUsers(t *testing.T) {
 	needEnv(t)
 	if os.Geteuid() != 0 {

@@ -34,6 +34,7 @@ func primarySQL(t *testing.T, sql string) string {
 // The standby's own primary_conninfo, as pg_basebackup -R wrote it, carries
 // keywords that pgconn would send to the server as startup parameters (which
 // the server refuses). Every daemon test below connects with it unchanged.
+// claim: readme.follows-primary-conninfo
 func TestBasebackupConninfoHasTheHardKeywords(t *testing.T) {
 	needEnv(t)
 	b, err := os.ReadFile(env.StandbyData + "/postgresql.auto.conf")
@@ -178,6 +179,7 @@ func vacuum(t *testing.T, table string) (removed, deadKept int) {
 // that does hold a snapshot is the control that shows the check can fail.
 // claim: readme.channel-in-pg-stat-activity
 // claim: extension.idle-no-xmin
+// claim: readme.serve-summary
 func TestIdleChannelHoldsNoXmin(t *testing.T) {
 	needEnv(t)
 	d := startDaemon(t, "")

@@ -18,6 +18,7 @@ import (
 // claim: readme.check-connect-explains
 // claim: liveness.configuration-classes
 // claim: liveness.transient-classes
+// claim: readme.own-hba-line
 func TestCheckConnectExplainsCommonFailures(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})

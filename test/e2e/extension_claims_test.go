@@ -221,14 +221,17 @@ CREATE OR REPLACE FUNCTION public.e2e_second(b bytea) RETURNS bytea LANGUAGE sql
 
 // The registry is writable only by its owner, and registering needs
 // EXECUTE on register_handler (revoked from PUBLIC); a role that may use
-// the schema reads it.
+// the schema reads it, a role that may not is refused at the schema.
 // claim: extension.registry-writable-by-owner
 func TestRegistryWritableOnlyByItsOwner(t *testing.T) {
 	needEnv(t)
-	primarySQL(t, "DROP ROLE IF EXISTS e2e_reader; CREATE ROLE e2e_reader; GRANT USAGE ON SCHEMA standbyd TO e2e_reader")
+	primarySQL(t, "DROP ROLE IF EXISTS e2e_reader; CREATE ROLE e2e_reader; GRANT USAGE ON SCHEMA standbyd TO e2e_reader; DROP ROLE IF EXISTS e2e_outsider; CREATE ROLE e2e_outsider")
 	t.Cleanup(func() {
-		_, _ = env.PrimarySQL(context.Background(), "REVOKE USAGE ON SCHEMA standbyd FROM e2e_reader; DROP ROLE IF EXISTS e2e_reader")
+		_, _ = env.PrimarySQL(context.Background(), "REVOKE USAGE ON SCHEMA standbyd FROM e2e_reader; DROP ROLE IF EXISTS e2e_reader; DROP ROLE IF EXISTS e2e_outsider")
 	})
+	if _, err := env.PrimarySQL(ctxT(t, 10*time.Second), "SET ROLE e2e_outsider; SELECT count(*) FROM standbyd.handlers"); err == nil || !strings.Contains(err.Error(), "permission denied for schema standbyd") {
+		t.Fatalf("reading the registry without USAGE on the schema: %v, want permission denied for schema standbyd", err)
+	}
 	if _, err := env.PrimarySQL(ctxT(t, 10*time.Second), "SET ROLE e2e_reader; SELECT count(*) FROM standbyd.handlers"); err != nil {
 		t.Fatalf("reading the registry as an ordinary role: %v", err)
 	}

@@ -136,6 +136,8 @@ func wantError(t *testing.T, r protocol.Reply, op uint16, id uint32, sqlstate st
 // claim: protocol.n-op
 // claim: protocol.closing-sequence
 // claim: protocol.flush-sync-ignored
+// claim: protocol.versioning
+// claim: protocol.ping-empty
 func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
@@ -182,6 +184,7 @@ func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 	}
 }
 
+// claim: readme.builtin-ops
 func TestExtensionHelloAndPing(t *testing.T) {
 	needEnv(t)
 	for _, which := range []string{"primary", "standby"} {
@@ -222,6 +225,7 @@ func TestExtensionHelloAndPing(t *testing.T) {
 
 // claim: extension.refused-contexts
 // claim: extension.enter-privilege
+// claim: readme.grants
 func TestExtensionRefusesWrongContexts(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
@@ -263,6 +267,7 @@ func TestExtensionRefusesWrongContexts(t *testing.T) {
 // statement_timeout counts from the CALL; the extension disarms it so an idle
 // channel lives on.
 // claim: extension.statement-timeout-disarmed
+// claim: readme.serve-summary
 func TestExtensionIdleChannelOutlivesStatementTimeout(t *testing.T) {
 	needEnv(t)
 	ch := enter(t, superuser(t, "primary", "options='-c statement_timeout=200'"))
@@ -273,7 +278,10 @@ func TestExtensionIdleChannelOutlivesStatementTimeout(t *testing.T) {
 	ch.finish()
 }
 
+// CopyFail ends the channel with an ERROR; CopyData sent after it is
+// ignored by the server, and the session serves the next query.
 // claim: protocol.copyfail
+// claim: protocol.error-ends-channel
 func TestExtensionCopyFailEndsTheChannelNotTheSession(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
@@ -298,13 +306,18 @@ func TestExtensionCopyFailEndsTheChannelNotTheSession(t *testing.T) {
 	if got == nil || got.Code != "57014" || !strings.Contains(got.Message, "client gave up") {
 		t.Fatalf("CopyFail: %+v", got)
 	}
-	if _, err := pc.Exec(ctxT(t, 10*time.Second), "SELECT 1").ReadAll(); err != nil {
-		t.Fatal(err)
+	// A frame after the channel ended gets no reply and no error: the next
+	// query's result is the first thing the server sends.
+	pc.Frontend().Send(&pgproto3.CopyData{Data: protocol.AppendRequest(nil, protocol.OpPing, 1, nil)})
+	res, err := pc.Exec(ctxT(t, 10*time.Second), "SELECT 42").ReadAll()
+	if err != nil || len(res) != 1 || len(res[0].Rows) != 1 || string(res[0].Rows[0][0]) != "42" {
+		t.Fatalf("the query after a stray frame: %+v %v", res, err)
 	}
 }
 
 // conn.Session against the real primary, configured exactly as the daemon
 // does: primary_conninfo from the standby's files, through conninfo.
+// claim: readme.follows-primary-conninfo
 func TestSessionWithStandbysConninfo(t *testing.T) {
 	needEnv(t)
 	cfg, err := pgconf.LoadDataDir(env.StandbyData, pgconf.Options{})

@@ -571,6 +571,7 @@ func sortedDurations(ds []time.Duration) []time.Duration {
 // the standby's) is refused as a configuration error and never served.
 // claim: readme.identity-check
 // claim: readme.check-connect-explains
+// claim: protocol.hello-identity
 func TestIdentityMismatchRefused(t *testing.T) {
 	needEnv(t)
 	other := testcluster.New(t, testcluster.Options{})

@@ -134,6 +134,7 @@ func wantServerError(t *testing.T, err error, sqlstate, msg string) {
 
 // claim: extension.handler-error-reply
 // claim: api.op-names
+// claim: readme.handler-by-name
 func TestHandlersThroughDaemon(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -318,13 +319,14 @@ func TestTenThousandHandlerCallsLeaveNothingHeld(t *testing.T) {
 
 // Built-ins and handlers against a hot standby as upstream (cascading).
 // claim: extension.hot-standby-read-only
+// claim: protocol.wal-reply-layout
 func TestHotStandbyUpstream(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
 	ch := enter(t, superuser(t, "standby", ""))
 	r := ch.call(protocol.OpWAL, 1, nil)
 	w, err := protocol.ParseWALReport(r.Payload)
-	if r.Err() != nil || err != nil || !w.InRecovery || w.Replayed == 0 || w.Received == 0 || w.Flush != 0 {
+	if r.Err() != nil || err != nil || len(r.Payload) != 53 || !w.InRecovery || w.Replayed == 0 || w.Received == 0 || w.Flush != 0 || w.Insert != 0 || w.Write != 0 {
 		t.Fatalf("wal on a standby: %+v %v %v", w, r.Err(), err)
 	}
 	if r := ch.call(opEcho, 2, []byte("ro")); r.Err() != nil || string(r.Payload) != "echo:ro" {
@@ -341,6 +343,7 @@ func TestHotStandbyUpstream(t *testing.T) {
 // claim: extension.setting-privilege
 // claim: extension.page-privilege
 // claim: protocol.page-errors
+// claim: readme.builtin-ops
 func TestSettingWALAndPageBuiltins(t *testing.T) {
 	needEnv(t)
 	sess := channelSession(t)
@@ -357,9 +360,12 @@ func TestSettingWALAndPageBuiltins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(out) != 53 {
+		t.Fatalf("wal reply of %d bytes, want 53", len(out))
+	}
 	w, _ := protocol.ParseWALReport(out)
 	flush, _ := protocol.ParseLSN(primarySQL(t, "SELECT pg_current_wal_flush_lsn()"))
-	if w.InRecovery || w.Flush == 0 || w.Flush > flush || w.Insert < w.Flush {
+	if w.InRecovery || w.Flush == 0 || w.Flush > flush || w.Insert < w.Flush || w.Received != 0 || w.Replayed != 0 || !w.LastReplayedCommit.IsZero() {
 		t.Fatalf("wal on the primary: %+v (flush now %s)", w, flush)
 	}
 	// page needs superuser, as get_raw_page does: refused for the channel

@@ -147,6 +147,8 @@ func pollSQL(t *testing.T, e *testcluster.Env, sql, want string, within time.Dur
 
 // now() and statement_timestamp() inside a handler are the time of its
 // request, and an idle channel shows no open transaction.
+// claim: extension.call-own-transaction
+// claim: protocol.transactions
 func TestIsolationRequestTimeAndNoIdleTransaction(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -178,6 +180,7 @@ func TestIsolationRequestTimeAndNoIdleTransaction(t *testing.T) {
 // A handler's SET, set_config(..., false) and search_path change end with
 // its request: the next handler and the setting built-in see the session's
 // values.
+// claim: extension.settings-undone
 func TestIsolationSettingsDoNotLeak(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -196,6 +199,7 @@ func TestIsolationSettingsDoNotLeak(t *testing.T) {
 
 // A session-level advisory lock taken by a handler does not outlive its
 // request.
+// claim: extension.advisory-locks-released
 func TestIsolationAdvisoryLockReleased(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -217,6 +221,7 @@ func TestIsolationAdvisoryLockReleased(t *testing.T) {
 }
 
 // Writes of handlers reach pg_stat_user_tables while the channel stays open.
+// claim: extension.statistics-while-open
 func TestIsolationStatisticsWhileOpen(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -235,6 +240,7 @@ func TestIsolationStatisticsWhileOpen(t *testing.T) {
 
 // A cancel while idle is dropped and the channel goes on; a cancel during a
 // handler is that request's error reply 57014 and the channel goes on.
+// claim: extension.cancel-idle-ignored
 func TestIsolationCancelIdleAndDuringHandler(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -265,6 +271,9 @@ func TestIsolationCancelIdleAndDuringHandler(t *testing.T) {
 
 // A reply larger than the maximum frame the client announced in hello is an
 // error reply; the channel goes on.
+// claim: extension.reply-over-client-max
+// claim: protocol.reply-over-client-max
+// claim: protocol.hello-client-max-frame
 func TestIsolationReplyOverClientMaxFrame(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -279,6 +288,9 @@ func TestIsolationReplyOverClientMaxFrame(t *testing.T) {
 
 // Handlers are cached per session; a re-registration, a DROP FUNCTION, a
 // REVOKE and the owner policy take effect at the next call.
+// claim: extension.owner-policy
+// claim: extension.registry-by-name
+// claim: extension.handler-cache
 func TestIsolationHandlerCacheFollowsChanges(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -328,6 +340,8 @@ GRANT EXECUTE ON PROCEDURE standbyd.serve() TO iso_reader`)
 
 // The channel on a server of its own: settings changed by reload, a client
 // that stops reading, and a recovery conflict on a hot standby upstream.
+// claim: extension.recovery-conflict
+// claim: extension.client-stops-reading
 func TestIsolationOwnServer(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})
@@ -477,6 +491,7 @@ func pollStandby(t *testing.T, e *testcluster.Env, sql, want string) string {
 
 // A LANGUAGE sql handler is planned once per session, not at every call
 // (each call is a transaction of its own; the plan must outlive it).
+// claim: extension.handler-cache
 func TestIsolationSQLHandlerPlannedOnce(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -514,6 +529,7 @@ func TestIsolationSQLHandlerPlannedOnce(t *testing.T) {
 
 // Text in frames is UTF-8 whatever the database encoding: a handler's error
 // message and a setting's value from a LATIN1 database.
+// claim: protocol.conventions
 func TestIsolationTextIsUTF8(t *testing.T) {
 	needEnv(t)
 	primarySQL(t, "DROP DATABASE IF EXISTS iso_latin1")
@@ -540,6 +556,7 @@ SELECT standbyd.register_handler(300, 'fails', 'public.fails(bytea)');`).ReadAll
 
 // With transaction_timeout (PostgreSQL 17+) set for the channel's session,
 // an idle channel lives on: it is outside any transaction between requests.
+// claim: extension.transaction-timeout
 func TestIsolationTransactionTimeoutSparesIdleChannel(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -565,6 +582,7 @@ func TestIsolationTransactionTimeoutSparesIdleChannel(t *testing.T) {
 
 // page takes any relation name SQL can write: two quoted identifiers of 63
 // characters are 131 bytes.
+// claim: protocol.page-name-length
 func TestIsolationPageLongQualifiedName(t *testing.T) {
 	needEnv(t)
 	schema, table := strings.Repeat("S", 63), strings.Repeat("t", 63)

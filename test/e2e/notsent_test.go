@@ -11,6 +11,7 @@ import (
 // write that is not idempotent, was never seen by the primary, so it goes
 // to the next session and runs exactly once, instead of failing with an
 // unknown outcome.
+// claim: liveness.not-sent
 func TestTerminatedWhileIdleRequestNotSent(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)

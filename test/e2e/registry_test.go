@@ -13,6 +13,7 @@ import (
 // open, at its next call: the registry's statement trigger tells the
 // channel's cache, whether the change comes from register_handler,
 // unregister_handler or plain DML (as a restore or a DBA's script does).
+// claim: extension.handler-cache
 func TestRegistryChangesReachAnOpenChannel(t *testing.T) {
 	needEnv(t)
 	freshDB(t, "registry_e2e")

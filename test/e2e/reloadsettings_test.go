@@ -12,6 +12,7 @@ import (
 // A reload that changes a setting shaping the connection but not
 // primary_conninfo (here channel.application_name) reconnects, and the
 // new session carries it.
+// claim: liveness.reload-reconnects
 func TestReloadOfConnectionSettingReconnects(t *testing.T) {
 	needEnv(t)
 	d := startDaemon(t, "  application_name: sbd-first\n")

@@ -24,6 +24,7 @@ func writePassfile(t *testing.T, path, role, password string) {
 // Like libpq, the daemon reads the passfile at every connection attempt: a
 // password rotated on the primary and in the passfile is used by the next
 // attempt, without a reload.
+// claim: liveness.password-rotated-without-reload
 func TestPasswordRotationWithoutReload(t *testing.T) {
 	needEnv(t)
 	const role = "sbd_rotate"

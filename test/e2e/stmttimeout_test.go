@@ -12,6 +12,7 @@ import (
 // A handler slower than reply_timeout ends on the primary as a clean error
 // reply (statement_timeout, rolled back) before the daemon gives up on the
 // session, even when the role allows statements far longer.
+// claim: liveness.slow-handler-cancelled-on-primary
 func TestSlowHandlerEndsBeforeReplyTimeout(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)

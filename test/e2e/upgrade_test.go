@@ -126,6 +126,8 @@ func wantHandlersWork(t *testing.T, sess *conn.Session, when string) {
 // channel that stays open through the update, and a dropped function is a
 // clear error reply, not a crash.
 // claim: extension.upgrade-from-10
+// claim: extension.registry-by-name
+// claim: extension.register-checks
 func TestUpdate10To11To12WithHandler(t *testing.T) {
 	needEnv(t)
 	freshDB(t, "update_e2e")
@@ -182,6 +184,7 @@ func TestUpdate10To11To12WithHandler(t *testing.T) {
 // A database whose extension is still at 1.1 (the package was upgraded,
 // ALTER EXTENSION UPDATE not run yet) is served by the current library: its
 // regprocedure registry works, and a dropped function is an error reply.
+// claim: extension.serves-registry-at-11
 func TestHandlerWithRegistryAt11(t *testing.T) {
 	needEnv(t)
 	primarySQL(t, "DROP ROLE IF EXISTS e2e_plain_owner; CREATE ROLE e2e_plain_owner")
@@ -227,6 +230,7 @@ SELECT standbyd.register_handler(302, 'plain', 'app.plain(bytea)')`)
 // pg_dump and pg_restore of a database with handlers registered, dumped at
 // 1.2 and at 1.1 (restored where CREATE EXTENSION gives 1.2): the registry
 // comes back and the daemon calls the handlers in the restored database.
+// claim: extension.pg-upgrade-dump-restore
 func TestDumpAndRestoreKeepHandlers(t *testing.T) {
 	needEnv(t)
 	for _, version := range []string{"1.2", "1.1"} {
@@ -279,6 +283,7 @@ func TestDumpAndRestoreKeepHandlers(t *testing.T) {
 // pg_upgrade --check passes for a primary with the extension installed and
 // a handler registered (the registry has no reg* column), and the upgraded
 // cluster serves the handler.
+// claim: extension.pg-upgrade-dump-restore
 func TestPgUpgradeWithHandlerRegistered(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})

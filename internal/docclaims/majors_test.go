@@ -1,0 +1,154 @@
+package docclaims
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// majorsScript is what scripts/majors.sh says about the majors it tests:
+// the default list and the Debian suite of each.
+func majorsScript(t *testing.T, root string) (defaults []string, suite map[string]string, experimental string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "scripts/majors.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	m := regexp.MustCompile(`\|\| majors=\(([0-9 ]+)\)`).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatal("scripts/majors.sh: no default list of majors")
+	}
+	defaults = strings.Fields(m[1])
+	body := regexp.MustCompile(`(?s)suite_of\(\) \{\s*case \$1 in(.*?)esac`).FindStringSubmatch(s)
+	if body == nil {
+		t.Fatal("scripts/majors.sh: no suite_of")
+	}
+	suite = map[string]string{}
+	for _, arm := range regexp.MustCompile(`(?m)^\s*([0-9 |]+)\)\s*echo (\w+)`).FindAllStringSubmatch(body[1], -1) {
+		for _, major := range strings.Split(arm[1], "|") {
+			suite[strings.TrimSpace(major)] = arm[2]
+		}
+	}
+	// The major installed from experimental: its packages are named in the
+	// step that adds the experimental sources.
+	e := regexp.MustCompile(`second=\(postgresql-([0-9]+) `).FindStringSubmatch(s)
+	if e == nil || !strings.Contains(s, "-t experimental") {
+		t.Fatal("scripts/majors.sh: no major from experimental")
+	}
+	return defaults, suite, e[1]
+}
+
+// The README's table of supported majors is the list scripts/majors.sh
+// tests (plus the host's major, run by make test), each from the Debian
+// suite the script installs it from.
+// claim: readme.version-matrix
+func TestReadmeVersionMatrixMatchesMajorsScript(t *testing.T) {
+	root := repoRoot(t)
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults, suite, experimental := majorsScript(t, root)
+	rows := map[string][2]string{} // major -> where from, run by
+	for _, m := range regexp.MustCompile(`(?m)^\| (\d+)[^|]*\| ([^|]+) \| ([^|]+) \|$`).FindAllStringSubmatch(string(readme), -1) {
+		if _, dup := rows[m[1]]; dup {
+			t.Errorf("README.md: major %s listed twice", m[1])
+		}
+		rows[m[1]] = [2]string{m[2], m[3]}
+	}
+	want := append([]string{"15"}, defaults...) // 15: testcluster.DefaultMajor
+	var got []string
+	for major := range rows {
+		got = append(got, major)
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("README.md lists majors %v, make test and scripts/majors.sh test %v", got, want)
+	}
+	if r := rows["15"]; !strings.Contains(r[0], "the host") || r[1] != "`make test`" {
+		t.Errorf("README.md: 15 is the host's and run by make test, the table says %q", r)
+	}
+	for _, major := range defaults {
+		r := rows[major]
+		if !strings.Contains(r[0], suite[major]) {
+			t.Errorf("README.md: %s comes from %q, scripts/majors.sh installs it from %s", major, r[0], suite[major])
+		}
+		if major == experimental && !strings.Contains(r[0], "experimental") {
+			t.Errorf("README.md: %s comes from experimental, the table says %q", major, r[0])
+		}
+		if r[1] != "`make test-majors`" {
+			t.Errorf("README.md: %s is run by make test-majors, the table says %q", major, r[1])
+		}
+	}
+}
+
+// What the README says scripts/majors.sh runs for each major: the
+// extension's pg_regress suite, and the isolation and registry end-to-end
+// tests besides the core ones, against a primary and a streaming standby.
+// claim: readme.majors-script
+func TestReadmeMajorsScriptRunsWhatItSays(t *testing.T) {
+	root := repoRoot(t)
+	b, err := os.ReadFile(filepath.Join(root, "scripts/majors.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	if !strings.Contains(s, "make installcheck") {
+		t.Error("scripts/majors.sh does not run make installcheck")
+	}
+	m := regexp.MustCompile(`(?m)^E2E_TESTS='\^\(([^)]*)\)\$'`).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatal("scripts/majors.sh: no E2E_TESTS")
+	}
+	tests := map[string]bool{}
+	for _, name := range strings.Split(m[1], "|") {
+		tests[name] = true
+	}
+	for _, want := range []string{"TestIsolation.*", "TestRegistryChangesReachAnOpenChannel", "TestCallNThroughDaemon", "TestPrimaryAndStreamingStandby", "TestBasebackupConninfoHasTheHardKeywords"} {
+		if !tests[want] {
+			t.Errorf("scripts/majors.sh does not run %s (E2E_TESTS: %s)", want, m[1])
+		}
+	}
+}
+
+// docs/extension.md names the same majors as scripts/majors.sh, each from
+// the same Debian suite, besides the host's 15.
+// claim: extension.supported-majors
+func TestExtensionDocMajorsMatchMajorsScript(t *testing.T) {
+	root := repoRoot(t)
+	b, err := os.ReadFile(filepath.Join(root, "docs/extension.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults, suite, experimental := majorsScript(t, root)
+	m := regexp.MustCompile(`(?s)Supported, built warning-free and tested in CI: (.*?) PostgreSQL 16 is neither`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("docs/extension.md: no list of supported majors")
+	}
+	text := strings.Join(strings.Fields(string(m[1])), " ")
+	if !strings.Contains(text, "PostgreSQL 15 (the host's") {
+		t.Errorf("docs/extension.md does not name 15 as the host's: %s", text)
+	}
+	named := regexp.MustCompile(`(\d+)(?: release candidate)? \(Debian (\w+)\)`).FindAllStringSubmatch(text, -1)
+	got := map[string]string{}
+	for _, n := range named {
+		got[n[1]] = n[2]
+	}
+	for _, major := range defaults {
+		want := suite[major]
+		if major == experimental {
+			want = "experimental"
+		}
+		if got[major] != want {
+			t.Errorf("docs/extension.md: %s from %q, scripts/majors.sh installs it from %s", major, got[major], want)
+		}
+	}
+	if len(got) != len(defaults) {
+		t.Errorf("docs/extension.md names %v, scripts/majors.sh tests %v", got, defaults)
+	}
+}
