@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,18 +17,28 @@ import (
 
 // onceSQL installs a writing, non-idempotent handler: each call inserts one
 // row keyed by the call id it carries. No unique key: a request run twice
-// leaves two rows, which is what the check looks for.
+// leaves two rows, which is what the check looks for. Before it writes, the
+// handler logs the call id at LOG level: the server log keeps that line
+// whatever becomes of the transaction, so it records which requests reached
+// the primary.
 const onceSQL = `
 CREATE SCHEMA e2e_once;
 GRANT USAGE ON SCHEMA e2e_once TO standbyd_repl;
 CREATE TABLE e2e_once.calls(call_id text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());
 GRANT INSERT ON e2e_once.calls TO standbyd_repl;
-CREATE FUNCTION e2e_once.once(b bytea) RETURNS bytea LANGUAGE sql AS $$
-  INSERT INTO e2e_once.calls(call_id) VALUES (convert_from(b, 'UTF8')) RETURNING 'done'::bytea $$;
+CREATE FUNCTION e2e_once.once(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE LOG 'e2e once received %', convert_from(b, 'UTF8');
+  INSERT INTO e2e_once.calls(call_id) VALUES (convert_from(b, 'UTF8'));
+  RETURN 'done'::bytea;
+END $$;
 REVOKE ALL ON FUNCTION e2e_once.once(bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION e2e_once.once(bytea) TO standbyd_repl;
 SELECT standbyd.register_handler(264, 'once', 'e2e_once.once(bytea)');
 `
+
+// receivedRE finds the handler's log line for a call id.
+var receivedRE = regexp.MustCompile(`e2e once received (w[0-9]+)`)
 
 // writer keeps calling the once handler, a new call id each time, and
 // records each call's outcome by id.
@@ -90,11 +101,15 @@ type onceCounts struct {
 	calls, ok, unknown, other int
 	rows, doubles, unsent     int // unsent: rows for calls that were neither ok nor unknown
 	missing                   int // ok calls without a row
+	// From the primary's log: unknown calls whose request reached the
+	// handler or not, and channel_unavailable calls that reached it (the
+	// daemon said "not sent": must be 0).
+	unknownReceived, unknownNotReceived, unavailableReceived int
 }
 
 func (c onceCounts) String() string {
-	return fmt.Sprintf("%d writing calls: %d ok, %d outcome_unknown, %d other; %d rows; %d double executions; %d rows for calls never sent; %d ok calls without a row",
-		c.calls, c.ok, c.unknown, c.other, c.rows, c.doubles, c.unsent, c.missing)
+	return fmt.Sprintf("%d writing calls: %d ok, %d outcome_unknown (%d reached the handler, %d never did), %d other; %d rows; %d double executions; %d rows for calls never sent; %d ok calls without a row; %d channel_unavailable calls that reached the handler",
+		c.calls, c.ok, c.unknown, c.unknownReceived, c.unknownNotReceived, c.other, c.rows, c.doubles, c.unsent, c.missing, c.unavailableReceived)
 }
 
 // finish stops the writer and compares its outcomes with the rows on e's
@@ -114,6 +129,10 @@ func (w *writer) finish(t *testing.T, e *testcluster.Env) onceCounts {
 			rows[id], _ = strconv.Atoi(n)
 		}
 	}
+	received := map[string]bool{}
+	for _, m := range receivedRE.FindAllStringSubmatch(e.Log("primary"), -1) {
+		received[m[1]] = true
+	}
 	var c onceCounts
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -127,8 +146,16 @@ func (w *writer) finish(t *testing.T, e *testcluster.Env) onceCounts {
 			}
 		case client.KindOutcomeUnknown:
 			c.unknown++
+			if received[id] {
+				c.unknownReceived++
+			} else {
+				c.unknownNotReceived++
+			}
 		default:
 			c.other++
+			if kind == client.KindChannelUnavailable && received[id] {
+				c.unavailableReceived++
+			}
 		}
 	}
 	for id, n := range rows {
@@ -147,7 +174,8 @@ func (w *writer) finish(t *testing.T, e *testcluster.Env) onceCounts {
 // the calls answered ok.
 func (c onceCounts) check(t *testing.T) {
 	t.Helper()
-	if c.doubles > 0 || c.unsent > 0 || c.missing > 0 || c.rows < c.ok || c.rows > c.ok+c.unknown {
+	if c.doubles > 0 || c.unsent > 0 || c.missing > 0 || c.rows < c.ok || c.rows > c.ok+c.unknown ||
+		c.unavailableReceived > 0 {
 		t.Errorf("at most once violated: %s", c)
 	}
 	if c.ok == 0 {

@@ -530,6 +530,8 @@ func TestSoak(t *testing.T) {
 	fmt.Fprintf(&b, "At most once, alongside: a writing, non-idempotent handler inserting one row per call id (2s deadline each).\n\n")
 	fmt.Fprintf(&b, "| writing calls | ok | outcome_unknown | other | rows | double executions | rows for calls never sent | ok calls without a row |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %d | %d | %d |\n\n", once.calls, once.ok, once.unknown, once.other, once.rows, once.doubles, once.unsent, once.missing)
+	fmt.Fprintf(&b, "Which requests reached the primary, from the handler's LOG line (written before its transaction can end): of the %d outcome_unknown calls, %d reached the handler and %d never did (lost on the way: a request written into a connection that a fault had already cut, or swallowed by a blackholed path, which the daemon cannot tell from one that ran); %d of the calls answered channel_unavailable (not sent) reached it (must be 0).\n\n",
+		once.unknown, once.unknownReceived, once.unknownNotReceived, once.unavailableReceived)
 	fmt.Fprintf(&b, "| fault | count | detection median | detection max | recovery median | recovery max |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, k := range kinds {
 		var det, rec []time.Duration
