@@ -47,7 +47,8 @@ type writer struct {
 	stop    chan struct{}
 	done    chan struct{}
 	mu      sync.Mutex
-	outcome map[string]string // call id -> ok, an error kind, or "client: ..."
+	outcome map[string]string    // call id -> ok, an error kind, or "client: ..."
+	ended   map[string]time.Time // call id -> when its call returned
 }
 
 func installOnce(t *testing.T, e *testcluster.Env) {
@@ -58,7 +59,7 @@ func installOnce(t *testing.T, e *testcluster.Env) {
 }
 
 func startWriter(d *daemon) *writer {
-	w := &writer{c: client.New(d.socket), stop: make(chan struct{}), done: make(chan struct{}), outcome: map[string]string{}}
+	w := &writer{c: client.New(d.socket), stop: make(chan struct{}), done: make(chan struct{}), outcome: map[string]string{}, ended: map[string]time.Time{}}
 	go w.run()
 	return w
 }
@@ -89,6 +90,7 @@ func (w *writer) run() {
 		}
 		w.mu.Lock()
 		w.outcome[id] = kind
+		w.ended[id] = time.Now()
 		w.mu.Unlock()
 		if kind != "ok" {
 			time.Sleep(20 * time.Millisecond) // pacing while the channel is down
@@ -105,6 +107,7 @@ type onceCounts struct {
 	// handler or not, and channel_unavailable calls that reached it (the
 	// daemon said "not sent": must be 0).
 	unknownReceived, unknownNotReceived, unavailableReceived int
+	lostAt                                                   []time.Time // when each unknown call that never reached the handler ended
 }
 
 func (c onceCounts) String() string {
@@ -150,6 +153,7 @@ func (w *writer) finish(t *testing.T, e *testcluster.Env) onceCounts {
 				c.unknownReceived++
 			} else {
 				c.unknownNotReceived++
+				c.lostAt = append(c.lostAt, w.ended[id])
 			}
 		default:
 			c.other++

@@ -174,6 +174,7 @@ func processRunning(pid int) bool {
 
 type faultResult struct {
 	name              string
+	at                time.Time // when the fault was injected
 	detect, recovered time.Duration
 }
 
@@ -240,7 +241,7 @@ func injectFaults(t *testing.T, e *testcluster.Env, p *faultProxy, d *daemon, ki
 			if after, _ := d.metric("standbyd_channel_connects_total"); after != connects {
 				t.Fatalf("added latency below the reply timeout: %v new sessions", after-connects)
 			}
-			results = append(results, faultResult{name: kind})
+			results = append(results, faultResult{name: kind, at: start})
 			continue
 		default:
 			t.Fatalf("unknown fault %s", kind)
@@ -256,7 +257,7 @@ func injectFaults(t *testing.T, e *testcluster.Env, p *faultProxy, d *daemon, ki
 		if _, ok := d.waitState(true, 60*time.Second); !ok {
 			t.Fatalf("%s: the daemon did not recover within 60s", kind)
 		}
-		results = append(results, faultResult{name: kind, detect: detect, recovered: time.Since(healStart)})
+		results = append(results, faultResult{name: kind, at: start, detect: detect, recovered: time.Since(healStart)})
 		t.Logf("fault %-17s detected after %6s, ready again %6s after the primary/path was back", kind,
 			detect.Round(time.Millisecond), time.Since(healStart).Round(time.Millisecond))
 	}
@@ -532,6 +533,30 @@ func TestSoak(t *testing.T) {
 	fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %d | %d | %d |\n\n", once.calls, once.ok, once.unknown, once.other, once.rows, once.doubles, once.unsent, once.missing)
 	fmt.Fprintf(&b, "Which requests reached the primary, from the handler's LOG line (written before its transaction can end): of the %d outcome_unknown calls, %d reached the handler and %d never did (lost on the way: a request written into a connection that a fault had already cut, or swallowed by a blackholed path, which the daemon cannot tell from one that ran); %d of the calls answered channel_unavailable (not sent) reached it (must be 0).\n\n",
 		once.unknown, once.unknownReceived, once.unknownNotReceived, once.unavailableReceived)
+	if len(once.lostAt) > 0 {
+		// Each lost request is put on the last fault injected before its
+		// call ended: the fault that cut it off.
+		byFault := map[string]int{}
+		for _, end := range once.lostAt {
+			name := "before any fault"
+			for _, f := range all {
+				if !f.at.After(end) {
+					name = f.name
+				}
+			}
+			byFault[name]++
+		}
+		var names []string
+		for n := range byFault {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		fmt.Fprintf(&b, "| fault before the lost request | outcome_unknown calls that never reached the handler |\n|---|---:|\n")
+		for _, n := range names {
+			fmt.Fprintf(&b, "| %s | %d |\n", n, byFault[n])
+		}
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(&b, "| fault | count | detection median | detection max | recovery median | recovery max |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, k := range kinds {
 		var det, rec []time.Duration
