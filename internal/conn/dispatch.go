@@ -68,16 +68,7 @@ func (s *Supervisor) idempotent(op uint16) bool {
 	}
 	ops := s.Ops()
 	for _, ref := range s.cfg.IdempotentOps() {
-		if o, err := protocol.ResolveOp(ref, ops); err == nil && o == op && !isBuiltinOp(o) {
-			return true
-		}
-	}
-	return false
-}
-
-func isBuiltinOp(op uint16) bool {
-	for _, b := range protocol.BuiltinOps {
-		if b == op {
+		if o, err := protocol.ResolveOp(ref, ops); err == nil && o == op && !protocol.IsBuiltin(o) {
 			return true
 		}
 	}

@@ -362,10 +362,8 @@ func (m *Metrics) learnOps(ops []protocol.OpInfo) {
 // opLabel is op's label: a built-in's name, a registered op's code, or
 // "other".
 func (m *Metrics) opLabel(op uint16) string {
-	for _, b := range protocol.BuiltinOps {
-		if b == op {
-			return protocol.OpName(op)
-		}
+	if protocol.IsBuiltin(op) {
+		return protocol.OpName(op)
 	}
 	m.opsMu.RLock()
 	known := m.userOps[op]

@@ -31,6 +31,12 @@ var builtinNames = map[uint16]string{
 // BuiltinOps lists the built-in operations' codes.
 var BuiltinOps = []uint16{OpHello, OpPing, OpN, OpSetting, OpWAL, OpPage}
 
+// IsBuiltin reports whether op is one of BuiltinOps.
+func IsBuiltin(op uint16) bool {
+	_, ok := builtinNames[op]
+	return ok
+}
+
 // OpName names an op: the built-in's name, else its code in hex.
 func OpName(op uint16) string {
 	if n, ok := builtinNames[op]; ok {

@@ -141,3 +141,16 @@ func TestN(t *testing.T) {
 		t.Fatal("a 13-byte raw reply must be refused")
 	}
 }
+
+// IsBuiltin and BuiltinOps name the same ops, for every op code.
+func TestIsBuiltinMatchesBuiltinOps(t *testing.T) {
+	listed := map[uint16]bool{}
+	for _, op := range BuiltinOps {
+		listed[op] = true
+	}
+	for op := 0; op <= 0xFFFF; op++ {
+		if IsBuiltin(uint16(op)) != listed[uint16(op)] {
+			t.Fatalf("op 0x%04X: IsBuiltin %v, in BuiltinOps %v", op, IsBuiltin(uint16(op)), listed[uint16(op)])
+		}
+	}
+}
