@@ -11,6 +11,8 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 export PATH := /usr/local/go/bin:$(GOBIN):$(PATH)
 
 BIN := bin/standbyd
+# `standbyd call` without the daemon's packages: a fast start for shell loops.
+CALL_BIN := bin/standbyd-call
 # The end-to-end tests run this build: a data race in the daemon fails them.
 RACE_BIN := bin/standbyd-race
 
@@ -25,8 +27,9 @@ SOAK_REPORT ?= bench/results/soak-$(shell date -u +%Y-%m-%d).md
 
 all: build extension ## build the daemon and the extension
 
-build: ## build bin/standbyd
+build: ## build bin/standbyd and bin/standbyd-call
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/standbyd
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(CALL_BIN) ./cmd/standbyd-call
 
 extension: ## build and install the extension (root)
 	scripts/cluster.sh extension

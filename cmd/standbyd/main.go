@@ -11,20 +11,23 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/standbyd/standbyd/internal/callcli"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// Exit codes, documented in docs/api.md.
+// Exit codes, documented in docs/api.md; `standbyd call` shares them with
+// standbyd-call.
 const (
-	exitOK          = 0
-	exitFailure     = 1 // anything else: config, I/O
-	exitUsage       = 2 // bad arguments
-	exitPrimaryErr  = 3 // the primary answered with an error
-	exitUnavailable = 4 // nothing was written: daemon not running, primary down, busy
-	exitUnknown     = 5 // the request was handed over, its outcome is unknown
-	exitDenied      = 6 // api.allow does not let this user call the op
+	exitOK          = callcli.ExitOK
+	exitFailure     = callcli.ExitFailure
+	exitUsage       = callcli.ExitUsage
+	exitPrimaryErr  = callcli.ExitPrimaryErr
+	exitUnavailable = callcli.ExitUnavailable
+	exitUnknown     = callcli.ExitUnknown
+	exitDenied      = callcli.ExitDenied
 )
 
 // exitError carries an exit code out of a command.

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/standbyd/standbyd/internal/callcli"
+	"github.com/standbyd/standbyd/internal/testskip"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeDaemon serves the API's call endpoint on a Unix socket: N adds 300 to
+// each int32, echo returns the body, and a few op names answer with the
+// daemon's error kinds. It is stopped at the test's end.
+func fakeDaemon(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sbcall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "api.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := func(w http.ResponseWriter, status int, kind string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"error":{"kind":%q,"message":"%s from the fake daemon","sqlstate":"P0001"}}`, kind, kind)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/call/{op}", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch r.PathValue("op") {
+		case "N":
+			if len(body) != 12 {
+				fail(w, http.StatusBadRequest, "bad_request")
+				return
+			}
+			out := make([]byte, 12)
+			for i := 0; i < 12; i += 4 {
+				binary.BigEndian.PutUint32(out[i:], binary.BigEndian.Uint32(body[i:])+300)
+			}
+			_, _ = w.Write(out)
+		case "echo":
+			_, _ = w.Write(body)
+		case "refused":
+			fail(w, http.StatusForbidden, "forbidden")
+		case "crowded":
+			fail(w, http.StatusTooManyRequests, "busy")
+		case "raises":
+			fail(w, http.StatusBadGateway, "primary_error")
+		case "lost":
+			fail(w, http.StatusGatewayTimeout, "outcome_unknown")
+		default:
+			fail(w, http.StatusNotFound, "bad_request")
+		}
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+		os.RemoveAll(dir)
+	})
+	return sock
+}
+
+type callCase struct {
+	name  string
+	args  []string
+	stdin string
+	code  int
+	out   string // "" with code != 0: nothing on stdout
+}
+
+func callCases(sock string) []callCase {
+	s := "--socket=" + sock
+	return []callCase{
+		{"N", []string{s, "N", "100", "200", "-300"}, "", 0, "400 500 0\n"},
+		{"negative args after OP", []string{s, "--out", "hex", "N", "-1", "-2", "-3"}, "", 0, "0000012b0000012a00000129\n"},
+		{"text echo", []string{s, "echo", "hello", "world"}, "", 0, "hello world\n"},
+		{"stdin raw", []string{s, "--in", "stdin", "--out", "raw", "echo"}, "\x00\x01binary", 0, "\x00\x01binary"},
+		{"forbidden", []string{s, "refused"}, "", callcli.ExitDenied, ""},
+		{"busy", []string{s, "crowded"}, "", callcli.ExitUnavailable, ""},
+		{"primary error", []string{s, "raises"}, "", callcli.ExitPrimaryErr, ""},
+		{"outcome unknown", []string{s, "lost"}, "", callcli.ExitUnknown, ""},
+		{"bad arguments", []string{s, "N", "x"}, "", callcli.ExitUsage, ""},
+		{"no OP", []string{s}, "", callcli.ExitUsage, ""},
+		{"no daemon", []string{"--socket=/nonexistent/standbyd.sock", "ping"}, "", callcli.ExitUnavailable, ""},
+	}
+}
+
+// claim: api.call-binary
+func TestCallBinaryOutputAndExitCodes(t *testing.T) {
+	sock := fakeDaemon(t)
+	for _, c := range callCases(sock) {
+		var out, errb bytes.Buffer
+		code := run(c.args, strings.NewReader(c.stdin), &out, &errb)
+		if code != c.code || out.String() != c.out {
+			t.Errorf("%s: exit %d, stdout %q (stderr %q); want exit %d, stdout %q", c.name, code, out.String(), errb.String(), c.code, c.out)
+		}
+		if code != 0 && !strings.HasPrefix(errb.String(), "standbyd-call: ") {
+			t.Errorf("%s: exit %d without a message: stderr %q", c.name, code, errb.String())
+		}
+	}
+}
+
+// The same command lines give the same stdout and exit code through
+// `standbyd call`: both binaries share internal/callcli, and this keeps
+// them from drifting apart.
+//
+// claim: api.call-binary
+func TestSameAsStandbydCall(t *testing.T) {
+	if testing.Short() {
+		testskip.Skip(t, "builds standbyd; run by make test, not make test-unit")
+	}
+	bin := os.Getenv("STANDBYD_BIN")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "standbyd")
+		if out, err := exec.Command("go", "build", "-o", bin, "../standbyd").CombinedOutput(); err != nil {
+			t.Fatalf("building standbyd: %v\n%s", err, out)
+		}
+	}
+	sock := fakeDaemon(t)
+	for _, c := range callCases(sock) {
+		cmd := exec.Command(bin, append([]string{"call"}, c.args...)...)
+		cmd.Stdin = strings.NewReader(c.stdin)
+		out, err := cmd.Output()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		var mine bytes.Buffer
+		myCode := run(c.args, strings.NewReader(c.stdin), &mine, io.Discard)
+		if code != myCode || string(out) != mine.String() {
+			t.Errorf("%s: standbyd call: exit %d, stdout %q; standbyd-call: exit %d, stdout %q", c.name, code, out, myCode, mine.String())
+		}
+	}
+	testDirect(t, bin)
+}
+
+// testDirect: with --direct, standbyd-call runs the standbyd beside it.
+//
+// claim: api.call-binary-direct
+func testDirect(t *testing.T, standbyd string) {
+	dir := t.TempDir()
+	if err := os.Symlink(standbyd, filepath.Join(dir, "standbyd")); err != nil {
+		t.Fatal(err)
+	}
+	call := filepath.Join(dir, "standbyd-call")
+	if out, err := exec.Command("go", "build", "-o", call, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building standbyd-call: %v\n%s", err, out)
+	}
+	// A config file that does not exist: standbyd's loader refuses it.
+	cmd := exec.Command(call, "--direct", "--config", filepath.Join(dir, "missing.yaml"), "ping")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != callcli.ExitFailure || !strings.HasPrefix(stderr.String(), "standbyd: config file") {
+		t.Errorf("--direct: %v, stderr %q; want exit %d from standbyd's config loader", err, stderr.String(), callcli.ExitFailure)
+	}
+}
+
+// The socket: --socket, else STANDBYD_API_SOCKET, else api.socket of the
+// config file, else the default.
+//
+// claim: api.call-binary-socket
+func TestCallBinarySocket(t *testing.T) {
+	sock := fakeDaemon(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte("standby:\n  data_directory: /nonexistent\napi:\n  socket: "+sock+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrong := filepath.Join(dir, "wrong.yaml")
+	if err := os.WriteFile(wrong, []byte("api:\n  socket: /nonexistent/other.sock\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	call := func(args ...string) int {
+		return run(append(args, "N", "1", "2", "3"), strings.NewReader(""), io.Discard, io.Discard)
+	}
+	if code := call("--config", good); code != 0 {
+		t.Errorf("socket from the config file: exit %d", code)
+	}
+	if code := call("--config", wrong); code != callcli.ExitUnavailable {
+		t.Errorf("config naming a missing socket: exit %d, want %d", code, callcli.ExitUnavailable)
+	}
+	if code := call("--config", wrong, "--socket", sock); code != 0 {
+		t.Errorf("--socket over the config file: exit %d", code)
+	}
+	t.Setenv("STANDBYD_API_SOCKET", sock)
+	if code := call("--config", wrong); code != 0 {
+		t.Errorf("STANDBYD_API_SOCKET over the config file: exit %d", code)
+	}
+	t.Setenv("STANDBYD_API_SOCKET", "")
+	if code := call("--config", filepath.Join(dir, "missing.yaml")); code != callcli.ExitUnavailable {
+		t.Errorf("missing config file (default socket, no daemon there): exit %d", code)
+	}
+}
+
+// The binary links none of the daemon's packages: their initialisation is
+// what made `standbyd call` slow to start.
+//
+// claim: api.call-binary-links-little
+func TestCallBinaryLinksLittle(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	heavy := []string{
+		"github.com/spf13/cobra", "github.com/spf13/viper", "github.com/prometheus/",
+		"google.golang.org/protobuf", "go.uber.org/zap", "github.com/jackc/pgx",
+		"github.com/standbyd/standbyd/internal/config", "github.com/standbyd/standbyd/internal/conn",
+		"github.com/standbyd/standbyd/internal/metrics", "github.com/standbyd/standbyd/internal/api",
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, h := range heavy {
+			if strings.HasPrefix(pkg, h) {
+				t.Errorf("standbyd-call links %s", pkg)
+			}
+		}
+	}
+}
