@@ -93,12 +93,13 @@ soak: deps extension build ## random faults under load for SOAK (10m); report in
 		$(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./test/e2e
 	@echo "soak report: $(SOAK_REPORT)"
 
-bench-tools: build ## build bin/standbyd-bench and bin/chanbench (the libpq contender)
+bench-tools: build ## build bin/standbyd-bench, bin/chanbench (the libpq contender) and bin/ctcp (the C loopback limit)
 	$(GO) build -o bin/standbyd-bench ./bench
 	$(MAKE) -C bench/libpq PG_CONFIG=$(PG_CONFIG) OUT=$(CURDIR)/bin/chanbench
+	$(MAKE) -C bench/ctcp OUT=$(CURDIR)/bin/ctcp
 
 bench: deps extension bench-tools ## side-by-side latency, throughput and resources (BENCH_FLAGS=-quick for a short run); report in bench/results/
-	bin/standbyd-bench -standbyd $(BIN) -chanbench bin/chanbench $(BENCH_FLAGS)
+	bin/standbyd-bench -standbyd $(BIN) -call $(CALL_BIN) -chanbench bin/chanbench -ctcp bin/ctcp $(BENCH_FLAGS)
 
 clean: ## remove build outputs
 	rm -rf bin

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -30,12 +31,15 @@ func TestQuickRun(t *testing.T) {
 	dir := t.TempDir()
 	s := settings{Count: 40, Rounds: 2, CLICount: 4, Warmup: 5, Idle: time.Second, Load: time.Second,
 		Throughput: 500 * time.Millisecond, Callers: 2, outDir: filepath.Join(dir, "results"),
-		standbyd: os.Getenv("STANDBYD_BIN"), chanbench: filepath.Join(dir, "chanbench")}
+		standbyd: os.Getenv("STANDBYD_BIN"), chanbench: filepath.Join(dir, "chanbench"),
+		ctcp: filepath.Join(dir, "ctcp"), call: filepath.Join(dir, "standbyd-call")}
 	if s.standbyd == "" {
 		s.standbyd = filepath.Join(dir, "standbyd")
 		build(t, "go", "build", "-o", s.standbyd, "../cmd/standbyd")
 	}
 	build(t, "make", "-s", "-C", "libpq", "PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config", "OUT="+s.chanbench)
+	build(t, "make", "-s", "-C", "ctcp", "OUT="+s.ctcp)
+	build(t, "go", "build", "-o", s.call, "../cmd/standbyd-call")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -61,7 +65,7 @@ func TestQuickRun(t *testing.T) {
 		for _, c := range contenderOrder {
 			ws := workloads
 			n := s.Count / s.Rounds * s.Rounds
-			if c == "cli" {
+			if slices.Contains(processContenders, c) {
 				ws, n = cliWorkloads(), s.CLICount/s.Rounds*s.Rounds
 			}
 			for _, w := range ws {
@@ -76,11 +80,11 @@ func TestQuickRun(t *testing.T) {
 				t.Errorf("%s: backend CPU per request of %s is %v", p.Name, c, v)
 			}
 		}
-		if p.Ratios["echo-8B"]["session/tcp"] <= 0 || len(p.DaemonRSSKB) != s.Rounds {
+		if p.Ratios["echo-8B"]["session/c-tcp"] <= 0 || p.Ratios["ping"]["api-fast/sql"] <= 0 || len(p.DaemonRSSKB) != s.Rounds {
 			t.Errorf("%s: ratios %v, daemon memory samples %v", p.Name, p.Ratios["echo-8B"], p.DaemonRSSKB)
 		}
 	}
-	if len(r.Throughput) != 3 || r.Throughput[2].Sessions != 4 || r.Throughput[0].PerSecond <= 0 {
+	if len(r.Throughput) != 5 || r.Throughput[2].Callers != 8 || r.Throughput[4].Sessions != 4 || r.Throughput[0].PerSecond <= 0 {
 		t.Errorf("throughput: %+v", r.Throughput)
 	}
 	if r.Resources.Idle.DaemonRSSEndKB <= 0 || r.Resources.Load.Requests <= 0 || r.Resources.Load.DaemonCPUPerRequest <= 0 {

@@ -105,7 +105,7 @@ func timeLoop(ctx context.Context, n int, one func() error) ([]time.Duration, er
 	return lat, nil
 }
 
-// ---- raw TCP: the loopback limit ----
+// ---- raw TCP in Go ----
 
 // tcpContender ping-pongs frames of the channel's shape (12-byte header,
 // payload) with an echo server in another process (tcpEchoServe).
@@ -123,7 +123,7 @@ func dialTCP(addr string) (*tcpContender, error) {
 	return &tcpContender{c: c, br: bufio.NewReaderSize(c, 128<<10)}, nil
 }
 
-func (t *tcpContender) Name() string    { return "tcp" }
+func (t *tcpContender) Name() string    { return "go-tcp" }
 func (t *tcpContender) BackendPID() int { return 0 }
 func (t *tcpContender) Close()          { t.c.Close() }
 
@@ -200,44 +200,67 @@ func tcpEchoServe() error {
 	}
 }
 
-// ---- libpq in C: the original approach ----
+// ---- C programs run once per batch: the C limit and libpq ----
 
-// libpqContender runs bench/libpq/chanbench, a blocking libpq client, for
-// each batch; only its requests are timed (by itself), not its start.
-type libpqContender struct {
-	bin      string
-	conninfo string
-}
-
-func (l *libpqContender) Name() string    { return "libpq" }
-func (l *libpqContender) BackendPID() int { return 0 }
-func (l *libpqContender) Close()          {}
-
-func (l *libpqContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
-	cmd := exec.CommandContext(ctx, l.bin, l.conninfo, strconv.Itoa(int(w.op())), strconv.Itoa(w.Size), strconv.Itoa(n))
-	expectEcho := "1"
-	if w.Ping {
-		expectEcho = "0"
-	}
-	cmd.Env = append(os.Environ(), "CHANBENCH_EXPECT_ECHO="+expectEcho)
+// runLatencies runs a C client that times its own requests and prints each
+// latency in nanoseconds, one a line; only the requests are timed, not the
+// program's start or its connection.
+func runLatencies(ctx context.Context, name string, n int, env []string, bin string, args ...string) ([]time.Duration, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("libpq client: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(stderr.String()))
 	}
 	lat := make([]time.Duration, 0, n)
 	for _, f := range strings.Fields(string(out)) {
 		ns, err := strconv.ParseInt(f, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("libpq client: bad output %q", f)
+			return nil, fmt.Errorf("%s: bad output %q", name, f)
 		}
 		lat = append(lat, time.Duration(ns))
 	}
 	if len(lat) != n {
-		return nil, fmt.Errorf("libpq client: %d latencies for %d requests", len(lat), n)
+		return nil, fmt.Errorf("%s: %d latencies for %d requests", name, len(lat), n)
 	}
 	return lat, nil
+}
+
+// ctcpContender is the loopback limit: bench/ctcp, a blocking C ping-pong
+// of frames of the channel's shape with a C echo server in another process
+// (started once, pinned with the primary's side).
+type ctcpContender struct {
+	bin, addr string
+}
+
+func (c *ctcpContender) Name() string    { return "c-tcp" }
+func (c *ctcpContender) BackendPID() int { return 0 }
+func (c *ctcpContender) Close()          {}
+
+func (c *ctcpContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	return runLatencies(ctx, "c-tcp", n, nil, c.bin, "ping", c.addr, strconv.Itoa(w.Size), strconv.Itoa(n))
+}
+
+// libpqContender runs bench/libpq/chanbench, a blocking libpq client, for
+// each batch.
+type libpqContender struct {
+	bin      string
+	conninfo string
+}
+
+func (l *libpqContender) Name() string    { return "libpq-c" }
+func (l *libpqContender) BackendPID() int { return 0 }
+func (l *libpqContender) Close()          {}
+
+func (l *libpqContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	expectEcho := "1"
+	if w.Ping {
+		expectEcho = "0"
+	}
+	return runLatencies(ctx, "libpq client", n, []string{"CHANBENCH_EXPECT_ECHO=" + expectEcho},
+		l.bin, l.conninfo, strconv.Itoa(int(w.op())), strconv.Itoa(w.Size), strconv.Itoa(n))
 }
 
 // ---- standbyd's session, in process ----
@@ -328,12 +351,16 @@ func (c *sqlContender) Run(ctx context.Context, w workload, n int) ([]time.Durat
 
 // ---- the local API, with the Go client ----
 
+// apiContender calls through the daemon's local API with the Go client:
+// "api-fast" as client.New gives it (the client's default path), "api-http"
+// with the client held to HTTP (newHTTPClient).
 type apiContender struct {
+	name    string
 	c       *client.Client
 	backend int // the daemon's channel backend, read once
 }
 
-func (a *apiContender) Name() string    { return "api" }
+func (a *apiContender) Name() string    { return a.name }
 func (a *apiContender) BackendPID() int { return a.backend }
 func (a *apiContender) Close()          { a.c.Close() }
 
@@ -344,25 +371,30 @@ func (a *apiContender) Run(ctx context.Context, w workload, n int) ([]time.Durat
 		defer cancel()
 		got, err := a.c.Call(cctx, w.opName(), payload)
 		if err != nil {
-			return fmt.Errorf("api: %w", err)
+			return fmt.Errorf("%s: %w", a.name, err)
 		}
 		return checkEcho(w, payload, got)
 	})
 }
 
-// ---- `standbyd call` as a process, start-up included ----
+// ---- a call as a process, start-up included ----
 
+// cliContender runs one process per request: `standbyd call` ("cli") or
+// the small standbyd-call binary ("call-process"), what a shell loop pays.
 type cliContender struct {
-	bin, config string
+	name string
+	bin  string
+	args []string // before the call's own flags: "call" for standbyd
+	cfg  string
 }
 
-func (c *cliContender) Name() string    { return "cli" }
+func (c *cliContender) Name() string    { return c.name }
 func (c *cliContender) BackendPID() int { return 0 }
 func (c *cliContender) Close()          {}
 
 func (c *cliContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
 	payload := pattern(w.Size)
-	args := []string{"call", "--config", c.config, "--out", "raw"}
+	args := append(append([]string{}, c.args...), "--config", c.cfg, "--out", "raw")
 	if w.Ping {
 		args = append(args, "ping")
 	} else {
@@ -375,7 +407,7 @@ func (c *cliContender) Run(ctx context.Context, w workload, n int) ([]time.Durat
 		cmd.Stderr = &stderr
 		got, err := cmd.Output()
 		if err != nil {
-			return fmt.Errorf("standbyd call: %w: %s", err, strings.TrimSpace(stderr.String()))
+			return fmt.Errorf("%s: %w: %s", c.name, err, strings.TrimSpace(stderr.String()))
 		}
 		return checkEcho(w, payload, got)
 	})

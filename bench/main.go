@@ -33,7 +33,7 @@ type settings struct {
 	Throughput time.Duration `json:"throughput_ns_per_step"`
 	Callers    int           `json:"callers_per_session"`
 
-	standbyd, chanbench, outDir string
+	standbyd, chanbench, ctcp, call, outDir string
 }
 
 func main() {
@@ -48,9 +48,11 @@ func main() {
 	flag.DurationVar(&s.Idle, "idle", 60*time.Second, "how long the daemon's idle CPU and memory are watched")
 	flag.DurationVar(&s.Load, "load", 10*time.Second, "how long the daemon is kept under full load through its API")
 	flag.DurationVar(&s.Throughput, "throughput", 5*time.Second, "duration of each throughput step (1, 2, 4 sessions)")
-	flag.IntVar(&s.Callers, "callers", 4, "concurrent callers per session in the throughput steps")
+	flag.IntVar(&s.Callers, "callers", 4, "concurrent callers per session in the throughput steps with 1 (besides 1 and 8), 2 and 4 sessions")
 	flag.StringVar(&s.standbyd, "standbyd", "bin/standbyd", "the daemon binary")
 	flag.StringVar(&s.chanbench, "chanbench", "bin/chanbench", "the libpq client (bench/libpq)")
+	flag.StringVar(&s.ctcp, "ctcp", "bin/ctcp", "the C loopback ping-pong (bench/ctcp)")
+	flag.StringVar(&s.call, "call", "bin/standbyd-call", "the small call binary (cmd/standbyd-call)")
 	flag.StringVar(&s.outDir, "out", "bench/results", "directory for the report")
 	quick := flag.Bool("quick", false, "a short run that checks the harness (small counts, 2 s idle); its figures mean little")
 	flag.Parse()

@@ -57,7 +57,7 @@ type throughputFigures struct {
 	Requests  int     `json:"requests"`
 	Seconds   float64 `json:"seconds"`
 	PerSecond float64 `json:"requests_per_second"`
-	VsOne     float64 `json:"ratio_to_one_session"`
+	VsOne     float64 `json:"ratio_to_one_session_one_caller"`
 }
 
 type resources struct {
@@ -148,8 +148,10 @@ func (p *placementResult) sampleMemory(daemon, backend int) {
 }
 
 // ratioPairs are the comparisons the report makes: each a/b of medians.
+// c-tcp is the loopback limit; libpq-c the blocking C client on the channel.
 var ratioPairs = [][2]string{
-	{"session", "tcp"}, {"libpq", "tcp"}, {"session", "libpq"}, {"sql", "session"}, {"api", "session"}, {"api", "tcp"},
+	{"session", "c-tcp"}, {"libpq-c", "c-tcp"}, {"go-tcp", "c-tcp"}, {"session", "libpq-c"},
+	{"sql", "session"}, {"api-fast", "session"}, {"api-fast", "sql"}, {"api-http", "session"},
 }
 
 func (r *report) addPlacement(p *placementResult) {
@@ -216,15 +218,22 @@ func (r *report) write(dir string) (string, string, error) {
 }
 
 // contenderOrder is how tables list the contenders.
-var contenderOrder = []string{"tcp", "libpq", "session", "sql", "api", "cli"}
+var contenderOrder = []string{"c-tcp", "go-tcp", "libpq-c", "session", "sql", "api-fast", "api-http", "cli", "call-process"}
+
+// processContenders start one process per request; the report gives their
+// figures in milliseconds too.
+var processContenders = []string{"cli", "call-process"}
 
 var contenderText = map[string]string{
-	"tcp":     "raw TCP ping-pong in Go, frames of the channel's shape (the loopback limit)",
-	"libpq":   "C, libpq PQputCopyData/PQgetCopyData, blocking, on the channel",
-	"session": "standbyd's session in process (internal/conn Session.Call)",
-	"sql":     "plain SQL through pgconn: prepared SELECT public.bench_echo($1) (ping: clock_timestamp(), pg_current_wal_flush_lsn(), pg_is_in_recovery())",
-	"api":     "through the daemon's local API (Unix-socket HTTP) with the Go client",
-	"cli":     "`standbyd call` as a process through the daemon, start-up included",
+	"c-tcp":        "TCP ping-pong in C between two processes, blocking read/write, frames of the channel's shape: the loopback limit",
+	"go-tcp":       "the same ping-pong in Go (net.Conn, bufio): what Go's runtime adds to the limit",
+	"libpq-c":      "C, libpq PQputCopyData/PQgetCopyData, blocking, on the channel",
+	"session":      "standbyd's session in process (internal/conn Session.Call)",
+	"sql":          "plain SQL through pgconn: prepared SELECT public.bench_echo($1) (ping: clock_timestamp(), pg_current_wal_flush_lsn(), pg_is_in_recovery())",
+	"api-fast":     "through the daemon's local API with the Go client's default transport (client.New(socket).Call)",
+	"api-http":     "through the daemon's local API with the Go client held to HTTP over the Unix socket",
+	"cli":          "`standbyd call` as a process through the daemon, start-up included",
+	"call-process": "`standbyd-call` (the small call binary) as a process through the daemon, start-up included",
 }
 
 func (r *report) markdown() string {
@@ -271,9 +280,17 @@ func (r *report) markdown() string {
 			}
 			f("\n")
 		}
+		for _, c := range processContenders {
+			for _, w := range cliWorkloads() {
+				if v, ok := p.Latency[c][w.Name]; ok {
+					f("\n`%s`, %s: %.2f ms per call (median), %.2f ms p90.", c, w.Name, v.MedianUS/1000, v.P90US/1000)
+				}
+			}
+		}
+		f("\n")
 		f("\nMemory after each round (VmRSS, kB): daemon %s; in-process session's backend %s.\n", joinInts(p.DaemonRSSKB), joinInts(p.BackendRSSKB))
 	}
-	f("\n## Throughput (in-process supervisor, echo 8 B, no CPU pinning)\n\n| sessions | callers | requests | req/s | vs 1 session |\n|---:|---:|---:|---:|---:|\n")
+	f("\n## Throughput (in-process supervisor, echo 8 B, no CPU pinning)\n\n| sessions | callers | requests | req/s | vs 1 session, 1 caller |\n|---:|---:|---:|---:|---:|\n")
 	for _, t := range r.Throughput {
 		f("| %d | %d | %d | %.0f | %.2f |\n", t.Sessions, t.Callers, t.Requests, t.PerSecond, t.VsOne)
 	}

@@ -39,6 +39,8 @@ type bench struct {
 	connstr string // no password: the passfile holds it
 	echoSrv *exec.Cmd
 	echoAdr string
+	ctcpSrv *exec.Cmd
+	ctcpAdr string
 	daemon  *exec.Cmd
 	dsock   string
 	dconfig string
@@ -49,7 +51,7 @@ type bench struct {
 }
 
 func run(ctx context.Context, s settings) (mdPath, jsonPath string, err error) {
-	for _, p := range []*string{&s.standbyd, &s.chanbench} {
+	for _, p := range []*string{&s.standbyd, &s.chanbench, &s.ctcp, &s.call} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return "", "", err
 		}
@@ -81,9 +83,9 @@ func run(ctx context.Context, s settings) (mdPath, jsonPath string, err error) {
 	if err := b.loadPhase(ctx); err != nil {
 		return "", "", err
 	}
-	for _, n := range []int{1, 2, 4} {
-		fmt.Printf("throughput with %d session(s) ...\n", n)
-		if err := b.throughputStep(ctx, n); err != nil {
+	for _, st := range throughputSteps(s.Callers) {
+		fmt.Printf("throughput with %d session(s), %d caller(s) ...\n", st.sessions, st.callers)
+		if err := b.throughputStep(ctx, st.sessions, st.callers); err != nil {
 			return "", "", err
 		}
 	}
@@ -138,7 +140,29 @@ SELECT standbyd.register_handler(256, 'echo', 'public.bench_echo(bytea)');`); er
 		return fmt.Errorf("tcp echo server: %w", err)
 	}
 	b.echoAdr = strings.TrimSpace(line)
+	if b.ctcpSrv, b.ctcpAdr, err = startServer(exec.Command(b.s.ctcp, "serve")); err != nil {
+		return fmt.Errorf("c tcp echo server: %w", err)
+	}
 	return b.startDaemon(ctx)
+}
+
+// startServer starts a server that prints its address as its first line.
+func startServer(cmd *exec.Cmd) (*exec.Cmd, string, error) {
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, "", err
+	}
+	return cmd, strings.TrimSpace(line), nil
 }
 
 func (b *bench) startDaemon(ctx context.Context) error {
@@ -211,9 +235,11 @@ func (b *bench) stop() {
 	if b.dclient != nil {
 		b.dclient.Close()
 	}
-	if b.echoSrv != nil && b.echoSrv.Process != nil {
-		_ = b.echoSrv.Process.Kill()
-		_ = b.echoSrv.Wait()
+	for _, srv := range []*exec.Cmd{b.echoSrv, b.ctcpSrv} {
+		if srv != nil && srv.Process != nil {
+			_ = srv.Process.Kill()
+			_ = srv.Wait()
+		}
 	}
 	if b.env != nil {
 		b.env.Stop()
@@ -244,7 +270,7 @@ func (b *bench) pinAll(clientCPUs, serverCPUs string) error {
 		client = append(client, pid)
 		client = append(client, childPIDs(pid)...)
 	}
-	server := []int{b.echoSrv.Process.Pid}
+	server := []int{b.echoSrv.Process.Pid, b.ctcpSrv.Process.Pid}
 	pm, err := b.env.PostmasterPID("primary")
 	if err != nil {
 		return err
@@ -325,7 +351,10 @@ func (b *bench) latencyPhase(ctx context.Context, pl placement) error {
 		return err
 	}
 	res := newPlacementResult(pl)
-	cli := &cliContender{bin: b.s.standbyd, config: b.dconfig}
+	clis := []contender{
+		&cliContender{name: "cli", bin: b.s.standbyd, args: []string{"call"}, cfg: b.dconfig},
+		&cliContender{name: "call-process", bin: b.s.call, cfg: b.dconfig},
+	}
 	for _, c := range cs {
 		for _, w := range workloads {
 			if _, err := c.Run(ctx, w, b.s.Warmup); err != nil {
@@ -335,7 +364,12 @@ func (b *bench) latencyPhase(ctx context.Context, pl placement) error {
 	}
 	perRound := b.s.Count / b.s.Rounds
 	cliPerRound := max(1, b.s.CLICount/b.s.Rounds)
-	sess := cs[2].(*sessionContender)
+	var sessPID int
+	for _, c := range cs {
+		if sc, ok := c.(*sessionContender); ok {
+			sessPID = sc.BackendPID()
+		}
+	}
 	for r := range b.s.Rounds {
 		for i := range cs {
 			c := cs[(i+r)%len(cs)] // rotate the order each round
@@ -345,12 +379,15 @@ func (b *bench) latencyPhase(ctx context.Context, pl placement) error {
 				}
 			}
 		}
-		for _, w := range cliWorkloads() {
-			if err := res.batch(ctx, cli, w, cliPerRound); err != nil {
-				return err
+		for i := range clis {
+			c := clis[(i+r)%len(clis)]
+			for _, w := range cliWorkloads() {
+				if err := res.batch(ctx, c, w, cliPerRound); err != nil {
+					return err
+				}
 			}
 		}
-		res.sampleMemory(b.daemon.Process.Pid, sess.BackendPID())
+		res.sampleMemory(b.daemon.Process.Pid, sessPID)
 	}
 	b.rep.addPlacement(res)
 	return nil
@@ -360,7 +397,7 @@ func cliWorkloads() []workload { return workloads[:2] } // ping, echo-8B
 
 // contenders opens one of each; the order is the first round's.
 func (b *bench) contenders(ctx context.Context) ([]contender, error) {
-	var cs []contender
+	cs := []contender{&ctcpContender{bin: b.s.ctcp, addr: b.ctcpAdr}}
 	tcp, err := dialTCP(b.echoAdr)
 	if err != nil {
 		return cs, err
@@ -375,7 +412,10 @@ func (b *bench) contenders(ctx context.Context) ([]contender, error) {
 	if err != nil {
 		return cs, err
 	}
-	cs = append(cs, sq, &apiContender{c: client.New(b.dsock), backend: b.daemonBackend()})
+	backend := b.daemonBackend()
+	cs = append(cs, sq,
+		&apiContender{name: "api-fast", c: client.New(b.dsock), backend: backend},
+		&apiContender{name: "api-http", c: newHTTPClient(b.dsock), backend: backend})
 	return cs, nil
 }
 
@@ -430,9 +470,22 @@ func (b *bench) loadPhase(ctx context.Context) error {
 	return nil
 }
 
+// throughputStep is one step of the throughput phase.
+type throughputStepSpec struct{ sessions, callers int }
+
+// throughputSteps: one session with one caller (its round-trip bound), with
+// callersPerSession and with 8 callers (what pipelining on one session
+// gains), then 2 and 4 sessions with callersPerSession each.
+func throughputSteps(callersPerSession int) []throughputStepSpec {
+	return []throughputStepSpec{
+		{1, 1}, {1, callersPerSession}, {1, 8},
+		{2, 2 * callersPerSession}, {4, 4 * callersPerSession},
+	}
+}
+
 // throughputStep runs an in-process supervisor with n sessions and
-// n*callers concurrent callers.
-func (b *bench) throughputStep(ctx context.Context, n int) error {
+// callers concurrent callers.
+func (b *bench) throughputStep(ctx context.Context, n, callers int) error {
 	sup, err := conn.NewSupervisor(conn.SupervisorConfig{
 		Dial: func(ctx context.Context, connected func()) (*conn.Session, error) {
 			return conn.Dial(ctx, conn.DialOptions{Config: b.pgcfg, ClientName: "standbyd-bench", OnConnected: connected})
@@ -459,16 +512,16 @@ func (b *bench) throughputStep(ctx context.Context, n int) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	payload := pattern(8)
-	calls, elapsed, err := hammer(ctx, n*b.s.Callers, b.s.Throughput, func() func(context.Context) error {
+	calls, elapsed, err := hammer(ctx, callers, b.s.Throughput, func() func(context.Context) error {
 		return func(ctx context.Context) error {
 			_, err := sup.Call(ctx, echoOp, payload)
 			return err
 		}
 	}, nil)
 	if err != nil {
-		return fmt.Errorf("throughput with %d sessions: %w", n, err)
+		return fmt.Errorf("throughput with %d sessions, %d callers: %w", n, callers, err)
 	}
-	b.rep.addThroughput(throughputFigures{Sessions: n, Callers: n * b.s.Callers, Requests: calls,
+	b.rep.addThroughput(throughputFigures{Sessions: n, Callers: callers, Requests: calls,
 		Seconds: elapsed.Seconds(), PerSecond: float64(calls) / elapsed.Seconds()})
 	return nil
 }
