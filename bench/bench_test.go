@@ -80,6 +80,9 @@ func TestQuickRun(t *testing.T) {
 				t.Errorf("%s: backend CPU per request of %s is %v", p.Name, c, v)
 			}
 		}
+		if p.HandlerKinds["median"] <= 0 || p.HandlerKinds["backend_cpu"] <= 0 {
+			t.Errorf("%s: sql over PL/pgSQL handler: %v", p.Name, p.HandlerKinds)
+		}
 		if p.Ratios["echo-8B"]["session/c-tcp"] <= 0 || p.Ratios["ping"]["api-fast/sql"] <= 0 || len(p.DaemonRSSKB) != s.Rounds {
 			t.Errorf("%s: ratios %v, daemon memory samples %v", p.Name, p.Ratios["echo-8B"], p.DaemonRSSKB)
 		}

@@ -21,29 +21,41 @@ import (
 	"github.com/standbyd/standbyd/internal/protocol"
 )
 
-// echoOp is the op code the benchmark registers its echo handler under.
-const echoOp = protocol.FirstUserOp
+// echoOp is the op code the benchmark registers its echo handler under
+// (PL/pgSQL), and echoSQLOp the same echo as a LANGUAGE sql function.
+const (
+	echoOp    = protocol.FirstUserOp
+	echoSQLOp = protocol.FirstUserOp + 1
+)
 
 // workload is one kind of request: the built-in ping (no payload in, 21
-// bytes out) or an echo of size bytes through a registered SQL handler.
+// bytes out) or an echo of size bytes through a registered handler,
+// PL/pgSQL unless SQLFn (the same echo as a LANGUAGE sql function).
 type workload struct {
-	Name string
-	Ping bool
-	Size int
+	Name  string
+	Ping  bool
+	Size  int
+	SQLFn bool
 }
 
 // op is the operation the workload calls on the channel, and opName its
 // name for the API and `standbyd call`.
 func (w workload) op() uint16 {
-	if w.Ping {
+	switch {
+	case w.Ping:
 		return protocol.OpPing
+	case w.SQLFn:
+		return echoSQLOp
 	}
 	return echoOp
 }
 
 func (w workload) opName() string {
-	if w.Ping {
+	switch {
+	case w.Ping:
 		return "ping"
+	case w.SQLFn:
+		return "echo_sql"
 	}
 	return "echo"
 }
@@ -53,6 +65,7 @@ var workloads = []workload{
 	{Name: "echo-8B", Size: 8},
 	{Name: "echo-1KiB", Size: 1024},
 	{Name: "echo-64KiB", Size: 64 << 10},
+	{Name: "echo-8B-sqlfn", Size: 8, SQLFn: true},
 }
 
 // pattern is the payload of a given size; the echo is checked against it.
@@ -302,8 +315,9 @@ func (c *sessionContender) Run(ctx context.Context, w workload, n int) ([]time.D
 type sqlContender struct{ pc *pgconn.PgConn }
 
 const (
-	sqlEcho = "SELECT public.bench_echo($1)"
-	sqlPing = "SELECT clock_timestamp(), pg_current_wal_flush_lsn(), pg_is_in_recovery()"
+	sqlEcho    = "SELECT public.bench_echo($1)"
+	sqlEchoSQL = "SELECT public.bench_echo_sql($1)"
+	sqlPing    = "SELECT clock_timestamp(), pg_current_wal_flush_lsn(), pg_is_in_recovery()"
 )
 
 func dialSQL(ctx context.Context, cfg *pgconn.Config) (*sqlContender, error) {
@@ -311,7 +325,7 @@ func dialSQL(ctx context.Context, cfg *pgconn.Config) (*sqlContender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sql: %w", err)
 	}
-	for name, q := range map[string]string{"echo": sqlEcho, "ping": sqlPing} {
+	for name, q := range map[string]string{"echo": sqlEcho, "echo_sql": sqlEchoSQL, "ping": sqlPing} {
 		if _, err := pc.Prepare(ctx, name, q, nil); err != nil {
 			pc.Close(ctx)
 			return nil, fmt.Errorf("sql: prepare %s: %w", name, err)
@@ -330,7 +344,7 @@ func (c *sqlContender) Close() {
 
 func (c *sqlContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
 	payload := pattern(w.Size)
-	name, params, formats := "echo", [][]byte{payload}, []int16{1}
+	name, params, formats := w.opName(), [][]byte{payload}, []int16{1}
 	if w.Ping {
 		name, params, formats = "ping", nil, nil
 	}

@@ -42,6 +42,9 @@ type placementResult struct {
 	BackendCPUPerRequestUS map[string]map[string]float64 `json:"backend_cpu_per_request_us"`
 	// Ratios of medians by workload: "session/tcp" and the like.
 	Ratios map[string]map[string]float64 `json:"median_ratios"`
+	// HandlerKinds: the LANGUAGE sql handler over the PL/pgSQL one through
+	// the session (echo 8 B): "median" and "backend_cpu".
+	HandlerKinds map[string]float64 `json:"sqlfn_over_plpgsql_session_echo_8b"`
 	// Memory after each round: the daemon's and the in-process session's
 	// backend's VmRSS, in kB.
 	DaemonRSSKB  []int64 `json:"daemon_rss_kb_by_round"`
@@ -179,6 +182,13 @@ func (r *report) addPlacement(p *placementResult) {
 			}
 		}
 	}
+	p.HandlerKinds = map[string]float64{}
+	if a, b := p.Latency["session"]["echo-8B-sqlfn"], p.Latency["session"]["echo-8B"]; a.Requests > 0 && b.Requests > 0 {
+		p.HandlerKinds["median"] = ratio(a.MedianUS, b.MedianUS)
+	}
+	if a, b := p.BackendCPUPerRequestUS["session"]["echo-8B-sqlfn"], p.BackendCPUPerRequestUS["session"]["echo-8B"]; a > 0 && b > 0 {
+		p.HandlerKinds["backend_cpu"] = ratio(a, b)
+	}
 	r.Placements = append(r.Placements, p)
 }
 
@@ -229,7 +239,7 @@ var contenderText = map[string]string{
 	"go-tcp":       "the same ping-pong in Go (net.Conn, bufio): what Go's runtime adds to the limit",
 	"libpq-c":      "C, libpq PQputCopyData/PQgetCopyData, blocking, on the channel",
 	"session":      "standbyd's session in process (internal/conn Session.Call)",
-	"sql":          "plain SQL through pgconn: prepared SELECT public.bench_echo($1) (ping: clock_timestamp(), pg_current_wal_flush_lsn(), pg_is_in_recovery())",
+	"sql":          "plain SQL through pgconn: prepared SELECT public.bench_echo($1) (echo-8B-sqlfn: SELECT public.bench_echo_sql($1), which the planner inlines; ping: clock_timestamp(), pg_current_wal_flush_lsn(), pg_is_in_recovery())",
 	"api-fast":     "through the daemon's local API with the Go client's default transport (client.New(socket).Call)",
 	"api-http":     "through the daemon's local API with the Go client held to HTTP over the Unix socket",
 	"cli":          "`standbyd call` as a process through the daemon, start-up included",
@@ -242,7 +252,7 @@ func (r *report) markdown() string {
 	f("# standbyd benchmark, %s\n\n", r.Date)
 	f("Machine: %s, %d CPUs, Linux %s, %s, PostgreSQL %s. Run took %s.\n\n",
 		r.Machine.CPUModel, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go, r.Machine.PostgreSQL, time.Since(r.started).Round(time.Second))
-	f("%d timed requests per contender and workload in %d interleaved rounds (order rotated each round), after %d warm-up requests; `standbyd call`: %d per workload. Workloads: the built-in ping (no payload in, 21 bytes out) and an echo through a registered SQL handler of 8 B, 1 KiB and 64 KiB. Latency in microseconds; req/s is one caller, back to back.\n\n",
+	f("%d timed requests per contender and workload in %d interleaved rounds (order rotated each round), after %d warm-up requests; `standbyd call`: %d per workload. Workloads: the built-in ping (no payload in, 21 bytes out) and an echo through a registered PL/pgSQL handler of 8 B, 1 KiB and 64 KiB, and of 8 B through the same echo as a LANGUAGE sql handler (echo-8B-sqlfn). Latency in microseconds; req/s is one caller, back to back.\n\n",
 		r.Settings.Count, r.Settings.Rounds, r.Settings.Warmup, r.Settings.CLICount)
 	f("Contenders:\n\n")
 	for _, c := range contenderOrder {
@@ -280,6 +290,8 @@ func (r *report) markdown() string {
 			}
 			f("\n")
 		}
+		f("\nLANGUAGE sql handler ÷ PL/pgSQL handler, through the session, echo 8 B: median %.2f, backend CPU per request %.2f.\n",
+			p.HandlerKinds["median"], p.HandlerKinds["backend_cpu"])
 		for _, c := range processContenders {
 			for _, w := range cliWorkloads() {
 				if v, ok := p.Latency[c][w.Name]; ok {

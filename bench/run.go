@@ -105,8 +105,12 @@ func (b *bench) start(ctx context.Context) error {
 	// SELECT would inline a SQL function and plan it once, while a handler
 	// called through fmgr re-plans a SQL function in every (sub)transaction
 	// on PostgreSQL 15; with PL/pgSQL both sides run the same cached code.
+	// The same echo in LANGUAGE sql, to measure that handler kind against
+	// PL/pgSQL (echo-8B-sqlfn).
 	if _, err := env.PrimarySQL(ctx, `CREATE FUNCTION public.bench_echo(bytea) RETURNS bytea LANGUAGE plpgsql IMMUTABLE STRICT AS 'BEGIN RETURN $1; END';
-SELECT standbyd.register_handler(256, 'echo', 'public.bench_echo(bytea)');`); err != nil {
+SELECT standbyd.register_handler(256, 'echo', 'public.bench_echo(bytea)');
+CREATE FUNCTION public.bench_echo_sql(bytea) RETURNS bytea LANGUAGE sql IMMUTABLE STRICT AS 'SELECT $1';
+SELECT standbyd.register_handler(257, 'echo_sql', 'public.bench_echo_sql(bytea)');`); err != nil {
 		return fmt.Errorf("registering the echo handler: %w", err)
 	}
 	if v, err := env.PrimarySQL(ctx, "SHOW server_version"); err == nil {
