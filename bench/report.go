@@ -20,7 +20,10 @@ type report struct {
 	Settings   settings            `json:"settings"`
 	Placements []*placementResult  `json:"placements"`
 	Throughput []throughputFigures `json:"throughput"`
-	Resources  resources           `json:"resources"`
+	// EightOverN is one session's throughput with 8 callers over that with
+	// Settings.Callers: what pipelining gains.
+	EightOverN float64   `json:"one_session_8_callers_over_callers_per_session"`
+	Resources  resources `json:"resources"`
 	started    time.Time
 }
 
@@ -214,6 +217,7 @@ func (r *report) write(dir string) (string, string, error) {
 		}
 		base = filepath.Join(dir, fmt.Sprintf("%s-%d", r.Date, i))
 	}
+	r.EightOverN = r.oneSessionEightOverFour()
 	js, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return "", "", err
@@ -306,6 +310,9 @@ func (r *report) markdown() string {
 	for _, t := range r.Throughput {
 		f("| %d | %d | %d | %.0f | %.2f |\n", t.Sessions, t.Callers, t.Requests, t.PerSecond, t.VsOne)
 	}
+	if v := r.oneSessionEightOverFour(); v > 0 {
+		f("\nOne session, 8 callers over %d callers: %.2f (a session that carries one request at a time stays near 1; pipelining should reach 2).\n", r.Settings.Callers, v)
+	}
 	id, ld := r.Resources.Idle, r.Resources.Load
 	f("\n## Resources\n\n")
 	f("- Idle for %.0f s with heartbeats on (default 2 s): daemon CPU %.1f ms (%.3f%% of a core), its channel backend %.1f ms; daemon VmRSS %d kB at the start, %d kB at the end.\n",
@@ -321,4 +328,25 @@ func joinInts(v []int64) string {
 		s[i] = fmt.Sprint(x)
 	}
 	return strings.Join(s, ", ")
+}
+
+// oneSessionEightOverFour is one session's throughput with 8 callers over
+// that with -callers callers (0 when a step is missing).
+func (r *report) oneSessionEightOverFour() float64 {
+	var eight, base float64
+	for _, t := range r.Throughput {
+		if t.Sessions != 1 {
+			continue
+		}
+		switch t.Callers {
+		case 8:
+			eight = t.PerSecond
+		case r.Settings.Callers:
+			base = t.PerSecond
+		}
+	}
+	if eight == 0 || base == 0 {
+		return 0
+	}
+	return eight / base
 }

@@ -35,3 +35,17 @@ func TestSummariseSmallSamples(t *testing.T) {
 		t.Fatal("ratio")
 	}
 }
+
+func TestOneSessionEightOverFour(t *testing.T) {
+	r := &report{Settings: settings{Callers: 4}}
+	for _, tf := range []throughputFigures{{Sessions: 1, Callers: 1, PerSecond: 100}, {Sessions: 1, Callers: 4, PerSecond: 200},
+		{Sessions: 1, Callers: 8, PerSecond: 500}, {Sessions: 2, Callers: 8, PerSecond: 900}} {
+		r.addThroughput(tf)
+	}
+	if got := r.oneSessionEightOverFour(); got != 2.5 {
+		t.Errorf("8 over 4 callers: %v, want 2.5", got)
+	}
+	if got := (&report{Settings: settings{Callers: 4}}).oneSessionEightOverFour(); got != 0 {
+		t.Errorf("no steps: %v, want 0", got)
+	}
+}
