@@ -40,7 +40,8 @@ session of its own with the same configuration.
 Exit codes: 0 ok, 2 usage, 3 the primary answered with an error,
 4 unavailable (nothing was sent: safe to retry), 5 outcome unknown (the
 request was handed over and may have run: do not blindly repeat a write),
-6 not allowed (api.allow), 1 other failures.`,
+6 not allowed (api.allow), 7 this node is not a standby (it was promoted:
+nothing was sent), 1 other failures.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			op, err := protocol.ParseOp(args[0])
@@ -149,6 +150,8 @@ func callExit(err error) error {
 			return &exitError{code: exitUsage, err: err}
 		case client.KindForbidden:
 			return &exitError{code: exitDenied, err: err}
+		case client.KindNotStandby:
+			return &exitError{code: exitNotStandby, err: err}
 		}
 		return &exitError{code: exitFailure, err: err}
 	}

@@ -25,6 +25,7 @@ const (
 	exitUnavailable = 4 // nothing was written: daemon not running, primary down, busy
 	exitUnknown     = 5 // the request was handed over, its outcome is unknown
 	exitDenied      = 6 // api.allow does not let this user call the op
+	exitNotStandby  = 7 // this node is not a standby (promoted): nothing was sent
 )
 
 // exitError carries an exit code out of a command.

@@ -91,7 +91,7 @@ func TestWatcherReportsChanges(t *testing.T) {
 	dir := dataDir(t, true, pgcontrol.DBInArchiveRecovery, 1)
 	var mu sync.Mutex
 	var seen []Node
-	w, err := NewWatcher(Options{DataDirectory: dir, Interval: 10 * time.Millisecond, OnChange: func(n Node) {
+	w, err := NewWatcher(Options{DataDirectory: func() string { return dir }, Interval: 10 * time.Millisecond, OnChange: func(n Node) {
 		mu.Lock()
 		seen = append(seen, n)
 		mu.Unlock()
@@ -136,7 +136,8 @@ func TestWatcherReportsChanges(t *testing.T) {
 }
 
 func TestWatcherUnreadable(t *testing.T) {
-	w, err := NewWatcher(Options{DataDirectory: t.TempDir()})
+	empty := t.TempDir()
+	w, err := NewWatcher(Options{DataDirectory: func() string { return empty }})
 	if err != nil {
 		t.Fatal(err)
 	}

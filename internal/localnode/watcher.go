@@ -28,7 +28,7 @@ const localQuery = `SELECT pg_catalog.pg_is_in_recovery(),
 
 // Watcher polls the local node and reports each change.
 type Watcher struct {
-	dataDir  string
+	dataDir  func() string
 	interval time.Duration
 	log      *zap.Logger
 	onChange func(Node)
@@ -44,8 +44,9 @@ type Watcher struct {
 
 // Options configure a Watcher.
 type Options struct {
-	// DataDirectory is the node's data directory ("" : files not read).
-	DataDirectory string
+	// DataDirectory returns the node's data directory ("": files not
+	// read); asked at each reading, so that a reload applies. Nil: none.
+	DataDirectory func() string
 	// Conninfo, when set, is a libpq connection string to the node itself
 	// (standby.conninfo).
 	Conninfo string
@@ -65,6 +66,9 @@ func NewWatcher(opts Options) (*Watcher, error) {
 	}
 	if w.log == nil {
 		w.log = zap.NewNop()
+	}
+	if w.dataDir == nil {
+		w.dataDir = func() string { return "" }
 	}
 	if w.onChange == nil {
 		w.onChange = func(Node) {}
@@ -128,8 +132,8 @@ func (w *Watcher) Poll(ctx context.Context) Node {
 // decides the role; the timeline is the highest any source reports.
 func (w *Watcher) reading(ctx context.Context) Node {
 	n := Node{State: -1}
-	if w.dataDir != "" {
-		f, err := ReadFiles(w.dataDir)
+	if dir := w.dataDir(); dir != "" {
+		f, err := ReadFiles(dir)
 		if err != nil {
 			if !w.failing {
 				w.log.Warn("reading the local node's role from its data directory", zap.Error(err))
