@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/standbyd/standbyd/client"
+	"github.com/standbyd/standbyd/internal/localnode"
+	"github.com/standbyd/standbyd/internal/pgcontrol"
 	"github.com/standbyd/standbyd/internal/testcluster"
 )
 
@@ -434,5 +436,88 @@ func TestFailoverCascadingUpstreamPromoted(t *testing.T) {
 	}
 	if v, _ := d.metric(`standbyd_channel_refusals_total{reason="stale_timeline"}`); v != 0 {
 		t.Fatalf("the promoted upstream was refused %v times", v)
+	}
+}
+
+// The control file's fields standbyd reads are where pg_controldata finds
+// them, on the server under test.
+// claim: liveness.failover-local-role-from-files
+func TestControlFileMatchesControldata(t *testing.T) {
+	needEnv(t)
+	out, err := testcluster.Command(context.Background(), "pg_controldata", env.StandbyData).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_controldata: %v\n%s", err, out)
+	}
+	field := func(name string) string {
+		for _, line := range strings.Split(string(out), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == name {
+				return strings.TrimSpace(v)
+			}
+		}
+		t.Fatalf("pg_controldata has no %q:\n%s", name, out)
+		return ""
+	}
+	c, err := pgcontrol.Read(env.StandbyData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strconv.FormatUint(c.SystemIdentifier, 10), field("Database system identifier"); got != want {
+		t.Errorf("system identifier %s, pg_controldata says %s", got, want)
+	}
+	if got, want := strconv.FormatUint(uint64(c.Version), 10), field("pg_control version number"); got != want {
+		t.Errorf("pg_control version %s, pg_controldata says %s", got, want)
+	}
+	if got, want := c.State.String(), field("Database cluster state"); got != want {
+		t.Errorf("state %q, pg_controldata says %q", got, want)
+	}
+	if got, want := strconv.FormatUint(uint64(c.CheckpointTimeline), 10), field("Latest checkpoint's TimeLineID"); got != want {
+		t.Errorf("checkpoint timeline %s, pg_controldata says %s", got, want)
+	}
+	n, err := localnode.ReadFiles(env.StandbyData)
+	if err != nil || n.Role != localnode.RoleStandby || n.Timeline != 1 {
+		t.Fatalf("the shared standby reads as %+v, %v", n, err)
+	}
+}
+
+// With the local connection (standby.conninfo) and no readable data
+// directory, pg_is_in_recovery() alone tells the promotion.
+// claim: liveness.failover-local-connection
+func TestFailoverPromotionSeenOverLocalConnection(t *testing.T) {
+	needEnv(t)
+	e := testcluster.New(t, testcluster.Options{Standby: true})
+	ctx := context.Background()
+	installFailoverHandler(t, e)
+	empty := t.TempDir()
+	d := startDaemonWith(t, daemonConfig{
+		standbyData: empty,
+		standby:     fmt.Sprintf("  conninfo: \"host=%s port=%d user=postgres dbname=postgres\"\n", e.SocketDir, e.StandbyPort),
+		channel: fmt.Sprintf("  conninfo: %q\n  check_identity: false\n",
+			fmt.Sprintf("user=%s passfile=%s host=127.0.0.1 port=%d", testcluster.ChannelRole, e.PassFile, e.PrimaryPort)),
+	})
+	d.waitReady(30 * time.Second)
+	if !d.poll(10*time.Second, func() bool {
+		st := d.status(ctx)
+		return st.Local != nil && st.Local.Role == "standby"
+	}) {
+		t.Fatalf("the local connection gave no role: %+v", d.status(ctx).Local)
+	}
+	promote(t, e, "standby")
+	promoted := time.Now()
+	if !d.poll(15*time.Second, func() bool { return d.readyz() == http.StatusServiceUnavailable }) {
+		t.Fatalf("still ready 15s after the promotion: %+v", d.status(ctx))
+	}
+	t.Logf("readiness false %s after pg_promote() returned (local connection only)", time.Since(promoted).Round(time.Millisecond))
+	rows := foRows(t, e, "primary", "")
+	if _, _, code := d.call("fo_write", "after"); code != 7 {
+		t.Fatalf("a call after the promotion: exit %d", code)
+	}
+	if st := d.status(ctx); st.Local == nil || st.Local.Role != "primary" || st.Local.Timeline != 2 {
+		t.Fatalf("local node after the promotion: %+v", st.Local)
+	}
+	if !strings.Contains(d.log(), `"source":"local connection"`) {
+		t.Fatal("the log does not say the local connection decided")
+	}
+	if n := foRows(t, e, "primary", ""); n != rows {
+		t.Fatalf("rows on the old primary: %d, then %d", rows, n)
 	}
 }
