@@ -12,6 +12,7 @@ import (
 	"github.com/standbyd/standbyd/client"
 	"github.com/standbyd/standbyd/internal/config"
 	"github.com/standbyd/standbyd/internal/conn"
+	"github.com/standbyd/standbyd/internal/localnode"
 	"github.com/standbyd/standbyd/internal/opfmt"
 	"github.com/standbyd/standbyd/internal/protocol"
 	"github.com/standbyd/standbyd/internal/upstream"
@@ -108,6 +109,17 @@ nothing was sent), 1 other failures.`,
 }
 
 func callDirect(ctx context.Context, cfg *config.Config, opName string, payload []byte) ([]byte, error) {
+	// The daemon's failover refusals hold here too: nothing from a node
+	// that is not a standby, nothing to an upstream behind it.
+	var local conn.LocalNode
+	if dir := cfg.Standby.DataDirectory; dir != "" {
+		if n, err := localnode.ReadFiles(dir); err == nil {
+			if n.Role != localnode.RoleStandby {
+				return nil, &exitError{code: exitNotStandby, err: &conn.NotStandbyError{Timeline: n.Timeline}}
+			}
+			local = conn.LocalNode{Known: true, Standby: true, Timeline: n.Timeline}
+		}
+	}
 	t, err := upstream.Resolve(cfg)
 	if err != nil {
 		return nil, &exitError{code: exitFailure, err: err}
@@ -124,6 +136,10 @@ func callDirect(ctx context.Context, cfg *config.Config, opName string, payload 
 	cctx, cancel := context.WithTimeout(context.Background(), cfg.Channel.CloseTimeout)
 	defer cancel()
 	defer func() { _ = sess.Close(cctx) }()
+	h := sess.Hello()
+	if err := local.CheckUpstream(h.Timeline, h.InRecovery); err != nil {
+		return nil, fmt.Errorf("%w: %w", conn.ErrUnavailable, err)
+	}
 	op, err := protocol.ResolveOp(opName, sess.Hello().Ops)
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: err}

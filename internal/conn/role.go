@@ -166,10 +166,16 @@ func (s *Supervisor) checkUpstream(timeline uint32, inRecovery bool) error {
 	s.mu.Lock()
 	local := s.local
 	s.mu.Unlock()
-	if timeline == 0 || local.Timeline == 0 || timeline >= local.Timeline {
+	return local.CheckUpstream(timeline, inRecovery)
+}
+
+// CheckUpstream returns a *StaleUpstreamError when an upstream on timeline
+// (from hello or ping; 0 in raw mode: not checked) is older than n's.
+func (n LocalNode) CheckUpstream(timeline uint32, inRecovery bool) error {
+	if timeline == 0 || n.Timeline == 0 || timeline >= n.Timeline {
 		return nil
 	}
-	return &StaleUpstreamError{Upstream: timeline, Local: local.Timeline, InRecovery: inRecovery}
+	return &StaleUpstreamError{Upstream: timeline, Local: n.Timeline, InRecovery: inRecovery}
 }
 
 // admit checks a new session's upstream: hello's timeline (zero in raw

@@ -207,6 +207,11 @@ func TestFailoverPromotionWithOldPrimaryAlive(t *testing.T) {
 			t.Fatalf("standbyd call after the promotion: exit %d, %s", code, stderr)
 		}
 	}
+	// --direct, without the daemon, refuses too.
+	if _, stderr, code := d.call("--direct", "--config", filepath.Join(d.dir, "standbyd.yaml"), "fo_write", "after-direct"); code != 7 ||
+		!strings.Contains(stderr, "this node is not a standby (timeline 2)") {
+		t.Fatalf("standbyd call --direct after the promotion: exit %d, %s", code, stderr)
+	}
 	out, _, code := d.cli("status")
 	if code != 7 || !strings.Contains(out, "this node:    primary, timeline 2") ||
 		!strings.Contains(out, "last error:   this node was promoted (timeline 2): standbyd serves only standbys") {
@@ -306,6 +311,10 @@ func TestFailoverStaleUpstreamRefused(t *testing.T) {
 	}
 	if _, _, code := d.call("--timeout", "1s", "fo_write", "to-stale"); code != 4 {
 		t.Fatalf("a call towards the stale upstream: exit %d, want 4 (unavailable)", code)
+	}
+	if _, stderr, code := d.call("--direct", "--config", filepath.Join(d.dir, "standbyd.yaml"), "fo_write", "to-stale-direct"); code != 4 ||
+		!strings.Contains(stderr, want) {
+		t.Fatalf("standbyd call --direct towards the stale upstream: exit %d, %s", code, stderr)
 	}
 	if !strings.Contains(d.log(), `"class":"configuration"`) {
 		t.Fatal("the refusal is not logged as a configuration error")
