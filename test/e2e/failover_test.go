@@ -276,6 +276,7 @@ func clusterScript(t *testing.T, args ...string) {
 // S2's primary_conninfo names P again (still up). The daemon on S2 refuses
 // P and counts it; nothing reaches P.
 // claim: liveness.failover-stale-upstream-at-hello
+// claim: api.status-local
 func TestFailoverStaleUpstreamRefused(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})
