@@ -179,7 +179,11 @@ func (n LocalNode) CheckUpstream(timeline uint32, inRecovery bool) error {
 }
 
 // admit checks a new session's upstream: hello's timeline (zero in raw
-// mode: not checked). A refused session is closed.
+// mode: not checked). A refused session is closed. A primary behind the
+// standby stays behind: a configuration error, retried slowly. A cascading
+// upstream reports the timeline it has replayed, which can trail the one
+// it has received (and passed on to this standby) for a moment after a
+// timeline switch: retried with the ordinary backoff.
 func (s *Supervisor) admit(sess *Session) error {
 	h := sess.Hello()
 	err := s.checkUpstream(h.Timeline, h.InRecovery)
@@ -187,6 +191,9 @@ func (s *Supervisor) admit(sess *Session) error {
 		return nil
 	}
 	s.closeRefused(sess)
+	if h.InRecovery {
+		return err
+	}
 	return &ConfigError{Err: err}
 }
 

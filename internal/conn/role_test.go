@@ -175,6 +175,10 @@ func TestStaleUpstreamRefusedAtHello(t *testing.T) {
 // claim: liveness.failover-stale-upstream-at-ping
 func TestStaleUpstreamRefusedAtPing(t *testing.T) {
 	p := conntest.Start(t)
+	p.Handle(protocol.OpHello, func(c *conntest.Conn, req conntest.Request) bool {
+		return c.Reply(req, conntest.AppendHelloReply(nil, protocol.HelloReply{Version: protocol.Version1, InRecovery: true,
+			ServerVersionNum: 150020, SystemIdentifier: 7, Timeline: 1, MaxFrameSize: protocol.DefaultMaxFrameSize}))
+	})
 	p.Handle(protocol.OpPing, func(c *conntest.Conn, req conntest.Request) bool {
 		return c.Reply(req, conntest.AppendPingReply(nil, protocol.PingReply{ServerTime: time.Now(), Timeline: 1, InRecovery: true}))
 	})
@@ -207,10 +211,17 @@ func TestStaleUpstreamRefusedAtPing(t *testing.T) {
 	if su == nil || !su.InRecovery || !strings.Contains(su.Error(), "the upstream (a standby) replays timeline 1, older than this standby's timeline 2") {
 		t.Fatalf("session ended with %v", su)
 	}
-	// Reconnecting meets the same upstream in hello: refused there too.
+	// Reconnecting meets the same upstream in hello: refused there too,
+	// as transient: a cascading upstream may be replaying up to the switch.
 	waitFor(t, "the refusal at hello", func() bool { return obs.stale() != nil })
 	if sup.State() == StateReady {
 		t.Fatal("ready towards a stale upstream")
+	}
+	obs.fmu.Lock()
+	class := Classify(obs.failed[0])
+	obs.fmu.Unlock()
+	if class != ClassTransient {
+		t.Fatalf("a cascading upstream behind the standby classified %s", class)
 	}
 }
 
