@@ -138,6 +138,7 @@ func (d *daemon) readyzBody() (int, string) {
 // not_standby, and no request reaches the old primary after the refusal.
 // claim: liveness.failover-promoted-refuses
 // claim: api.call-exit-codes
+// claim: readme.failover-refusals
 func TestFailoverPromotionWithOldPrimaryAlive(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})
