@@ -157,6 +157,7 @@ func TestFailoverPromotionWithOldPrimaryAlive(t *testing.T) {
 	// is kept.
 	var mu sync.Mutex
 	outcome := map[string]string{}
+	started := map[string]time.Time{}
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -168,6 +169,9 @@ func TestFailoverPromotionWithOldPrimaryAlive(t *testing.T) {
 			default:
 			}
 			id := fmt.Sprintf("during-%d", i)
+			mu.Lock()
+			started[id] = time.Now()
+			mu.Unlock()
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			_, err := c.Call(cctx, "fo_write", []byte(id))
 			cancel()
@@ -186,11 +190,21 @@ func TestFailoverPromotionWithOldPrimaryAlive(t *testing.T) {
 	}()
 
 	promote(t, e, "standby")
+	mu.Lock()
 	promoted := time.Now()
+	mu.Unlock()
 	if !d.poll(15*time.Second, func() bool { return d.readyz() == http.StatusServiceUnavailable }) {
 		t.Fatalf("still ready 15s after the promotion: %+v", d.status(ctx))
 	}
 	t.Logf("readiness false %s after pg_promote() returned", time.Since(promoted).Round(time.Millisecond))
+	// The writer goes on until its own calls are refused.
+	if !pollFor(10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(refusedIDs(outcome)) >= 3
+	}) {
+		t.Fatal("the writer's calls were not refused")
+	}
 	close(stop)
 	<-done
 	rowsAtRefusal := foRows(t, e, "primary", "")
@@ -246,7 +260,14 @@ func TestFailoverPromotionWithOldPrimaryAlive(t *testing.T) {
 	if err != nil || exact != "0" {
 		t.Fatalf("refused calls found on the old primary: %q %v", exact, err)
 	}
-	t.Logf("writer: %d calls, %d refused with not_standby, %d rows on the old primary", len(outcome), refused, rowsAtRefusal)
+	late := 0
+	for id, res := range outcome {
+		if res == "ok" && started[id].After(promoted) {
+			late++
+		}
+	}
+	t.Logf("writer: %d calls, %d refused with not_standby, %d rows on the old primary, %d of them from calls started after pg_promote() returned (before the daemon noticed)",
+		len(outcome), refused, rowsAtRefusal, late)
 }
 
 func refusedIDs(outcome map[string]string) []string {
