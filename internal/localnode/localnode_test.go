@@ -148,3 +148,31 @@ func TestWatcherUnreadable(t *testing.T) {
 		t.Fatal("a bad standby.conninfo was accepted")
 	}
 }
+
+// Between full readings, standby.signal is looked at every SignalInterval:
+// its removal (a promotion) makes a full reading at once.
+// claim: liveness.failover-signal-watched
+func TestWatcherNoticesSignalBetweenReadings(t *testing.T) {
+	dir := dataDir(t, true, pgcontrol.DBInArchiveRecovery, 1)
+	w, err := NewWatcher(Options{DataDirectory: func() string { return dir }, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for w.Current().Role != RoleStandby && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	os.WriteFile(filepath.Join(dir, "pg_wal", "00000002.history"), nil, 0o600)
+	setControl(t, dir, pgcontrol.DBInProduction, 1)
+	os.Remove(filepath.Join(dir, "standby.signal"))
+	for w.Current().Role != RolePrimary && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := w.Current(); n.Role != RolePrimary || n.Timeline != 2 {
+		t.Fatalf("with an hour between full readings, the promotion was not seen: %+v", n)
+	}
+}

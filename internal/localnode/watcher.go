@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -16,6 +18,12 @@ import (
 // pg_control's first bytes and a listing of pg_wal's names, and with the
 // local connection one short query.
 const PollInterval = time.Second
+
+// SignalInterval is how often the watcher looks for standby.signal between
+// two full readings: one stat, so that a promotion (PostgreSQL removes the
+// file) is noticed within this, not a whole PollInterval, while requests
+// may still go to the old primary. A change makes a full reading at once.
+const SignalInterval = 100 * time.Millisecond
 
 // localQuery asks the node itself: in recovery, and the timeline it is on
 // (the timeline of the WAL it receives on a standby, NULL without a
@@ -97,19 +105,38 @@ func (w *Watcher) Current() Node {
 	return w.cur
 }
 
-// Run polls until ctx ends.
+// Run polls until ctx ends: a full reading every interval, and a look at
+// standby.signal every SignalInterval in between.
 func (w *Watcher) Run(ctx context.Context) {
-	t := time.NewTicker(w.interval)
+	t := time.NewTicker(min(w.interval, SignalInterval))
 	defer t.Stop()
 	defer w.closeConn()
+	last := time.Time{}
 	for {
-		w.Poll(ctx)
+		if time.Since(last) >= w.interval || w.signalChanged() {
+			w.Poll(ctx)
+			last = time.Now()
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// signalChanged reports whether standby.signal's presence differs from the
+// last reading's.
+func (w *Watcher) signalChanged() bool {
+	dir := w.dataDir()
+	if dir == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(dir, "standby.signal"))
+	present := err == nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.read && present != w.cur.StandbySignal
 }
 
 // Poll takes one reading, records it and reports it if it changed.
@@ -128,8 +155,11 @@ func (w *Watcher) Poll(ctx context.Context) Node {
 	return n
 }
 
-// reading combines the sources: the local connection, while it answers,
-// decides the role; the timeline is the highest any source reports.
+// reading combines the sources: the node is a standby only if no source
+// that answers says otherwise (standby.signal goes a moment before
+// pg_is_in_recovery() turns false, and a node in targeted recovery is in
+// recovery without being a standby); the timeline is the highest any
+// source reports.
 func (w *Watcher) reading(ctx context.Context) Node {
 	n := Node{State: -1}
 	if dir := w.dataDir(); dir != "" {
@@ -163,8 +193,10 @@ func (w *Watcher) reading(ctx context.Context) Node {
 		w.connFail = false
 	}
 	n.Source = "local connection"
-	n.Role = RolePrimary
-	if inRecovery {
+	switch {
+	case !inRecovery:
+		n.Role = RolePrimary
+	case n.Role == RoleUnknown:
 		n.Role = RoleStandby
 	}
 	n.Timeline = max(n.Timeline, tli)
