@@ -139,6 +139,7 @@ func (d *daemon) readyzBody() (int, string) {
 // claim: liveness.failover-promoted-refuses
 // claim: api.call-exit-codes
 // claim: readme.failover-refusals
+// claim: liveness.failover-direct
 func TestFailoverPromotionWithOldPrimaryAlive(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})
