@@ -225,6 +225,7 @@ func TestStaleUpstreamRefusedAtPing(t *testing.T) {
 	}
 }
 
+// claim: liveness.failover-unknown-role
 func TestUnknownLocalNodeNeverRefuses(t *testing.T) {
 	p := conntest.Start(t)
 	sup := run(t, fastConfig(p))

@@ -135,6 +135,7 @@ func TestWatcherReportsChanges(t *testing.T) {
 	}
 }
 
+// claim: liveness.failover-unknown-role
 func TestWatcherUnreadable(t *testing.T) {
 	empty := t.TempDir()
 	w, err := NewWatcher(Options{DataDirectory: func() string { return empty }})
