@@ -14,6 +14,9 @@ const (
 	// KindForbidden: the daemon's api.allow list does not let this caller
 	// (its uid and groups) call this op. Nothing was sent.
 	KindForbidden = "forbidden"
+	// KindNotStandby: the node the daemon runs on is no longer a standby
+	// (it was promoted): the daemon serves only standbys. Nothing was sent.
+	KindNotStandby = "not_standby"
 )
 
 // ErrorBody is the JSON body of every error response.
@@ -40,6 +43,15 @@ type StatusResponse struct {
 	ReadySessions    int        `json:"ready_sessions"`
 	Waiting          int        `json:"waiting_calls"`
 	Sessions         []Session  `json:"sessions"`
+	// Local is the node the daemon runs on, when its role is known.
+	Local *Local `json:"local,omitempty"`
+}
+
+// Local describes the node the daemon runs on.
+type Local struct {
+	// Role is "standby" or "primary" (standbyd serves only standbys).
+	Role     string `json:"role"`
+	Timeline uint32 `json:"timeline,omitempty"`
 }
 
 // Session is one channel session of the daemon.

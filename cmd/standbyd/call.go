@@ -11,6 +11,7 @@ import (
 	"github.com/standbyd/standbyd/internal/callcli"
 	"github.com/standbyd/standbyd/internal/config"
 	"github.com/standbyd/standbyd/internal/conn"
+	"github.com/standbyd/standbyd/internal/localnode"
 	"github.com/standbyd/standbyd/internal/protocol"
 	"github.com/standbyd/standbyd/internal/upstream"
 )
@@ -37,7 +38,8 @@ shell loops.
 Exit codes: 0 ok, 2 usage, 3 the primary answered with an error,
 4 unavailable (nothing was sent: safe to retry), 5 outcome unknown (the
 request was handed over and may have run: do not blindly repeat a write),
-6 not allowed (api.allow), 1 other failures.`,
+6 not allowed (api.allow), 7 this node is not a standby (it was promoted:
+nothing was sent), 1 other failures.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req, err := callcli.Parse(&f, args, os.Stdin)
@@ -81,6 +83,17 @@ request was handed over and may have run: do not blindly repeat a write),
 }
 
 func callDirect(ctx context.Context, cfg *config.Config, opName string, payload []byte) ([]byte, error) {
+	// The daemon's failover refusals hold here too: nothing from a node
+	// that is not a standby, nothing to an upstream behind it.
+	var local conn.LocalNode
+	if dir := cfg.Standby.DataDirectory; dir != "" {
+		if n, err := localnode.ReadFiles(dir); err == nil {
+			if n.Role != localnode.RoleStandby {
+				return nil, &exitError{code: exitNotStandby, err: &conn.NotStandbyError{Timeline: n.Timeline}}
+			}
+			local = conn.LocalNode{Known: true, Standby: true, Timeline: n.Timeline}
+		}
+	}
 	t, err := upstream.Resolve(cfg)
 	if err != nil {
 		return nil, &exitError{code: exitFailure, err: err}
@@ -97,6 +110,10 @@ func callDirect(ctx context.Context, cfg *config.Config, opName string, payload 
 	cctx, cancel := context.WithTimeout(context.Background(), cfg.Channel.CloseTimeout)
 	defer cancel()
 	defer func() { _ = sess.Close(cctx) }()
+	h := sess.Hello()
+	if err := local.CheckUpstream(h.Timeline, h.InRecovery); err != nil {
+		return nil, fmt.Errorf("%w: %w", conn.ErrUnavailable, err)
+	}
 	op, err := protocol.ResolveOp(opName, sess.Hello().Ops)
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: err}

@@ -28,6 +28,7 @@ const (
 	exitUnavailable = callcli.ExitUnavailable
 	exitUnknown     = callcli.ExitUnknown
 	exitDenied      = callcli.ExitDenied
+	exitNotStandby  = callcli.ExitNotStandby
 )
 
 // exitError carries an exit code out of a command.

@@ -22,6 +22,7 @@ import (
 	"github.com/standbyd/standbyd/internal/api"
 	"github.com/standbyd/standbyd/internal/config"
 	"github.com/standbyd/standbyd/internal/conn"
+	"github.com/standbyd/standbyd/internal/localnode"
 	"github.com/standbyd/standbyd/internal/logging"
 	"github.com/standbyd/standbyd/internal/metrics"
 	"github.com/standbyd/standbyd/internal/protocol"
@@ -232,6 +233,20 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 	if err != nil {
 		return err
 	}
+	// The local node's role and timeline: a promoted node must not serve.
+	// Read once before the first connection attempt, then every second.
+	nodeWatcher, err := localnode.NewWatcher(localnode.Options{
+		DataDirectory: func() string { return rl.Current().Config.Standby.DataDirectory },
+		Conninfo:      cfg.Standby.Conninfo,
+		Logger:        log.Named("localnode"),
+		OnChange: func(n localnode.Node) {
+			m.LocalNode(n)
+			sup.SetLocal(conn.LocalNode{Known: n.Role != localnode.RoleUnknown, Standby: n.Role == localnode.RoleStandby, Timeline: n.Timeline})
+		},
+	})
+	if err != nil {
+		return err
+	}
 	m.WatchState(sup.State)
 	m.WatchCalls(func() (int, int) { st := sup.Status(); return st.Waiting, st.InFlight })
 	var replayWatcher *replay.Watcher
@@ -322,6 +337,12 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 			replayWatcher.Run(ctx)
 		}()
 	}
+	nodeWatcher.Poll(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		nodeWatcher.Run(ctx)
+	}()
 	supDone := make(chan struct{})
 	go func() {
 		defer close(supDone)
@@ -409,8 +430,14 @@ func healthMux(m *metrics.Metrics, sup *conn.Supervisor) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if st := sup.State(); st != conn.StateReady {
-			http.Error(w, "channel "+st.String(), http.StatusServiceUnavailable)
+		if st := sup.Status(); st.State != conn.StateReady {
+			msg := "channel " + st.State.String()
+			if st.NotStandby {
+				// Only this reason: the body may be read from afar, and a
+				// connection error names hosts and users.
+				msg += ": " + st.LastError
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

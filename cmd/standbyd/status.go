@@ -23,7 +23,8 @@ func newStatusCommand() *cobra.Command {
 		Use:   "status",
 		Short: "Show the running daemon's channel state",
 		Long: `Ask the running daemon, through its API socket, how its channel is.
-Exit codes: 0 the channel is ready, 4 it is not (or the daemon does not answer).`,
+Exit codes: 0 the channel is ready, 4 it is not (or the daemon does not answer),
+7 the node is not a standby (promoted): the daemon refuses to serve.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			socket := cmd.Flags().Lookup("socket").Value.String()
@@ -48,6 +49,9 @@ Exit codes: 0 the channel is ready, 4 it is not (or the daemon does not answer).
 			} else {
 				printStatus(os.Stdout, st, time.Now())
 			}
+			if st.Local != nil && st.Local.Role != "standby" {
+				return &exitError{code: exitNotStandby, err: fmt.Errorf("this node is not a standby (timeline %d)", st.Local.Timeline)}
+			}
 			if st.State != "ready" {
 				return &exitError{code: exitUnavailable, err: fmt.Errorf("channel %s", st.State)}
 			}
@@ -64,6 +68,9 @@ func printStatus(w io.Writer, st client.StatusResponse, now time.Time) {
 	fmt.Fprintf(w, "channel:      %s (since %s)\n", st.State, ago(st.StateSince))
 	if st.LastError != "" {
 		fmt.Fprintf(w, "last error:   %s\n", st.LastError)
+	}
+	if l := st.Local; l != nil {
+		fmt.Fprintf(w, "this node:    %s, timeline %d\n", l.Role, l.Timeline)
 	}
 	if p := st.Primary; p != nil {
 		role := "primary"

@@ -44,6 +44,13 @@ func statusResponse(st conn.Status) client.StatusResponse {
 		r.SessionStart = &start
 		r.ChannelBackendID = st.BackendPID
 	}
+	if st.Local.Known {
+		role := "primary"
+		if st.Local.Standby {
+			role = "standby"
+		}
+		r.Local = &client.Local{Role: role, Timeline: st.Local.Timeline}
+	}
 	if !st.LastReply.IsZero() {
 		lr := st.LastReply
 		r.LastReply = &lr

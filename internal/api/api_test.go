@@ -79,6 +79,7 @@ func TestErrorKinds(t *testing.T) {
 		{&conn.CallError{Op: "N", Err: errors.New("eof")}, client.KindBadRequest, http.StatusBadRequest},
 		{fmt.Errorf("%w: primary down", conn.ErrUnavailable), client.KindChannelUnavailable, http.StatusServiceUnavailable},
 		{conn.ErrStopped, client.KindShuttingDown, http.StatusServiceUnavailable},
+		{&conn.NotStandbyError{Timeline: 2, Promoted: true}, client.KindNotStandby, http.StatusConflict},
 	}
 	for _, c := range cases {
 		cl := serve(t, &stubChannel{reply: func(uint16, []byte) ([]byte, error) { return nil, c.err }})

@@ -276,6 +276,8 @@ func classify(err error) (int, client.ErrorDetail) {
 		return http.StatusUnprocessableEntity, client.ErrorDetail{Kind: client.KindPrimaryError, Message: se.Message, SQLState: se.SQLState}
 	case errors.Is(err, conn.ErrBusy):
 		return http.StatusTooManyRequests, client.ErrorDetail{Kind: client.KindBusy, Message: err.Error()}
+	case errors.Is(err, conn.ErrNotStandby):
+		return http.StatusConflict, client.ErrorDetail{Kind: client.KindNotStandby, Message: err.Error()}
 	case errors.Is(err, conn.ErrStopped):
 		return http.StatusServiceUnavailable, client.ErrorDetail{Kind: client.KindShuttingDown, Message: err.Error()}
 	case errors.As(err, &ce) && ce.OutcomeUnknown():

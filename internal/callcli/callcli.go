@@ -29,6 +29,7 @@ const (
 	ExitUnavailable = 4 // nothing was written: daemon not running, primary down, busy
 	ExitUnknown     = 5 // the request was handed over, its outcome is unknown
 	ExitDenied      = 6 // api.allow does not let this user call the op
+	ExitNotStandby  = 7 // this node is not a standby (promoted): nothing was sent
 )
 
 // DefaultConfigPath is read when --config is not given and it exists; the
@@ -166,6 +167,8 @@ func Exit(err error, other func(error) (int, bool)) *ExitError {
 			return &ExitError{Code: ExitUsage, Err: err}
 		case client.KindForbidden:
 			return &ExitError{Code: ExitDenied, Err: err}
+		case client.KindNotStandby:
+			return &ExitError{Code: ExitNotStandby, Err: err}
 		}
 		return &ExitError{Code: ExitFailure, Err: err}
 	}

@@ -47,7 +47,8 @@ type StandbyConfig struct {
 	DataDirectory string `mapstructure:"data_directory"`
 	ConfigFile    string `mapstructure:"config_file"`
 	// Conninfo, when set, is a local connection to the standby itself, used
-	// only to read its replay position (for the replay lag metric).
+	// to read its replay position (for the replay lag metric) and its role
+	// and timeline (internal/localnode).
 	Conninfo string `mapstructure:"conninfo"`
 }
 

@@ -98,11 +98,14 @@ const (
 	// ReasonProtocol: the server sent something the protocol does not
 	// allow; standbyd closed the session.
 	ReasonProtocol DisconnectReason = "protocol_error"
+	// ReasonRefused: standbyd closed the session because this node is no
+	// longer a standby, or the upstream is on an older timeline (role.go).
+	ReasonRefused DisconnectReason = "refused"
 )
 
 // DisconnectReasons lists the reasons, for metrics.
 var DisconnectReasons = []DisconnectReason{ReasonShutdown, ReasonReconnect, ReasonReplyTimeout,
-	ReasonServerClosed, ReasonConnectionLost, ReasonProtocol}
+	ReasonServerClosed, ReasonConnectionLost, ReasonProtocol, ReasonRefused}
 
 // ReasonOf tells why a session ended from what Supervisor.serve returned
 // (nil when standbyd stopped it).
@@ -115,6 +118,8 @@ func ReasonOf(err error) DisconnectReason {
 		return ReasonShutdown
 	case errors.Is(err, errRestart):
 		return ReasonReconnect
+	case isRefusal(err):
+		return ReasonRefused
 	case errors.As(err, &pr):
 		return ReasonProtocol
 	case errors.As(err, &pe):

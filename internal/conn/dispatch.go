@@ -121,6 +121,9 @@ func (s *Supervisor) call(ctx context.Context, op uint16, payload []byte, refres
 }
 
 func (s *Supervisor) callOnce(ctx context.Context, op uint16, payload []byte, refresh bool) ([]byte, error) {
+	if err := s.refusal(); err != nil {
+		return nil, err
+	}
 	if n := s.waiting.Add(1); s.cfg.QueueLimit > 0 && n > int64(s.cfg.QueueLimit) {
 		s.waiting.Add(-1)
 		return nil, ErrBusy
@@ -144,6 +147,8 @@ func (s *Supervisor) callOnce(ctx context.Context, op uint16, payload []byte, re
 	case s.requests <- r:
 		queued = false
 		s.waiting.Add(-1)
+	case <-s.refusedSignal():
+		return nil, s.lastRefusal()
 	case <-ctx.Done():
 		return nil, s.unavailable(ctx.Err())
 	case <-s.stopped:

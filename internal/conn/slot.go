@@ -95,6 +95,12 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 	var failures failureLog
 	for ctx.Err() == nil {
 		sl.beat()
+		if refused, alive := s.waitWhileRefusing(ctx, sl); refused {
+			if !alive {
+				return
+			}
+			continue
+		}
 		s.setState(sl, StateConnecting, nil)
 		// Taken before dialling: a restart asked for during the attempt
 		// (which used the old settings) is acted on when it ends.
@@ -103,6 +109,9 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 		sess, err := s.cfg.Dial(dctx, func() { s.setState(sl, StateEntering, nil) })
 		cancel()
 		sl.beat()
+		if err == nil {
+			err = s.admit(sess)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -224,6 +233,7 @@ func (s *Supervisor) serve(ctx context.Context, sl *slot, sess *Session, restart
 	// heartbeat must still run.
 	hb := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer hb.Stop()
+	refused := s.refusedSignal()
 	for {
 		sl.beat()
 		// Stopping comes before any waiting call: select picks at random
@@ -236,17 +246,25 @@ func (s *Supervisor) serve(ctx context.Context, sl *slot, sess *Session, restart
 			return nil
 		case <-restart:
 			return errRestart
+		case <-refused:
+			return s.endRefused(sess)
 		case r := <-s.requests:
 			if !r.claim() {
 				// The caller is gone: its request is not sent.
 				continue
+			}
+			if err := s.refusal(); err != nil {
+				// The node stopped being a standby while the request
+				// waited: it is not sent.
+				r.done <- result{err: err}
+				return s.endRefused(sess)
 			}
 			if err := s.serveRequest(sl, sess, r); err != nil {
 				return err
 			}
 		case <-hb.C:
 			sl.beat()
-			if err := s.heartbeat(sess); err != nil {
+			if err := s.heartbeat(sl, sess); err != nil {
 				return err
 			}
 		}
@@ -288,7 +306,7 @@ func (s *Supervisor) serveRequest(sl *slot, sess *Session, r *request) error {
 	return sess.Err()
 }
 
-func (s *Supervisor) heartbeat(sess *Session) error {
+func (s *Supervisor) heartbeat(sl *slot, sess *Session) error {
 	if sess.Mode() == ModeRaw {
 		// Raw mode has no ping; N with zeros is harmless and proves life.
 		cctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReplyTimeout)
@@ -312,7 +330,7 @@ func (s *Supervisor) heartbeat(sess *Session) error {
 	}
 	s.noteReply()
 	s.cfg.Observer.Heartbeat(time.Since(start), ping)
-	return nil
+	return s.checkPing(sl, sess, ping)
 }
 
 func (s *Supervisor) noteReply() {

@@ -25,6 +25,10 @@ type Status struct {
 	// requests sent and not yet answered.
 	Waiting  int
 	InFlight int
+	// Local is the node standbyd runs on (role.go); NotStandby is set while
+	// standbyd refuses to serve because it is not a standby.
+	Local      LocalNode
+	NotStandby bool
 }
 
 // SessionStatus describes one session of the supervisor.
@@ -57,6 +61,7 @@ func (s *Supervisor) Status() Status {
 	st.Hello = pick.hello
 	st.SessionStart = pick.start
 	st.BackendPID = pick.pid
+	st.Local, st.NotStandby = s.local, s.refusing != nil
 	return st
 }
 

@@ -97,6 +97,14 @@ type Supervisor struct {
 	restart     chan struct{}     // closed to make every session reconnect now
 	ops         []protocol.OpInfo // from the latest hello of any session
 	lastRefresh time.Time         // of the op list (ResolveOp)
+
+	// The local node (role.go): refused is closed while refusing is set;
+	// localChanged is closed at each change of local.
+	local        LocalNode
+	refusing     *NotStandbyError
+	sawStandby   bool
+	refused      chan struct{}
+	localChanged chan struct{}
 }
 
 // errRestart ends a session that Restart asked to reconnect.
@@ -150,6 +158,9 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 		stopped:  make(chan struct{}),
 		aggSince: time.Now(),
 		restart:  make(chan struct{}),
+
+		refused:      make(chan struct{}),
+		localChanged: make(chan struct{}),
 	}
 	for i := 0; i < cfg.Sessions; i++ {
 		l := cfg.Logger

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/standbyd/standbyd/internal/conn"
+	"github.com/standbyd/standbyd/internal/localnode"
 	"github.com/standbyd/standbyd/internal/protocol"
 )
 
@@ -46,6 +47,10 @@ type Metrics struct {
 	sessionStart  prometheus.Gauge
 	primaryInfo   *prometheus.GaugeVec
 	identity      prometheus.Counter
+	refusals      *prometheus.CounterVec
+	localRecovery prometheus.Gauge
+	localTimeline prometheus.Gauge
+	localRole     atomic.Int32 // localnode.Role of the last reading
 	reloads       *prometheus.CounterVec
 	reloadOK      prometheus.Gauge
 	reloadTime    prometheus.Gauge
@@ -78,7 +83,7 @@ func New(version string) *Metrics {
 		}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "channel_disconnects_total",
-			Help: "Channel sessions that ended, by reason (shutdown, reconnect, reply_timeout, server_closed, connection_lost, protocol_error).",
+			Help: "Channel sessions that ended, by reason (shutdown, reconnect, reply_timeout, server_closed, connection_lost, protocol_error, refused).",
 		}, []string{"reason"}),
 		connectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "channel_connect_errors_total",
@@ -118,6 +123,23 @@ func New(version string) *Metrics {
 		Namespace: namespace, Name: "identity_mismatches_total",
 		Help: "Sessions refused because the upstream's system identifier is not the standby's (conninfo pointing at another cluster).",
 	})
+	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "channel_refusals_total",
+		Help: "Times standbyd refused to serve, by reason: wrong_cluster (the upstream's system identifier is not the standby's), stale_timeline (the upstream is on an older timeline than the standby: a stale ex-primary), not_standby (this node stopped being a standby: promoted).",
+	}, []string{"reason"})
+	for _, r := range []string{RefusalWrongCluster, RefusalStaleTimeline, RefusalNotStandby} {
+		m.refusals.WithLabelValues(r)
+	}
+	m.localRecovery = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "local_in_recovery",
+		Help: "1 while the node standbyd runs on is a standby, 0 when it is not (promoted: standbyd refuses to serve), NaN while unknown.",
+	})
+	m.localTimeline = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "local_timeline",
+		Help: "The timeline of the node standbyd runs on (history files, pg_control, standby.conninfo); NaN while unknown.",
+	})
+	m.localRecovery.Set(nan())
+	m.localTimeline.Set(nan())
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "config_reloads_total",
 		Help: "Configuration reloads (SIGHUP or a watched file changed), by result (success, failure).",
@@ -179,6 +201,7 @@ func New(version string) *Metrics {
 	m.reg.MustRegister(up, state, m.connects, m.disconnects, m.connectErrors, m.slowRequests,
 		m.requests, m.duration, m.heartbeatRTT, m.lastReply, m.sessionStart,
 		primaryWAL, m.primaryInfo, buildInfo, m.denied, m.reloads, m.reloadOK, m.reloadTime, m.identity,
+		m.refusals, m.localRecovery, m.localTimeline,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -301,6 +324,10 @@ func (m *Metrics) SessionStarted(si conn.SessionInfo) {
 // serves leaves the channel up.
 func (m *Metrics) SessionEnded(err error) {
 	m.disconnects.WithLabelValues(string(conn.ReasonOf(err))).Inc()
+	var su *conn.StaleUpstreamError
+	if errors.As(err, &su) {
+		m.refusals.WithLabelValues(RefusalStaleTimeline).Inc()
+	}
 }
 
 func (m *Metrics) down() {
@@ -316,8 +343,13 @@ func (m *Metrics) down() {
 func (m *Metrics) ConnectFailed(err error, class conn.ErrorClass) {
 	m.connectErrors.WithLabelValues(string(class)).Inc()
 	var ie *conn.IdentityError
-	if errors.As(err, &ie) {
+	var su *conn.StaleUpstreamError
+	switch {
+	case errors.As(err, &ie):
 		m.identity.Inc()
+		m.refusals.WithLabelValues(RefusalWrongCluster).Inc()
+	case errors.As(err, &su):
+		m.refusals.WithLabelValues(RefusalStaleTimeline).Inc()
 	}
 }
 
@@ -413,3 +445,32 @@ func (m *Metrics) Heartbeat(rtt time.Duration, p protocol.PingReply) {
 }
 
 func nan() float64 { return math.NaN() }
+
+// The reasons of standbyd_channel_refusals_total.
+const (
+	RefusalWrongCluster  = "wrong_cluster"
+	RefusalStaleTimeline = "stale_timeline"
+	RefusalNotStandby    = "not_standby"
+)
+
+// LocalNode records a reading of the node standbyd runs on. Each time it
+// turns out not to be a standby counts as a not_standby refusal.
+func (m *Metrics) LocalNode(n localnode.Node) {
+	prev := localnode.Role(m.localRole.Swap(int32(n.Role)))
+	switch n.Role {
+	case localnode.RoleStandby:
+		m.localRecovery.Set(1)
+	case localnode.RolePrimary:
+		m.localRecovery.Set(0)
+		if prev != localnode.RolePrimary {
+			m.refusals.WithLabelValues(RefusalNotStandby).Inc()
+		}
+	default:
+		m.localRecovery.Set(nan())
+	}
+	if n.Timeline > 0 {
+		m.localTimeline.Set(float64(n.Timeline))
+	} else {
+		m.localTimeline.Set(nan())
+	}
+}

@@ -1,8 +1,10 @@
 // Package pgcontrol reads what standbyd needs from a cluster's control file,
 // global/pg_control: the database system identifier, which a standby shares
-// with its primary (it is copied by pg_basebackup). standbyd compares it with
-// the identifier the primary reports in hello, to refuse a conninfo that
-// points at another cluster.
+// with its primary (it is copied by pg_basebackup), the cluster state and
+// the timeline of the last checkpoint. standbyd compares the identifier
+// with the one the primary reports in hello, to refuse a conninfo that
+// points at another cluster, and uses the state to tell a standby from a
+// promoted node (internal/localnode).
 package pgcontrol
 
 import (
