@@ -220,6 +220,9 @@ func (s *Supervisor) wait(ctx context.Context, sl *slot, d time.Duration, restar
 // restart is asked for, or ctx ends. It returns why the session ended (nil
 // when ctx ended).
 func (s *Supervisor) serve(ctx context.Context, sl *slot, sess *Session, restart <-chan struct{}) error {
+	if sess.Pipelined() {
+		return s.servePipelined(ctx, sl, sess, restart)
+	}
 	// A ticker, not a timer reset by each request: under steady traffic the
 	// heartbeat must still run.
 	hb := time.NewTicker(s.cfg.HeartbeatInterval)

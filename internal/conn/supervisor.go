@@ -68,9 +68,13 @@ type SupervisorConfig struct {
 	// applies at once; names are resolved with the primary's hello. Nil:
 	// none.
 	IdempotentOps func() []string
-	// Sessions is how many sessions serve calls (1 when zero). Each is
-	// strictly request/reply; calls go to whichever is free.
+	// Sessions is how many sessions serve calls (1 when zero); calls go to
+	// whichever can take one.
 	Sessions int
+	// MaxInFlight bounds the requests in flight on one session of protocol
+	// version 2 (DefaultMaxInFlight when zero); a version-1 session carries
+	// one at a time.
+	MaxInFlight int
 	// QueueLimit bounds the calls waiting for a session; more are refused
 	// with ErrBusy at once. 0: no limit.
 	QueueLimit int
