@@ -140,6 +140,8 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 		s.setHello(sl, hello)
 		log.Info("channel ready",
 			zap.String("mode", sess.Mode().String()),
+			zap.Uint16("protocol_version", hello.Version),
+			zap.Bool("pipelined", sess.Pipelined()),
 			zap.Uint32("backend_pid", sess.BackendPID()),
 			zap.Uint32("server_version_num", hello.ServerVersionNum),
 			zap.Uint64("system_identifier", hello.SystemIdentifier),

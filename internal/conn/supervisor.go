@@ -16,7 +16,8 @@ import (
 var ErrStopped = errors.New("standbyd is shutting down")
 
 // Observer receives the supervisor's events, for metrics. Every method is
-// called from the supervisor's goroutine or a caller's and must not block.
+// called from one of the supervisor's goroutines (a slot's, a pipelined
+// session's reader) or a caller's, and must not block.
 type Observer interface {
 	StateChanged(State)
 	SessionStarted(SessionInfo)

@@ -36,3 +36,20 @@ func TestGoodbyeLayout(t *testing.T) {
 		t.Fatal("a reply taken for a goodbye")
 	}
 }
+
+func FuzzParseGoodbye(f *testing.F) {
+	f.Add([]byte("G\x00\x00\x00\x00\x00\x00\x2a\x00\x00\x00\x0857P01bye"))
+	f.Add([]byte("G\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		g, err := ParseGoodbye(buf)
+		if err != nil {
+			return
+		}
+		// What parsed is a goodbye laid out as the server writes it.
+		again := AppendErrorReply(nil, 0, g.LastID, g.SQLState, g.Message)
+		again[0], again[1] = KindGoodbye, StatusOK
+		if !IsGoodbye(buf) || string(again) != string(buf) {
+			t.Fatalf("re-encoding differs:\n in % x\nout % x", buf, again)
+		}
+	})
+}
