@@ -203,6 +203,7 @@ func TestPipelineDeathWithoutGoodbye(t *testing.T) {
 // not sent (and go to the next session), the one it read is unknown, the
 // ones answered before keep their replies.
 // claim: protocol.goodbye
+// claim: liveness.goodbye-not-sent
 func TestPipelineGoodbye(t *testing.T) {
 	p := conntest.Start(t)
 	st := &stash{}
