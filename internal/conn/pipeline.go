@@ -166,13 +166,8 @@ func (p *pipe) add(r *request) {
 	}
 	sess.nextID++
 	f.id = sess.nextID
-	p.queue = append(p.queue, f)
-	if len(p.queue) == 1 {
-		// The reader may be waiting with no deadline: it has one now.
-		_ = sess.netConn.SetReadDeadline(f.deadline)
-	}
-	p.mu.Unlock()
 	if r != nil {
+		// Set before f is in the queue, where the reader finds it.
 		s.inFlight.Add(1)
 		f.slow = time.AfterFunc(s.cfg.SlowThreshold, func() {
 			p.sl.logger.Warn("request slow", zap.String("op", protocol.OpName(op)),
@@ -180,6 +175,12 @@ func (p *pipe) add(r *request) {
 			s.cfg.Observer.SlowRequest(op)
 		})
 	}
+	p.queue = append(p.queue, f)
+	if len(p.queue) == 1 {
+		// The reader may be waiting with no deadline: it has one now.
+		_ = sess.netConn.SetReadDeadline(f.deadline)
+	}
+	p.mu.Unlock()
 
 	if len(p.batch) == 0 {
 		sess.wbuf = sess.wbuf[:0] // it may hold what Call sent last
@@ -384,11 +385,16 @@ func (p *pipe) fail(err error) {
 	p.err = err
 	q := p.queue
 	p.queue = nil
-	p.mu.Unlock()
-	_ = p.sess.netConn.Close()
 	var gb *GoodbyeError
 	hasGoodbye := errors.As(err, &gb)
-	for _, f := range q {
+	// The writer marks unwritten frames under the lock.
+	notSent := make([]bool, len(q))
+	for i, f := range q {
+		notSent[i] = f.wire == wireUnwritten || (hasGoodbye && f.id > gb.Goodbye.LastID)
+	}
+	p.mu.Unlock()
+	_ = p.sess.netConn.Close()
+	for i, f := range q {
 		if f.slow != nil {
 			p.s.inFlight.Add(-1)
 			f.slow.Stop()
@@ -396,7 +402,7 @@ func (p *pipe) fail(err error) {
 		if f.r == nil {
 			continue
 		}
-		notSent := f.wire == wireUnwritten || (hasGoodbye && f.id > gb.Goodbye.LastID)
+		notSent := notSent[i]
 		cerr := &CallError{Op: protocol.OpName(f.op), Err: err, sent: !notSent, notSent: notSent}
 		f.r.done <- result{err: cerr}
 		p.s.cfg.Observer.CallFinished(f.op, time.Since(f.start), cerr)
