@@ -80,6 +80,7 @@ PG_MODULE_MAGIC;
 /* GUCs */
 int			standbyd_max_frame_size = 1024 * 1024;
 uint32		standbyd_client_max_frame = 0;	/* from hello; 0 = not announced */
+uint16		standbyd_session_version = 1;	/* from hello */
 static int	standbyd_idle_timeout = 60 * 1000;	/* ms, 0 = off */
 static bool standbyd_log_sessions = true;
 
@@ -100,9 +101,49 @@ PG_FUNCTION_INFO_V1(standbyd_serve);
 
 void		_PG_init(void);
 
+/*
+ * The goodbye frame (protocol version 2): while the channel is open, the id
+ * of the last request read, so that a FATAL (termination, shutdown) can tell
+ * the client which of its pipelined requests the backend never read.
+ */
+static bool channel_open = false;
+static uint32 last_read_id = 0;
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/*
+ * Runs while any message is reported.  On a FATAL that ends an open
+ * version-2 channel, queue the goodbye frame just before the FATAL's
+ * ErrorResponse, which errfinish flushes (a full socket is given up on, as
+ * for the FATAL itself); the backend exits right after, so nothing runs
+ * once it is sent.  An ERROR that reaches the top level means the channel
+ * has left COPY BOTH: no goodbye after that.
+ */
+static void
+goodbye_hook(ErrorData *edata)
+{
+	if (channel_open && edata->elevel == ERROR)
+		channel_open = false;
+	if (channel_open && edata->elevel >= FATAL && standbyd_session_version >= 2 &&
+		edata->output_to_client && whereToSendOutput == DestRemote)
+	{
+		char		frame[SBD_GOODBYE_MAX];
+		size_t		len;
+
+		channel_open = false;
+		len = sbd_goodbye(frame, last_read_id, unpack_sql_state(edata->sqlerrcode),
+						  edata->message);
+		(void) pq_putmessage_noblock(PqMsg_CopyData, frame, len);
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
 void
 _PG_init(void)
 {
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = goodbye_hook;
+
 	DefineCustomIntVariable("standbyd.max_frame_size",
 							"Largest channel frame the server accepts, header included.",
 							"Larger request frames are answered with an error and discarded.",
@@ -598,6 +639,8 @@ standbyd_serve(PG_FUNCTION_ARGS)
 		disable_timeout(STATEMENT_TIMEOUT, false);
 
 	standbyd_client_max_frame = 0;
+	standbyd_session_version = 1;
+	last_read_id = 0;
 	stats_retry_at = 0;
 	sbd_handlers_register_callbacks();
 
@@ -621,12 +664,13 @@ standbyd_serve(PG_FUNCTION_ARGS)
 	if (standbyd_log_sessions)
 		ereport(LOG,
 				(errmsg("standbyd channel opened"),
-				 errdetail("Protocol version %d, max frame size %d bytes, idle timeout %d ms.",
-						   SBD_PROTOCOL_VERSION, standbyd_max_frame_size, standbyd_idle_timeout)));
+				 errdetail("Protocol versions %d to %d, max frame size %d bytes, idle timeout %d ms.",
+						   SBD_PROTOCOL_VERSION_MIN, SBD_PROTOCOL_VERSION_MAX, standbyd_max_frame_size, standbyd_idle_timeout)));
 
 	initStringInfo(&in);
 	initStringInfo(&out);
 	last_activity = GetCurrentTimestamp();
+	channel_open = true;
 
 	for (;;)
 	{
@@ -647,6 +691,9 @@ standbyd_serve(PG_FUNCTION_ARGS)
 			break;
 		if (rr == READ_IGNORED)
 			continue;
+		/* Read now: a FATAL from here on counts it as read (goodbye). */
+		if (in.len >= SBD_HEADER_SIZE)
+			last_read_id = sbd_get_u32(in.data + 4);
 
 		oldcxt = MemoryContextSwitchTo(request_cxt);
 		handle_frame(&in, rr == READ_OVERSIZE, &out);
@@ -668,6 +715,7 @@ standbyd_serve(PG_FUNCTION_ARGS)
 		}
 	}
 
+	channel_open = false;
 	/* Answer CopyDone with CopyDone; CommandComplete follows from the CALL. */
 	pq_putemptymessage(PqMsg_CopyDone);
 	pq_flush();

@@ -85,6 +85,7 @@ op_hello(const SbdRequest *req, StringInfo out)
 	char		msg[128];
 	int			count_at;
 	uint16		nops;
+	uint16		version;
 
 	if (req->payload_len < 8)
 	{
@@ -101,14 +102,16 @@ op_hello(const SbdRequest *req, StringInfo out)
 						"hello client name is longer than 64 bytes");
 		return;
 	}
-	if (min_version > SBD_PROTOCOL_VERSION || max_version < SBD_PROTOCOL_VERSION)
+	if (min_version > SBD_PROTOCOL_VERSION_MAX || max_version < SBD_PROTOCOL_VERSION_MIN ||
+		min_version > max_version)
 	{
 		snprintf(msg, sizeof(msg),
-				 "no common protocol version: client speaks %u to %u, server speaks %u",
-				 min_version, max_version, SBD_PROTOCOL_VERSION);
+				 "no common protocol version: client speaks %u to %u, server speaks %u to %u",
+				 min_version, max_version, SBD_PROTOCOL_VERSION_MIN, SBD_PROTOCOL_VERSION_MAX);
 		sbd_reply_error(out, req->op, req->id, "08P01", msg);
 		return;
 	}
+	version = Min(max_version, SBD_PROTOCOL_VERSION_MAX);
 
 	/* Replies larger than this become error replies (0: not announced). */
 	standbyd_client_max_frame = sbd_get_u32(req->payload + 4);
@@ -116,7 +119,7 @@ op_hello(const SbdRequest *req, StringInfo out)
 	(void) current_wal_position(&tli, &in_recovery);
 
 	sbd_reply_begin(out, req->op, req->id);
-	sbd_put_u16(out, SBD_PROTOCOL_VERSION);
+	sbd_put_u16(out, version);
 	sbd_put_u16(out, in_recovery ? 1 : 0);
 	sbd_put_u32(out, server_version_num());
 	sbd_put_u64(out, GetSystemIdentifier());
@@ -137,6 +140,7 @@ op_hello(const SbdRequest *req, StringInfo out)
 	nops = pg_hton16(nops);
 	memcpy(out->data + count_at, &nops, sizeof(nops));
 	sbd_reply_finish(out);
+	standbyd_session_version = version;
 }
 
 static void

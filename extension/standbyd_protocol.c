@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * standbyd_protocol.c
- *		Encoding and decoding of standbyd channel frames (protocol v1).
+ *		Encoding and decoding of standbyd channel frames (protocol v1, v2).
  *
  * A frame is carried in exactly one CopyData message.  Every frame starts
  * with a 12-byte header (kind, version or status, op, request id, payload
@@ -96,7 +96,7 @@ sbd_parse_request(const char *buf, size_t len, SbdRequest *req)
 		return SBD_PARSE_BAD_KIND;
 	if ((size_t) req->payload_len != len - SBD_HEADER_SIZE)
 		return SBD_PARSE_BAD_LENGTH;
-	if (req->version != SBD_PROTOCOL_VERSION)
+	if (req->version != SBD_FRAME_VERSION)
 		return SBD_PARSE_BAD_VERSION;
 
 	req->payload = buf + SBD_HEADER_SIZE;
@@ -167,4 +167,33 @@ sbd_reply_error(StringInfo out, uint16 op, uint32 id,
 		msglen = pg_mbcliplen(message, msglen, SBD_ERROR_MESSAGE_MAX);
 	appendBinaryStringInfoNT(out, message, msglen);
 	sbd_reply_finish(out);
+}
+
+/*
+ * Write a goodbye frame (protocol version 2) into buf, which has room for
+ * SBD_GOODBYE_MAX bytes, and return its length.  The backend is ending;
+ * last_id is the id of the last request it read, and no later request will
+ * be read.  Op 0, status 0; the payload is laid out as an error payload
+ * (SQLSTATE, then the message, cut short and kept to printable ASCII so that
+ * it needs no conversion).  No allocation: this runs while a FATAL error is
+ * being reported.
+ */
+size_t
+sbd_goodbye(char *buf, uint32 last_id, const char *sqlstate,
+			const char *message)
+{
+	size_t		len = SBD_HEADER_SIZE + 5;
+	uint32		v;
+
+	buf[0] = SBD_KIND_GOODBYE;
+	buf[1] = SBD_STATUS_OK;
+	buf[2] = buf[3] = 0;
+	v = pg_hton32(last_id);
+	memcpy(buf + 4, &v, sizeof(v));
+	memcpy(buf + SBD_HEADER_SIZE, sqlstate, 5);
+	for (const char *p = message; p && *p && len < SBD_GOODBYE_MAX; p++)
+		buf[len++] = (*p >= 32 && *p <= 126) ? *p : '?';
+	v = pg_hton32((uint32) (len - SBD_HEADER_SIZE));
+	memcpy(buf + 8, &v, sizeof(v));
+	return len;
 }

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * standbyd_protocol.h
- *		Frame layout of the standbyd channel, protocol version 1.
+ *		Frame layout of the standbyd channel, protocol versions 1 and 2.
  *
  * The byte-by-byte specification is docs/protocol.md; the Go side is
  * internal/protocol.  Everything here is pure byte handling: no I/O, no
@@ -14,10 +14,18 @@
 
 #include "lib/stringinfo.h"
 
-#define SBD_PROTOCOL_VERSION		1
+/*
+ * Protocol versions the server speaks (hello picks one).  Version 2 lets the
+ * client pipeline requests and adds the goodbye frame; the frame layout is
+ * the same, so every frame still carries frame version 1.
+ */
+#define SBD_PROTOCOL_VERSION_MIN	1
+#define SBD_PROTOCOL_VERSION_MAX	2
+#define SBD_FRAME_VERSION			1
 
 #define SBD_KIND_REQUEST			'Q'
 #define SBD_KIND_REPLY				'A'
+#define SBD_KIND_GOODBYE			'G'
 #define SBD_HEADER_SIZE				12
 
 #define SBD_STATUS_OK				0
@@ -65,6 +73,11 @@ extern void sbd_reply_begin(StringInfo out, uint16 op, uint32 id);
 extern void sbd_reply_finish(StringInfo out);
 extern void sbd_reply_error(StringInfo out, uint16 op, uint32 id,
 							const char *sqlstate, const char *message);
+
+/* Room for a goodbye frame: header, SQLSTATE, a short message. */
+#define SBD_GOODBYE_MAX				(SBD_HEADER_SIZE + 5 + 200)
+extern size_t sbd_goodbye(char *buf, uint32 last_id, const char *sqlstate,
+						  const char *message);
 
 /* Big-endian helpers for payloads. */
 extern void sbd_put_u8(StringInfo out, uint8 v);

@@ -53,6 +53,7 @@ func restartOnlySettings(a, b *config.Config) []string {
 	add("standby.conninfo", a.Standby.Conninfo != b.Standby.Conninfo)
 	add("log.format", a.Log.Format != b.Log.Format)
 	add("channel.sessions", a.Channel.Sessions != b.Channel.Sessions)
+	add("channel.max_in_flight", a.Channel.MaxInFlight != b.Channel.MaxInFlight)
 	add("channel.heartbeat_interval", a.Channel.HeartbeatInterval != b.Channel.HeartbeatInterval)
 	add("channel.reply_timeout", a.Channel.ReplyTimeout != b.Channel.ReplyTimeout)
 	add("channel.backoff_min/backoff_max", a.Channel.BackoffMin != b.Channel.BackoffMin || a.Channel.BackoffMax != b.Channel.BackoffMax)
@@ -76,6 +77,7 @@ func connectionSettings(a, b *config.Config) []string {
 	add("channel.procedure", x.Procedure != y.Procedure)
 	add("channel.application_name", x.ApplicationName != y.ApplicationName)
 	add("channel.max_frame_size", x.MaxFrameSize != y.MaxFrameSize)
+	add("channel.protocol_version", x.ProtocolVersion != y.ProtocolVersion)
 	add("channel.connect_timeout", x.ConnectTimeout != y.ConnectTimeout)
 	add("channel.tcp_user_timeout", x.TCPUserTimeout != y.TCPUserTimeout)
 	add("channel.keepalives_idle", x.KeepalivesIdle != y.KeepalivesIdle)
@@ -136,6 +138,7 @@ func dialOptions(cfg *config.Config, t *upstream.Target) (conn.DialOptions, erro
 		MaxFrameSize:           cfg.Channel.MaxFrameSize,
 		ExpectSystemIdentifier: t.SystemIdentifier,
 		StatementTimeout:       conn.StatementTimeoutFor(cfg.Channel.ReplyTimeout),
+		MaxVersion:             uint16(cfg.Channel.ProtocolVersion),
 	}, nil
 }
 
@@ -218,6 +221,7 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 		},
 		SlowThreshold:     cfg.Channel.SlowThreshold,
 		Sessions:          cfg.Channel.Sessions,
+		MaxInFlight:       cfg.Channel.MaxInFlight,
 		QueueLimit:        cfg.API.QueueLimit,
 		FailFast:          cfg.Channel.FailFast,
 		IdempotentOps:     func() []string { return rl.Current().Config.Channel.IdempotentOps },
@@ -398,8 +402,9 @@ func apiConfig(cfg *config.Config, m *metrics.Metrics, log *zap.Logger) api.Serv
 	}
 	slots := 0
 	if cfg.API.QueueLimit > 0 {
-		// The calls the supervisor lets wait, and those on the sessions.
-		slots = cfg.API.QueueLimit + cfg.Channel.Sessions
+		// The calls the supervisor lets wait, and those in flight on the
+		// sessions.
+		slots = cfg.API.QueueLimit + cfg.Channel.Sessions*cfg.Channel.MaxInFlight
 	}
 	slow := cfg.Channel.SlowThreshold
 	if slow == 0 {

@@ -74,6 +74,8 @@ type ChannelConfig struct {
 	FailFast          bool          `mapstructure:"fail_fast"`
 	IdempotentOps     []string      `mapstructure:"idempotent_ops"`
 	Sessions          int           `mapstructure:"sessions"`
+	MaxInFlight       int           `mapstructure:"max_in_flight"`
+	ProtocolVersion   int           `mapstructure:"protocol_version"`
 	CheckIdentity     bool          `mapstructure:"check_identity"`
 }
 
@@ -143,6 +145,8 @@ var defaults = map[string]any{
 	"channel.fail_fast":           false,
 	"channel.idempotent_ops":      []string{},
 	"channel.sessions":            1,
+	"channel.max_in_flight":       16,
+	"channel.protocol_version":    2,
 	"channel.check_identity":      true,
 	"api.socket":                  "/run/standbyd/standbyd.sock",
 	"api.socket_mode":             "0660",
@@ -298,6 +302,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Channel.Sessions < 1 || c.Channel.Sessions > 64 {
 		bad("channel.sessions", "%d is outside 1 to 64", c.Channel.Sessions)
+	}
+	if c.Channel.MaxInFlight < 1 || c.Channel.MaxInFlight > 1024 {
+		bad("channel.max_in_flight", "%d is outside 1 to 1024", c.Channel.MaxInFlight)
+	}
+	if c.Channel.ProtocolVersion < 1 || c.Channel.ProtocolVersion > int(protocol.MaxVersion) {
+		bad("channel.protocol_version", "%d is outside 1 to %d", c.Channel.ProtocolVersion, protocol.MaxVersion)
 	}
 	if c.API.QueueLimit < 0 {
 		bad("api.queue_limit", "must not be negative (0: no limit)")

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/standbyd/standbyd/internal/protocol"
 )
 
 // pendingReadTimeout bounds the read of a message found waiting on an idle
@@ -47,6 +49,15 @@ func (s *Session) checkConn() error {
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus, *pgproto3.NotificationResponse:
 			continue
 		case *pgproto3.CopyData:
+			if protocol.IsGoodbye(m.Data) {
+				// The backend is ending (version 2): nothing was in flight,
+				// so nothing is lost; the FATAL follows.
+				g, err := protocol.ParseGoodbye(m.Data)
+				if err != nil {
+					return &ProtocolError{Msg: fmt.Sprintf("malformed goodbye: %v", err)}
+				}
+				return &GoodbyeError{Goodbye: g}
+			}
 			return &ProtocolError{Msg: fmt.Sprintf("%d bytes of CopyData while no request was waiting", len(m.Data))}
 		default:
 			return s.nonCopyMessage(msg)
@@ -57,7 +68,14 @@ func (s *Session) checkConn() error {
 
 // peek reports whether bytes wait on c's socket, or the error (EOF, reset)
 // that a read would return, without consuming anything.
-func peek(c any) (bool, error) {
+func peek(c any) (bool, error) { return peekWith(c, false) }
+
+// peekBeside is peek while another goroutine may be blocked reading c (a
+// pipelined session's reader): it does not take the socket's read lock,
+// which that reader holds while it waits.
+func peekBeside(c any) (bool, error) { return peekWith(c, true) }
+
+func peekWith(c any, beside bool) (bool, error) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
@@ -72,10 +90,15 @@ func peek(c any) (bool, error) {
 	var n int
 	var perr error
 	var buf [1]byte
-	if err := raw.Read(func(fd uintptr) bool {
+	look := func(fd uintptr) {
 		n, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true
-	}); err != nil {
+	}
+	if beside {
+		err = raw.Control(look)
+	} else {
+		err = raw.Read(func(fd uintptr) bool { look(fd); return true })
+	}
+	if err != nil {
 		return false, nil
 	}
 	switch {

@@ -10,8 +10,10 @@
 //
 // in the simple Query protocol (the extended protocol cannot enter the
 // channel: the server-side loop would swallow its Sync), waits for
-// CopyBothResponse, and exchanges hello (docs/protocol.md). Session.Call then
-// sends one request frame in one CopyData message and reads until its reply:
+// CopyBothResponse, and exchanges hello (docs/protocol.md), which picks
+// protocol version 2 (pipelining, goodbye) or 1 with an older extension.
+// Session.Call sends one request frame in one CopyData message and reads
+// until its reply:
 //
 //   - an ok reply returns its payload;
 //   - an error reply returns *protocol.ServerError, and the session goes on;
@@ -27,8 +29,15 @@
 // treats it as over anyway, since a late reply would otherwise be read as the
 // answer to the next request.
 //
-// A session is not safe for concurrent use; one request is in flight at a
-// time. Session.Close ends the channel with CopyDone and waits for the
+// Call is not safe for concurrent use and keeps one request in flight; the
+// supervisor uses it on version-1 sessions and raw mode. On a version-2
+// session the supervisor pipelines instead (pipeline.go): its goroutine
+// writes up to MaxInFlight requests straight to the socket, and a reader
+// goroutine matches replies, which the server sends in order, to the oldest
+// request in flight. When the session dies, a request written and
+// unanswered is unknown, unless the server's goodbye frame says it never
+// read it; a request not yet written goes to the next session.
+// Session.Close ends the channel with CopyDone and waits for the
 // server's CopyDone, CommandComplete and ReadyForQuery before Terminate.
 //
 // # Raw mode

@@ -3,6 +3,10 @@ package conn
 import (
 	"errors"
 	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/standbyd/standbyd/internal/protocol"
 )
 
 // ErrSessionClosed is returned by Session.Call on a session that has ended.
@@ -83,3 +87,19 @@ type ProtocolError struct {
 }
 
 func (e *ProtocolError) Error() string { return "channel protocol error: " + e.Msg }
+
+// GoodbyeError means the server said goodbye (protocol version 2): its
+// backend is ending, and requests after Goodbye.LastID were never read.
+// It unwraps to the FATAL the goodbye announces, so that it classifies as
+// the server closing the session.
+type GoodbyeError struct {
+	Goodbye protocol.Goodbye
+}
+
+func (e *GoodbyeError) Error() string {
+	return fmt.Sprintf("the primary said goodbye after request %d: %s %s", e.Goodbye.LastID, e.Goodbye.SQLState, e.Goodbye.Message)
+}
+
+func (e *GoodbyeError) Unwrap() error {
+	return &pgconn.PgError{Severity: "FATAL", Code: e.Goodbye.SQLState, Message: e.Goodbye.Message}
+}

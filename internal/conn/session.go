@@ -20,7 +20,8 @@ type Mode int
 
 const (
 	// ModeExtension enters the channel with CALL standbyd.serve() and speaks
-	// protocol v1 (docs/protocol.md). The default.
+	// protocol v2, or v1 with an older extension (docs/protocol.md). The
+	// default.
 	ModeExtension Mode = iota
 	// ModeRaw talks to a primary patched to answer CopyData on an idle
 	// session: no CALL, no header, only the N operation.
@@ -78,21 +79,27 @@ type DialOptions struct {
 	// ends as an error reply (57014) whose work was rolled back, instead of
 	// running on after standbyd gave up on the session.
 	StatementTimeout time.Duration
+	// MaxVersion is the highest protocol version offered in hello;
+	// protocol.MaxVersion when zero. 1 keeps the session to one request in
+	// flight and no goodbye, as with an older extension.
+	MaxVersion uint16
 }
 
 // Session is one channel session: a PostgreSQL connection that has entered
-// COPY BOTH and, in extension mode, exchanged hello. It carries one request
-// at a time and is not safe for concurrent use.
+// COPY BOTH and, in extension mode, exchanged hello. Call carries one
+// request at a time and is not safe for concurrent use; a version-2 session
+// may instead be driven by one writer and one reader at once (pipeline.go).
 type Session struct {
-	pc       *pgconn.PgConn
-	netConn  net.Conn
-	mode     Mode
-	hello    protocol.HelloReply
-	maxFrame int
-	nextID   uint32
-	wbuf     []byte
-	err      error // why the session ended; nil while usable
-	name     string
+	pc         *pgconn.PgConn
+	netConn    net.Conn
+	mode       Mode
+	hello      protocol.HelloReply
+	maxFrame   int
+	maxVersion uint16
+	nextID     uint32
+	wbuf       []byte
+	err        error // why the session ended; nil while usable
+	name       string
 }
 
 // Dial connects to the primary, enters the channel and says hello. The
@@ -112,12 +119,17 @@ func Dial(ctx context.Context, opts DialOptions) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the primary: %w", err)
 	}
+	maxVersion := opts.MaxVersion
+	if maxVersion == 0 || maxVersion > protocol.MaxVersion {
+		maxVersion = protocol.MaxVersion
+	}
 	s := &Session{
-		pc:       pc,
-		netConn:  pc.Conn(),
-		mode:     opts.Mode,
-		maxFrame: maxFrame,
-		name:     opts.ClientName,
+		pc:         pc,
+		netConn:    pc.Conn(),
+		mode:       opts.Mode,
+		maxFrame:   maxFrame,
+		maxVersion: maxVersion,
+		name:       opts.ClientName,
 	}
 	// Refuse absurd messages from a confused peer before allocating them.
 	pc.Frontend().SetMaxBodyLen(maxFrame + 64)
@@ -194,22 +206,38 @@ func (s *Session) enter(ctx context.Context, proc string) error {
 }
 
 func (s *Session) sayHello(ctx context.Context) error {
-	req := protocol.HelloRequest{
-		MinVersion:   protocol.Version1,
-		MaxVersion:   protocol.Version1,
-		MaxFrameSize: uint32(s.maxFrame),
-		ClientName:   s.name,
-	}
-	payload, err := s.Call(ctx, protocol.OpHello, req.Append(nil))
+	payload, err := s.Call(ctx, protocol.OpHello, s.helloRequest())
 	if err != nil {
 		return fmt.Errorf("hello: %w", err)
 	}
+	return s.acceptHello(payload)
+}
+
+// helloRequest is the payload of this session's hello: versions 1 to
+// maxVersion.
+func (s *Session) helloRequest() []byte {
+	req := protocol.HelloRequest{
+		MinVersion:   protocol.Version1,
+		MaxVersion:   s.maxVersion,
+		MaxFrameSize: uint32(s.maxFrame),
+		ClientName:   s.name,
+	}
+	return req.Append(nil)
+}
+
+// acceptHello checks a hello reply and takes its settings. A version
+// change on a live session is refused: the session's rules (pipelining,
+// goodbye) were chosen with the first hello.
+func (s *Session) acceptHello(payload []byte) error {
 	hello, err := protocol.ParseHelloReply(payload)
 	if err != nil {
 		return fmt.Errorf("hello: %w", err)
 	}
-	if hello.Version != protocol.Version1 {
-		return &ProtocolError{Msg: fmt.Sprintf("primary chose protocol version %d, we asked for 1", hello.Version)}
+	if hello.Version < protocol.Version1 || hello.Version > s.maxVersion {
+		return &ProtocolError{Msg: fmt.Sprintf("primary chose protocol version %d, we asked for 1 to %d", hello.Version, s.maxVersion)}
+	}
+	if s.hello.Version != 0 && hello.Version != s.hello.Version {
+		return &ProtocolError{Msg: fmt.Sprintf("primary changed the protocol version from %d to %d", s.hello.Version, hello.Version)}
 	}
 	if srv := int(hello.MaxFrameSize); srv > 0 && srv < protocol.MinMaxFrameSize {
 		return &ProtocolError{Msg: fmt.Sprintf("primary's max frame size %d is below the protocol's minimum of %d", srv, protocol.MinMaxFrameSize)}
@@ -219,6 +247,12 @@ func (s *Session) sayHello(ctx context.Context) error {
 		s.maxFrame = srv
 	}
 	return nil
+}
+
+// Pipelined reports whether the session may carry several requests in
+// flight: protocol version 2 (extension mode only).
+func (s *Session) Pipelined() bool {
+	return s.mode == ModeExtension && s.hello.Version >= protocol.Version2
 }
 
 // Rehello says hello again on a live session and returns the new answer:
@@ -288,6 +322,9 @@ func (s *Session) Call(ctx context.Context, op uint16, payload []byte) ([]byte, 
 	data, err := s.exchange(ctx, name)
 	if err != nil {
 		return nil, err
+	}
+	if protocol.IsGoodbye(data) {
+		return nil, s.goodbye(name, id, data)
 	}
 	reply, err := protocol.ParseReply(data)
 	if err != nil {
@@ -359,6 +396,19 @@ func (s *Session) exchange(ctx context.Context, name string) ([]byte, error) {
 	}
 }
 
+// goodbye ends the session on the server's goodbye frame, received while
+// request id waited: not sent when the server says it never read it.
+func (s *Session) goodbye(name string, id uint32, data []byte) error {
+	g, err := protocol.ParseGoodbye(data)
+	if err != nil {
+		return s.protocolError(name, fmt.Sprintf("malformed goodbye: %v", err))
+	}
+	gerr := &GoodbyeError{Goodbye: g}
+	s.abort(gerr)
+	notSent := id > g.LastID
+	return &CallError{Op: name, Err: gerr, sent: !notSent, notSent: notSent}
+}
+
 // protocolError ends the session over something the protocol does not allow.
 func (s *Session) protocolError(name, msg string) error {
 	perr := &ProtocolError{Msg: msg}
@@ -381,21 +431,28 @@ func (s *Session) receive(ctx context.Context) (pgproto3.BackendMessage, error) 
 // reply: notices and parameter changes are life signs; anything that means
 // the channel ended closes the session.
 func (s *Session) nonCopyMessage(msg pgproto3.BackendMessage) error {
-	var err error
+	err := channelEnded(msg)
+	if err != nil {
+		s.abort(err)
+	}
+	return err
+}
+
+// channelEnded tells what a message other than CopyData means: nil for a
+// life sign (notice, parameter change), else why the channel is over.
+func channelEnded(msg pgproto3.BackendMessage) error {
 	switch m := msg.(type) {
 	case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus, *pgproto3.NotificationResponse:
 		return nil
 	case *pgproto3.ErrorResponse:
-		err = fmt.Errorf("the primary ended the channel: %w", pgconn.ErrorResponseToPgError(m))
+		return fmt.Errorf("the primary ended the channel: %w", pgconn.ErrorResponseToPgError(m))
 	case *pgproto3.CopyDone:
-		err = errors.New("the primary ended the channel (CopyDone)")
+		return errors.New("the primary ended the channel (CopyDone)")
 	case *pgproto3.ReadyForQuery, *pgproto3.CommandComplete:
-		err = errors.New("the primary left COPY BOTH")
+		return errors.New("the primary left COPY BOTH")
 	default:
-		err = &ProtocolError{Msg: fmt.Sprintf("unexpected %T on the channel", msg)}
+		return &ProtocolError{Msg: fmt.Sprintf("unexpected %T on the channel", msg)}
 	}
-	s.abort(err)
-	return err
 }
 
 // watch applies ctx's deadline and cancellation to the socket, so that a

@@ -149,6 +149,8 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot) {
 		s.setHello(sl, hello)
 		log.Info("channel ready",
 			zap.String("mode", sess.Mode().String()),
+			zap.Uint16("protocol_version", hello.Version),
+			zap.Bool("pipelined", sess.Pipelined()),
 			zap.Uint32("backend_pid", sess.BackendPID()),
 			zap.Uint32("server_version_num", hello.ServerVersionNum),
 			zap.Uint64("system_identifier", hello.SystemIdentifier),
@@ -229,6 +231,9 @@ func (s *Supervisor) wait(ctx context.Context, sl *slot, d time.Duration, restar
 // restart is asked for, or ctx ends. It returns why the session ended (nil
 // when ctx ended).
 func (s *Supervisor) serve(ctx context.Context, sl *slot, sess *Session, restart <-chan struct{}) error {
+	if sess.Pipelined() {
+		return s.servePipelined(ctx, sl, sess, restart)
+	}
 	// A ticker, not a timer reset by each request: under steady traffic the
 	// heartbeat must still run.
 	hb := time.NewTicker(s.cfg.HeartbeatInterval)

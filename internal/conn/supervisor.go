@@ -16,7 +16,8 @@ import (
 var ErrStopped = errors.New("standbyd is shutting down")
 
 // Observer receives the supervisor's events, for metrics. Every method is
-// called from the supervisor's goroutine or a caller's and must not block.
+// called from one of the supervisor's goroutines (a slot's, a pipelined
+// session's reader) or a caller's, and must not block.
 type Observer interface {
 	StateChanged(State)
 	SessionStarted(SessionInfo)
@@ -68,9 +69,13 @@ type SupervisorConfig struct {
 	// applies at once; names are resolved with the primary's hello. Nil:
 	// none.
 	IdempotentOps func() []string
-	// Sessions is how many sessions serve calls (1 when zero). Each is
-	// strictly request/reply; calls go to whichever is free.
+	// Sessions is how many sessions serve calls (1 when zero); calls go to
+	// whichever can take one.
 	Sessions int
+	// MaxInFlight bounds the requests in flight on one session of protocol
+	// version 2 (DefaultMaxInFlight when zero); a version-1 session carries
+	// one at a time.
+	MaxInFlight int
 	// QueueLimit bounds the calls waiting for a session; more are refused
 	// with ErrBusy at once. 0: no limit.
 	QueueLimit int

@@ -10,8 +10,17 @@ import (
 const (
 	KindRequest byte = 'Q'
 	KindReply   byte = 'A'
+	// KindGoodbye is the server's last frame on a version-2 channel.
+	KindGoodbye byte = 'G'
 
+	// Version1 is the protocol of one request in flight at a time; every
+	// frame carries it as its frame version, in either protocol version.
 	Version1 uint16 = 1
+	// Version2 lets the client pipeline requests and adds the goodbye
+	// frame; the frame layout is version 1's.
+	Version2 uint16 = 2
+	// MaxVersion is the highest protocol version this side speaks.
+	MaxVersion = Version2
 
 	HeaderSize = 12
 
@@ -127,4 +136,31 @@ type ServerError struct {
 
 func (e *ServerError) Error() string {
 	return fmt.Sprintf("primary replied ERROR %s: %s", e.SQLState, e.Message)
+}
+
+// Goodbye is the server's last frame on a version-2 channel: the backend is
+// ending (a FATAL follows), LastID is the id of the last request it read,
+// and no later request was read.
+type Goodbye struct {
+	LastID   uint32
+	SQLState string
+	Message  string
+}
+
+// IsGoodbye reports whether buf is a goodbye frame (by its kind byte).
+func IsGoodbye(buf []byte) bool { return len(buf) > 0 && buf[0] == KindGoodbye }
+
+// ParseGoodbye parses a goodbye frame: op 0, status 0, an error payload.
+func ParseGoodbye(buf []byte) (Goodbye, error) {
+	h, err := parseHeader(buf, KindGoodbye)
+	if err != nil {
+		return Goodbye{}, err
+	}
+	if h.second != StatusOK || h.op != 0 {
+		return Goodbye{}, fmt.Errorf("%w: goodbye with status %d op %d", ErrBadStatus, h.second, h.op)
+	}
+	if len(buf)-HeaderSize < 5 {
+		return Goodbye{}, fmt.Errorf("%w: goodbye without a SQLSTATE", ErrShortPayload)
+	}
+	return Goodbye{LastID: h.id, SQLState: string(buf[HeaderSize : HeaderSize+5]), Message: string(buf[HeaderSize+5:])}, nil
 }

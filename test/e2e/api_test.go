@@ -242,9 +242,9 @@ func TestJSONFormBusyAndBadInput(t *testing.T) {
 		t.Fatalf("the session was replaced (%d -> %d): the vanished caller's reply was not drained", pid, now)
 	}
 
-	// busy: one session held by a 3s nap, a queue of 2: the fourth call is
-	// refused at once.
-	b := startDaemon(t, "")
+	// busy: one session held by a 3s nap (one request in flight), a queue
+	// of 2: the fourth call is refused at once.
+	b := startDaemon(t, "  max_in_flight: 1\n")
 	b.waitReady(30 * time.Second)
 	bcfg := strings.Replace(readFile(t, b.dir+"/standbyd.yaml"), "api:\n", "api:\n  queue_limit: 2\n", 1)
 	_ = b.stop()

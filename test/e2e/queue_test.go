@@ -17,7 +17,8 @@ import (
 func TestWaitingCallsServedInArrivalOrder(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
-	d := startDaemon(t, "")
+	// One request in flight: the others wait, in the order they came.
+	d := startDaemon(t, "  max_in_flight: 1\n")
 	d.waitReady(30 * time.Second)
 
 	var wg sync.WaitGroup

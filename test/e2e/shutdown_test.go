@@ -18,7 +18,8 @@ import (
 func TestShutdownAnswersInFlightAndWaitingCalls(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
-	d := startDaemon(t, "")
+	// One request in flight, so that the next calls wait.
+	d := startDaemon(t, "  max_in_flight: 1\n")
 	d.waitReady(30 * time.Second)
 
 	type result struct {

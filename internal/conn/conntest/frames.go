@@ -114,3 +114,15 @@ func AppendWALReport(dst []byte, w protocol.WALReport) []byte {
 	}
 	return binary.BigEndian.AppendUint64(dst, uint64(ts))
 }
+
+// AppendGoodbye appends a goodbye frame (protocol version 2) naming lastID
+// as the last request read.
+func AppendGoodbye(dst []byte, lastID uint32, sqlstate, message string) []byte {
+	if len(sqlstate) != 5 {
+		sqlstate = "XX000"
+	}
+	dst = AppendErrorReply(dst, 0, lastID, sqlstate, message)
+	dst[len(dst)-(protocol.HeaderSize+5+len(message))] = protocol.KindGoodbye
+	dst[len(dst)-(protocol.HeaderSize+5+len(message))+1] = protocol.StatusOK
+	return dst
+}

@@ -8,6 +8,7 @@
 package conntest
 
 import (
+	"encoding/binary"
 	"net"
 	"strconv"
 	"sync"
@@ -52,7 +53,7 @@ func Start(t testing.TB) *Primary {
 		t.Fatal(err)
 	}
 	p := &Primary{t: t, ln: ln, handlers: map[uint16]Handler{},
-		hello: protocol.HelloReply{Version: protocol.Version1, ServerVersionNum: 150020, SystemIdentifier: 7,
+		hello: protocol.HelloReply{Version: protocol.MaxVersion, ServerVersionNum: 150020, SystemIdentifier: 7,
 			Timeline: 1, MaxFrameSize: protocol.DefaultMaxFrameSize}}
 	p.wg.Add(1)
 	go p.accept()
@@ -93,6 +94,14 @@ func (p *Primary) SetOps(ops []protocol.OpInfo) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.hello.Ops = ops
+}
+
+// SetMaxVersion sets the highest protocol version hello agrees to (1: an
+// older extension, one request at a time and no goodbye).
+func (p *Primary) SetMaxVersion(v uint16) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hello.Version = v
 }
 
 // SetMaxFrameSize sets the max frame size hello announces.
@@ -148,6 +157,7 @@ func (p *Primary) KillAll() {
 }
 
 // TerminateAll ends every open connection as pg_terminate_backend does:
+// on a version-2 channel a goodbye naming the last request read, then
 // FATAL 57P01, then EOF.
 func (p *Primary) TerminateAll() {
 	p.mu.Lock()
@@ -155,7 +165,7 @@ func (p *Primary) TerminateAll() {
 	p.conns = nil
 	p.mu.Unlock()
 	for _, c := range conns {
-		c.Fatal(pgerrcode.AdminShutdown, "terminating connection due to administrator command")
+		c.Terminate()
 	}
 }
 
@@ -246,6 +256,7 @@ func (p *Primary) channel(c *Conn) {
 				return
 			}
 			req.Payload = append([]byte(nil), req.Payload...)
+			c.lastRead.Store(req.ID)
 			p.count(req.Op)
 			p.mu.Lock()
 			h := p.handlers[req.Op]
@@ -283,6 +294,15 @@ func (p *Primary) builtin(c *Conn, req Request) bool {
 	p.mu.Unlock()
 	switch req.Op {
 	case protocol.OpHello:
+		if len(req.Payload) < 8 {
+			return c.ErrorReply(req, pgerrcode.InvalidParameterValue, "hello payload must be at least 8 bytes")
+		}
+		lo, hi := binary.BigEndian.Uint16(req.Payload), binary.BigEndian.Uint16(req.Payload[2:])
+		if lo > hello.Version || hi < protocol.Version1 {
+			return c.ErrorReply(req, pgerrcode.ProtocolViolation, "no common protocol version")
+		}
+		hello.Version = min(hello.Version, hi)
+		c.version.Store(uint32(hello.Version))
 		return c.Reply(req, AppendHelloReply(nil, hello))
 	case protocol.OpPing:
 		return c.Reply(req, AppendPingReply(nil, protocol.PingReply{ServerTime: time.Now(), WALPosition: wal, Timeline: 1}))
@@ -309,6 +329,28 @@ type Conn struct {
 	mu      sync.Mutex
 	queries []string
 	once    sync.Once
+
+	version  atomic.Uint32 // chosen by hello
+	lastRead atomic.Uint32 // id of the last request read
+}
+
+// LastRead is the id of the last request this connection read.
+func (c *Conn) LastRead() uint32 { return c.lastRead.Load() }
+
+// Goodbye sends a goodbye frame naming the last request read, as the
+// extension does before a FATAL on a version-2 channel.
+func (c *Conn) Goodbye(code, msg string) bool {
+	return c.Send(AppendGoodbye(nil, c.lastRead.Load(), code, msg))
+}
+
+// Terminate ends the connection as pg_terminate_backend does: a goodbye
+// on a version-2 channel, FATAL 57P01, EOF.
+func (c *Conn) Terminate() {
+	const msg = "terminating connection due to administrator command"
+	if c.version.Load() >= uint32(protocol.Version2) {
+		c.Goodbye(pgerrcode.AdminShutdown, msg)
+	}
+	c.Fatal(pgerrcode.AdminShutdown, msg)
 }
 
 // PID is the fake backend's process id.

@@ -1,0 +1,343 @@
+package conn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+
+	"github.com/standbyd/standbyd/internal/conn/conntest"
+	"github.com/standbyd/standbyd/internal/protocol"
+)
+
+// stash is a handler that holds requests without answering, so that a test
+// sees how many are in flight at once and answers them when it likes.
+type stash struct {
+	mu   sync.Mutex
+	reqs []conntest.Request
+	conn *conntest.Conn
+	// first: requests of the first connection only are held; later
+	// connections are answered at once (echo).
+	first *conntest.Conn
+}
+
+func (s *stash) handle(c *conntest.Conn, req conntest.Request) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.first == nil {
+		s.first = c
+	}
+	if c != s.first {
+		return c.Reply(req, req.Payload)
+	}
+	s.conn = c
+	s.reqs = append(s.reqs, req)
+	return true
+}
+
+func (s *stash) held() []conntest.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]conntest.Request(nil), s.reqs...)
+}
+
+type callResult struct {
+	payload string
+	out     []byte
+	err     error
+}
+
+// callMany starts n callers of op, each with its own payload, and returns
+// a func that waits for their results, in caller order.
+func callMany(t *testing.T, sup *Supervisor, op uint16, n int) func() []callResult {
+	res := make([]callResult, n)
+	var wg sync.WaitGroup
+	for i := range res {
+		res[i].payload = fmt.Sprintf("caller-%d", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i].out, res[i].err = sup.Call(ctx5(t), op, []byte(res[i].payload))
+		}()
+	}
+	return func() []callResult { wg.Wait(); return res }
+}
+
+// claim: protocol.pipeline-fifo
+func TestPipelineEightInFlightAnsweredInOrder(t *testing.T) {
+	p := conntest.Start(t)
+	st := &stash{}
+	p.Handle(opEcho, st.handle)
+	sup := run(t, fastConfig(p))
+	waitReady(t, sup)
+
+	wait := callMany(t, sup, opEcho, 8)
+	// All eight reach the primary before any is answered: in flight at once.
+	waitFor(t, "eight requests in flight", func() bool { return len(st.held()) == 8 })
+	if n := sup.Status().InFlight; n != 8 {
+		t.Fatalf("status says %d in flight, want 8", n)
+	}
+	for _, req := range st.held() {
+		st.conn.Reply(req, req.Payload) // in the order read, as the server does
+	}
+	for _, r := range wait() {
+		if r.err != nil || string(r.out) != r.payload {
+			t.Fatalf("%s got %q, %v; want its own payload", r.payload, r.out, r.err)
+		}
+	}
+	if p.Accepted() != 1 {
+		t.Fatalf("%d connections, want 1", p.Accepted())
+	}
+}
+
+// claim: protocol.pipeline-max-in-flight
+func TestPipelineBoundedByMaxInFlight(t *testing.T) {
+	p := conntest.Start(t)
+	st := &stash{}
+	p.Handle(opEcho, st.handle)
+	cfg := fastConfig(p)
+	cfg.MaxInFlight = 3
+	sup := run(t, cfg)
+	waitReady(t, sup)
+
+	wait := callMany(t, sup, opEcho, 5)
+	waitFor(t, "three in flight and two waiting", func() bool {
+		st := sup.Status()
+		return st.InFlight == 3 && st.Waiting == 2
+	})
+	if n := len(st.held()); n != 3 {
+		t.Fatalf("the primary read %d requests, want 3", n)
+	}
+	// Each answer lets one waiting caller in.
+	answered := 0
+	for answered < 5 {
+		held := st.held()
+		if answered < len(held) {
+			st.conn.Reply(held[answered], held[answered].Payload)
+			answered++
+			continue
+		}
+		waitFor(t, "the next request", func() bool { return len(st.held()) > answered })
+	}
+	for _, r := range wait() {
+		if r.err != nil || string(r.out) != r.payload {
+			t.Fatalf("%s got %q, %v", r.payload, r.out, r.err)
+		}
+	}
+}
+
+// A reply out of order ends the session: no caller gets another's reply,
+// and every request in flight has an unknown outcome.
+// claim: protocol.pipeline-wrong-id
+func TestPipelineReplyOutOfOrderEndsSession(t *testing.T) {
+	p := conntest.Start(t)
+	st := &stash{}
+	p.Handle(opEcho, st.handle)
+	rec := &recorder{}
+	cfg := fastConfig(p)
+	cfg.Observer = rec
+	sup := run(t, cfg)
+	waitReady(t, sup)
+
+	wait := callMany(t, sup, opEcho, 3)
+	waitFor(t, "three in flight", func() bool { return len(st.held()) == 3 })
+	held := st.held()
+	st.conn.Reply(held[1], held[1].Payload) // the second before the first
+	for _, r := range wait() {
+		wantUnknown(t, r.err)
+		var pe *ProtocolError
+		if !errors.As(r.err, &pe) {
+			t.Fatalf("%s: want a protocol error, got %v", r.payload, r.err)
+		}
+	}
+	waitFor(t, "the session to end as a protocol error", func() bool {
+		got := rec.reasons()
+		return len(got) > 0 && got[0] == ReasonProtocol
+	})
+}
+
+// The session dies mid-pipeline without a goodbye (a crash): requests
+// written are unknown; requests not yet written go to the next session.
+// claim: protocol.pipeline-death
+func TestPipelineDeathWithoutGoodbye(t *testing.T) {
+	p := conntest.Start(t)
+	st := &stash{}
+	p.Handle(opEcho, st.handle)
+	cfg := fastConfig(p)
+	cfg.MaxInFlight = 2
+	sup := run(t, cfg)
+	waitReady(t, sup)
+
+	wait := callMany(t, sup, opEcho, 4)
+	waitFor(t, "two in flight, two waiting", func() bool {
+		s := sup.Status()
+		return len(st.held()) == 2 && s.Waiting == 2
+	})
+	written := map[string]bool{}
+	for _, req := range st.held() {
+		written[string(req.Payload)] = true
+	}
+	p.KillAll()
+	unknown, ok := 0, 0
+	for _, r := range wait() {
+		if written[r.payload] {
+			wantUnknown(t, r.err)
+			unknown++
+			continue
+		}
+		if r.err != nil || string(r.out) != r.payload {
+			t.Fatalf("%s (never written) got %q, %v; want it served by the next session", r.payload, r.out, r.err)
+		}
+		ok++
+	}
+	if unknown != 2 || ok != 2 {
+		t.Fatalf("%d unknown, %d ok; want 2 and 2", unknown, ok)
+	}
+}
+
+// A goodbye names the last request the server read: those after it are
+// not sent (and go to the next session), the one it read is unknown, the
+// ones answered before keep their replies.
+// claim: protocol.goodbye
+// claim: liveness.goodbye-not-sent
+func TestPipelineGoodbye(t *testing.T) {
+	p := conntest.Start(t)
+	st := &stash{}
+	p.Handle(opEcho, st.handle)
+	sup := run(t, fastConfig(p))
+	waitReady(t, sup)
+
+	wait := callMany(t, sup, opEcho, 4)
+	waitFor(t, "four in flight", func() bool { return len(st.held()) == 4 })
+	held := st.held()
+	st.conn.Reply(held[0], held[0].Payload)
+	// As if the server had read only the second when it was terminated.
+	st.conn.Send(conntest.AppendGoodbye(nil, held[1].ID, pgerrcode.AdminShutdown, "terminating connection due to administrator command"))
+	st.conn.Fatal(pgerrcode.AdminShutdown, "terminating connection due to administrator command")
+
+	byPayload := map[string]callResult{}
+	for _, r := range wait() {
+		byPayload[r.payload] = r
+	}
+	if r := byPayload[string(held[0].Payload)]; r.err != nil || string(r.out) != r.payload {
+		t.Fatalf("answered before the goodbye: %q, %v", r.out, r.err)
+	}
+	r := byPayload[string(held[1].Payload)]
+	wantUnknown(t, r.err)
+	var ge *GoodbyeError
+	if !errors.As(r.err, &ge) || ge.Goodbye.LastID != held[1].ID || ReasonOf(r.err) != ReasonServerClosed {
+		t.Fatalf("the request the server read: want its goodbye error, got %v", r.err)
+	}
+	for _, req := range held[2:] {
+		r := byPayload[string(req.Payload)]
+		if r.err != nil || string(r.out) != r.payload {
+			t.Fatalf("%s, never read by the first session: %q, %v; want it served by the next", r.payload, r.out, r.err)
+		}
+	}
+	if p.Accepted() != 2 {
+		t.Fatalf("%d connections, want 2", p.Accepted())
+	}
+}
+
+// A goodbye on an idle session (pg_terminate_backend while nothing is in
+// flight): the next call goes to the next session, never reported unknown.
+func TestPipelineGoodbyeWhileIdle(t *testing.T) {
+	p := conntest.Start(t)
+	p.Handle(opEcho, echo)
+	sup := run(t, fastConfig(p))
+	waitReady(t, sup)
+	if out, err := sup.Call(ctx5(t), opEcho, []byte("a")); err != nil || string(out) != "a" {
+		t.Fatalf("first call: %q, %v", out, err)
+	}
+	p.TerminateAll()
+	if out, err := sup.Call(ctx5(t), opEcho, []byte("b")); err != nil || string(out) != "b" {
+		t.Fatalf("call after the goodbye: %q, %v", out, err)
+	}
+	if n := p.Received(opEcho); n != 2 {
+		t.Fatalf("the primary saw %d echoes, want 2", n)
+	}
+}
+
+// The oldest request's reply timeout ends the session and fails every
+// request in flight as unknown.
+// claim: protocol.pipeline-reply-timeout
+func TestPipelineReplyTimeoutOfOldest(t *testing.T) {
+	p := conntest.Start(t)
+	st := &stash{}
+	p.Handle(opEcho, st.handle)
+	rec := &recorder{}
+	cfg := fastConfig(p)
+	cfg.ReplyTimeout = 200 * time.Millisecond
+	cfg.Observer = rec
+	sup := run(t, cfg)
+	waitReady(t, sup)
+	wait := callMany(t, sup, opEcho, 3)
+	for _, r := range wait() {
+		wantUnknown(t, r.err)
+		var ce *CallError
+		if errors.As(r.err, &ce); !ce.Timeout() && !errors.Is(r.err, context.DeadlineExceeded) {
+			t.Fatalf("%s: want a timeout, got %v", r.payload, r.err)
+		}
+	}
+	waitFor(t, "reply_timeout", func() bool {
+		got := rec.reasons()
+		return len(got) > 0 && got[0] == ReasonReplyTimeout
+	})
+}
+
+// An extension that speaks only version 1, or a daemon that offers only
+// version 1, gives a session that is not pipelined.
+// claim: protocol.pipeline-negotiated
+func TestPipelineNegotiatedInHello(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		server    uint16
+		offer     uint16
+		pipelined bool
+	}{
+		{"both speak 2", protocol.Version2, 0, true},
+		{"older extension", protocol.Version1, 0, false},
+		{"daemon offers 1", protocol.Version2, protocol.Version1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := conntest.Start(t)
+			p.SetMaxVersion(tc.server)
+			sess, err := Dial(ctx5(t), DialOptions{Config: p.Config(), ClientName: "test", MaxVersion: tc.offer})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = sess.Close(ctx5(t)) }()
+			if sess.Pipelined() != tc.pipelined {
+				t.Fatalf("pipelined = %v with hello version %d", sess.Pipelined(), sess.Hello().Version)
+			}
+		})
+	}
+}
+
+// With a version-1 session the supervisor keeps one request in flight.
+func TestVersion1OneAtATime(t *testing.T) {
+	p := conntest.Start(t)
+	p.SetMaxVersion(protocol.Version1)
+	st := &stash{}
+	p.Handle(opEcho, st.handle)
+	sup := run(t, fastConfig(p))
+	waitReady(t, sup)
+	wait := callMany(t, sup, opEcho, 3)
+	for answered := 0; answered < 3; answered++ {
+		waitFor(t, "one in flight, the others waiting", func() bool {
+			s := sup.Status()
+			return len(st.held()) == answered+1 && s.InFlight == 1 && s.Waiting == 2-answered
+		})
+		req := st.held()[answered]
+		st.conn.Reply(req, req.Payload)
+	}
+	for _, r := range wait() {
+		if r.err != nil || string(r.out) != r.payload {
+			t.Fatalf("%s got %q, %v", r.payload, r.out, r.err)
+		}
+	}
+}
