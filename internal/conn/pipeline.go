@@ -74,6 +74,29 @@ func (s *Supervisor) servePipelined(ctx context.Context, sl *slot, sess *Session
 	if limit <= 0 {
 		limit = DefaultMaxInFlight
 	}
+	refused := s.refusedSignal()
+	// take puts a claimed caller's request in flight, unless the node
+	// stopped being a standby while it waited: then it is not sent, and
+	// take reports the refusal.
+	take := func(r *request) error {
+		if !r.claim() {
+			return nil // the caller is gone: not sent
+		}
+		if err := s.refusal(); err != nil {
+			r.done <- result{err: err}
+			return err
+		}
+		p.add(r)
+		return nil
+	}
+	// endRefused lets the requests already written get their replies,
+	// then closes the session.
+	endRefused := func() error {
+		p.flush()
+		err := p.stop(s.lastRefusal())
+		s.closeRefused(sess)
+		return err
+	}
 	for {
 		sl.beat()
 		if ctx.Err() != nil {
@@ -91,17 +114,19 @@ func (s *Supervisor) servePipelined(ctx context.Context, sl *slot, sess *Session
 		case <-p.done:
 			return p.stop(nil)
 		case <-p.freed:
+		case <-refused:
+			return endRefused()
 		case r := <-reqs:
-			if r.claim() { // else the caller is gone: not sent
-				p.add(r)
+			if take(r) != nil {
+				return endRefused()
 			}
 			// Callers ready now go out in the same write: fewer system
 			// calls on both sides.
 			for more := true; more && p.inFlight() < limit; {
 				select {
 				case r := <-s.requests:
-					if r.claim() {
-						p.add(r)
+					if take(r) != nil {
+						return endRefused()
 					}
 				default:
 					more = false
@@ -346,7 +371,8 @@ func (p *pipe) finish(f *inflight, reply protocol.Reply) error {
 			return fmt.Errorf("heartbeat: %w", err)
 		}
 		s.cfg.Observer.Heartbeat(time.Since(f.start), ping)
-		return nil
+		// An upstream behind the standby's timeline ends the session.
+		return p.s.notePing(p.sl, ping)
 	}
 	var out []byte
 	if rerr == nil {

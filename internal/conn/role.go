@@ -202,6 +202,18 @@ func (s *Supervisor) admit(sess *Session) error {
 // and role from the pings (a cascading upstream may be promoted while the
 // session lasts).
 func (s *Supervisor) checkPing(sl *slot, sess *Session, p protocol.PingReply) error {
+	err := s.notePing(sl, p)
+	if err == nil {
+		return nil
+	}
+	s.closeRefused(sess)
+	return err
+}
+
+// notePing records what a ping says of the upstream and returns the
+// refusal it calls for, without touching the session (a pipelined
+// session's reader calls it: the session is closed by its writer).
+func (s *Supervisor) notePing(sl *slot, p protocol.PingReply) error {
 	s.mu.Lock()
 	was := sl.hello
 	if p.Timeline != 0 {
@@ -212,12 +224,7 @@ func (s *Supervisor) checkPing(sl *slot, sess *Session, p protocol.PingReply) er
 		sl.logger.Info("the upstream changed", zap.Uint32("timeline", p.Timeline), zap.Bool("in_recovery", p.InRecovery),
 			zap.Uint32("was_timeline", was.Timeline), zap.Bool("was_in_recovery", was.InRecovery))
 	}
-	err := s.checkUpstream(p.Timeline, p.InRecovery)
-	if err == nil {
-		return nil
-	}
-	s.closeRefused(sess)
-	return err
+	return s.checkUpstream(p.Timeline, p.InRecovery)
 }
 
 // endRefused closes a serving session because the node is not a standby

@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -174,9 +175,17 @@ func TestStaleUpstreamRefusedAtHello(t *testing.T) {
 // judged by the timeline it replays.
 // claim: liveness.failover-stale-upstream-at-ping
 func TestStaleUpstreamRefusedAtPing(t *testing.T) {
+	// A version-2 session reads its pings in the pipeline's reader: the
+	// same refusal must come from there.
+	for _, v := range []uint16{protocol.Version1, protocol.Version2} {
+		t.Run(fmt.Sprintf("version%d", v), func(t *testing.T) { staleUpstreamRefusedAtPing(t, v) })
+	}
+}
+
+func staleUpstreamRefusedAtPing(t *testing.T, version uint16) {
 	p := conntest.Start(t)
 	p.Handle(protocol.OpHello, func(c *conntest.Conn, req conntest.Request) bool {
-		return c.Reply(req, conntest.AppendHelloReply(nil, protocol.HelloReply{Version: protocol.Version1, InRecovery: true,
+		return c.Reply(req, conntest.AppendHelloReply(nil, protocol.HelloReply{Version: version, InRecovery: true,
 			ServerVersionNum: 150020, SystemIdentifier: 7, Timeline: 1, MaxFrameSize: protocol.DefaultMaxFrameSize}))
 	})
 	p.Handle(protocol.OpPing, func(c *conntest.Conn, req conntest.Request) bool {
