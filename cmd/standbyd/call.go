@@ -124,6 +124,11 @@ func callDirect(ctx context.Context, cfg *config.Config, opName string, payload 
 // callExit maps a call failure to the documented exit code; a failure of
 // --direct's own session after its request was sent is an unknown outcome.
 func callExit(err error) error {
+	// --direct's own refusals (not a standby) carry their code already.
+	var own *exitError
+	if errors.As(err, &own) {
+		return own
+	}
 	ee := callcli.Exit(err, func(err error) (int, bool) {
 		var ce *conn.CallError
 		if errors.As(err, &ce) && ce.OutcomeUnknown() {
