@@ -245,3 +245,26 @@ free_port() {
 	die "no free port found"
 }
 
+
+# ensure_base prints the directory of a bare `debootstrap --variant=minbase`
+# of SUITE (cached in $CACHE/base-SUITE, made once), for tests that copy it
+# to a fresh root of their own: nothing is installed into it.
+ensure_base() {
+	local suite=$1 b=$CACHE/base-$1 mirror script=()
+	mkdir -p "$CACHE"
+	exec 7>"$CACHE/.base-$suite.lock"
+	flock 7
+	if ! [[ -f $b/.standbyd-complete ]]; then
+		[[ -e $b ]] && { say "removing the incomplete base $b" >&2; remove_chroot "$b"; }
+		command -v debootstrap >/dev/null || die "debootstrap not installed (apt-get install debootstrap)"
+		mirror=$(host_mirror)
+		[[ $suite == forky ]] && script=(/usr/share/debootstrap/scripts/sid)
+		say "debootstrap $suite into $b" >&2
+		debootstrap --variant=minbase "$suite" "$b" "$mirror" "${script[@]}" >"$CACHE/base-$suite.debootstrap.log" 2>&1 ||
+			{ tail -30 "$CACHE/base-$suite.debootstrap.log" >&2; die "debootstrap $suite failed"; }
+		in_chroot "$b" apt-get clean
+		date -u +%FT%TZ >"$b/.standbyd-complete"
+	fi
+	flock -u 7
+	echo "$b"
+}

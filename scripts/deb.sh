@@ -29,6 +29,8 @@ B=$ROOT/build/deb-$VERSION
 # Where a build directory appears inside a chroot.
 MNT=/srv/standbyd-deb
 CUR_CHROOT=
+# What building the extension's package needs in a chroot.
+BUILD_TOOLS=(build-essential debhelper dpkg-dev postgresql-server-dev-all)
 
 cleanup() {
 	local rc=$?
@@ -110,12 +112,14 @@ chroot_build_tools() {
 	suite=$(suite_of "$m")
 	exec 8>"$CACHE/.$suite.lock"
 	flock 8
-	if ! [[ -x $c/usr/bin/dh && -x $c/usr/bin/pg_buildext && -x $c/usr/bin/dpkg-buildpackage ]]; then
-		say "installing debhelper and postgresql-server-dev-all into $c"
+	local deps
+	deps=$(printf '%s, ' "${BUILD_TOOLS[@]}")
+	if ! in_chroot "$c" dpkg-checkbuilddeps -d "${deps%, }" /dev/null 2>/dev/null; then
+		say "installing ${BUILD_TOOLS[*]} into $c"
 		mount_one -t proc proc "$c/proc"
-		in_chroot "$c" apt-get install "${APT_OPTS[@]}" debhelper dpkg-dev postgresql-server-dev-all >>"$CACHE/$suite.apt.log" 2>&1 ||
+		in_chroot "$c" apt-get install "${APT_OPTS[@]}" "${BUILD_TOOLS[@]}" >>"$CACHE/$suite.apt.log" 2>&1 ||
 			{ in_chroot "$c" apt-get -q update >>"$CACHE/$suite.apt.log" 2>&1 &&
-				in_chroot "$c" apt-get install "${APT_OPTS[@]}" debhelper dpkg-dev postgresql-server-dev-all >>"$CACHE/$suite.apt.log" 2>&1; } ||
+				in_chroot "$c" apt-get install "${APT_OPTS[@]}" "${BUILD_TOOLS[@]}" >>"$CACHE/$suite.apt.log" 2>&1; } ||
 			{ tail -20 "$CACHE/$suite.apt.log" >&2; die "installing the build tools into $c failed"; }
 		in_chroot "$c" apt-get clean
 		stop_chroot_procs "$c"
@@ -140,7 +144,8 @@ main() {
 	done
 	rm -rf "$B"
 	mkdir -p "$B" "$DIST"
-	rm -f "$DIST"/*_"$VERSION"_*.deb
+	rm -f "$DIST"/standbyd*_"$VERSION"_*.deb
+	for m in "${majors[@]}"; do rm -f "$DIST"/postgresql-"$m"-standbyd*_"$VERSION"_*.deb; done
 	build_daemon
 	if ((${#host[@]})); then
 		mkdir -p "$B/ext-host"
