@@ -169,7 +169,7 @@ main() {
 	say "packages in $DIST ($(($(date +%s) - t0))s):"
 	local f
 	for f in "$DIST"/*_"$VERSION"_*.deb; do
-		printf '  %-48s %6s KiB\n' "$(basename "$f")" "$(($(stat -c %s "$f") / 1024))"
+		printf '  %-56s %6s KiB\n' "$(basename "$f")" "$(($(stat -c %s "$f") / 1024))"
 	done
 	say "lintian"
 	# Errors fail the build; kept warnings carry an override with its reason.
