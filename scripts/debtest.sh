@@ -5,7 +5,8 @@
 #   debtest.sh [SUITE...]   default: bookworm (PostgreSQL 15) trixie (17)
 #
 # For each suite a bare debootstrap of it (cached, see ensure_base) is
-# copied to a throwaway root. In it: postgresql-MAJOR and
+# copied to a throwaway root. In it: standbyd alone (its postinst makes the
+# units' system user), purged; postgresql-MAJOR and
 # postgresql-MAJOR-standbyd, CREATE EXTENSION standbyd on a primary; the
 # standbyd package: --version, systemd-analyze verify of its units, nothing
 # enabled or started, `standbyd check --connect` against a pg_basebackup -R
@@ -153,8 +154,22 @@ test_suite() {
 	cp "$DIST/standbyd_${V1}_amd64.deb" "$DIST/postgresql-$m-standbyd_${V1}_amd64.deb" \
 		"$DIST2/standbyd_${V2}_amd64.deb" "$DIST2/postgresql-$m-standbyd_${V2}_amd64.deb" "$R/root/debs/"
 
+	# First standbyd alone, on a host without PostgreSQL: the units' user is
+	# made by the postinst, as a system user; a purge keeps it (policy).
+	step "apt install ./standbyd_${V1}_amd64.deb on a host without PostgreSQL, then purge"
+	{ in_r apt-get -q update && in_r apt-get install -y -q "/root/debs/standbyd_${V1}_amd64.deb"; } >"$R/root/apt.log" 2>&1 ||
+		{ tail -20 "$R/root/apt.log" >&2; fail "installing standbyd alone"; }
+	local uid
+	uid=$(in_r id -u postgres) || fail "the postinst made no postgres user"
+	((uid < 1000)) || fail "postgres (uid $uid) is not a system user"
+	in_r id -gn postgres | grep -qx postgres || fail "postgres is not in group postgres"
+	in_r dpkg --purge standbyd >>"$R/root/apt.log" 2>&1 || { tail -20 "$R/root/apt.log" >&2; fail "purging standbyd alone"; }
+	[[ ! -e $R/etc/standbyd && ! -e $R/usr/bin/standbyd ]] || fail "purge left /etc/standbyd or /usr/bin/standbyd"
+	in_r id -u postgres >/dev/null || fail "purge removed the postgres user"
+	step "postgres made as system user $uid, kept by the purge"
+
 	step "apt-get install postgresql-$m systemd"
-	{ in_r apt-get -q update && in_r apt-get install "${APT_OPTS[@]}" "postgresql-$m" systemd; } >"$R/root/apt.log" 2>&1 ||
+	in_r apt-get install "${APT_OPTS[@]}" "postgresql-$m" systemd >>"$R/root/apt.log" 2>&1 ||
 		{ tail -20 "$R/root/apt.log" >&2; fail "installing postgresql-$m"; }
 	step "apt install ./postgresql-$m-standbyd_${V1}_amd64.deb"
 	in_r apt-get install -y -q "/root/debs/postgresql-$m-standbyd_${V1}_amd64.deb" >>"$R/root/apt.log" 2>&1 ||
