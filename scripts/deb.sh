@@ -26,16 +26,17 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C
 VERSION=${DEB_VERSION:-$(cat "$ROOT/packaging/VERSION")}
 DIST=${DIST:-$ROOT/dist}
 B=$ROOT/build/deb-$VERSION
-# Where a build directory appears inside a chroot.
-MNT=/srv/standbyd-deb
-CUR_CHROOT=
+# Where a build directory appears inside a chroot: one per run, since
+# several work trees may build in the same chroot at once.
+MNT=/srv/standbyd-deb-$$
 # What building the extension's package needs in a chroot.
 BUILD_TOOLS=(build-essential debhelper dpkg-dev postgresql-server-dev-all)
 
+# The chroots are shared with the version matrix, whose servers may run in
+# them: nothing is killed there, the build's mounts are only undone.
 cleanup() {
 	local rc=$?
 	set +e
-	[[ -n $CUR_CHROOT && ${#MOUNTED[@]} -gt 0 ]] && stop_chroot_procs "$CUR_CHROOT"
 	unmount_all
 	exit "$rc"
 }
@@ -122,7 +123,6 @@ chroot_build_tools() {
 				in_chroot "$c" apt-get install "${APT_OPTS[@]}" "${BUILD_TOOLS[@]}" >>"$CACHE/$suite.apt.log" 2>&1; } ||
 			{ tail -20 "$CACHE/$suite.apt.log" >&2; die "installing the build tools into $c failed"; }
 		in_chroot "$c" apt-get clean
-		stop_chroot_procs "$c"
 		unmount_all
 	fi
 	flock -u 8
@@ -158,13 +158,12 @@ main() {
 		ensure_chroot "${ms[0]}"
 		chroot_build_tools "${ms[0]}"
 		c=$(chroot_of "${ms[0]}")
-		CUR_CHROOT=$c
 		suite=$group
 		mkdir -p "$B/ext-$suite"
 		mount_one --bind "$B/ext-$suite" "$c$MNT"
 		build_ext "$suite chroot" "${ms[*]}" "$B/ext-$suite" "$MNT" in_chroot "$c"
 		unmount_all
-		CUR_CHROOT=
+		rmdir "$c$MNT"
 	done
 	say "packages in $DIST ($(($(date +%s) - t0))s):"
 	local f
