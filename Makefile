@@ -85,7 +85,7 @@ check-units: build ## systemd-analyze verify the units and the socket (ExecStart
 deb: ## Debian packages into dist/: standbyd and postgresql-MAJOR-standbyd for 15 (host), 17, 18, 19 (chroots), then lintian (root; DEB_MAJORS="15 17" selects)
 	scripts/deb.sh $(DEB_MAJORS)
 
-test-deb: ## install, upgrade and purge the packages of dist/ in fresh Debian 12 and 13 chroots (root; builds them, and a bumped version, first)
+test-deb: ## install, use, upgrade and purge the packages of dist/ in fresh Debian 12 and 13 chroots (root; builds what dist/ lacks, and a bumped version)
 	scripts/debtest.sh
 
 demo: ## throwaway primary + standby + standbyd, requests flowing

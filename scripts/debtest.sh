@@ -213,6 +213,10 @@ test_suite() {
 	out=$(in_r systemd-analyze verify /lib/systemd/system/standbyd.service /lib/systemd/system/standbyd.socket "/root/standbyd@$m-standby.service" 2>&1) ||
 		{ echo "$out" >&2; fail "systemd-analyze verify"; }
 	[[ -z $out ]] || { echo "$out" >&2; fail "systemd-analyze verify complained"; }
+	local doc
+	while read -r doc; do
+		[[ -f $R$doc ]] || fail "a unit's Documentation= names $doc, which the package does not install"
+	done < <(sed -n 's|^Documentation=file://||p' "$R"/lib/systemd/system/standbyd*)
 
 	step "edit the conffile /etc/standbyd/standbyd.yaml: the standby's data directory, a free metrics port"
 	local mport
