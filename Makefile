@@ -19,11 +19,12 @@ RACE_BIN := bin/standbyd-race
 BENCH_FLAGS ?=
 
 MAJORS ?= 17 18 19
+DEB_MAJORS ?= 15 17 18 19
 
 SOAK ?= 10m
 SOAK_REPORT ?= bench/results/soak-$(shell date -u +%Y-%m-%d).md
 
-.PHONY: all build build-race extension deps test test-majors test-unit fuzz lint check-units demo soak bench bench-tools clean help
+.PHONY: all build build-race extension deps test test-majors test-unit fuzz lint check-units demo soak bench bench-tools deb test-deb clean help
 
 all: build extension ## build the daemon and the extension
 
@@ -84,6 +85,12 @@ check-units: build ## systemd-analyze verify the units and the socket (ExecStart
 	if [ $$rc -ne 0 ] || [ -n "$$out" ]; then echo "$$out"; echo "units: systemd-analyze complained"; exit 1; fi; \
 	echo "units verified: $$(ls $$d | tr '\n' ' ')"
 
+deb: ## Debian packages into dist/: standbyd and postgresql-MAJOR-standbyd for 15 (host), 17, 18, 19 (chroots), then lintian (root; DEB_MAJORS="15 17" selects)
+	scripts/deb.sh $(DEB_MAJORS)
+
+test-deb: ## install, use, upgrade and purge the packages of dist/ in fresh Debian 12 and 13 chroots (root; builds what dist/ lacks, and a bumped version)
+	scripts/debtest.sh
+
 demo: ## throwaway primary + standby + standbyd, requests flowing
 	scripts/demo.sh
 
@@ -102,7 +109,7 @@ bench: deps extension bench-tools ## side-by-side latency, throughput and resour
 	bin/standbyd-bench -standbyd $(BIN) -call $(CALL_BIN) -chanbench bin/chanbench -ctcp bin/ctcp $(BENCH_FLAGS)
 
 clean: ## remove build outputs
-	rm -rf bin
+	rm -rf bin build dist
 	$(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) clean
 
 help: ## this list

@@ -48,7 +48,7 @@ func main() {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newRunCommand(), newCallCommand(), newStatusCommand(), newCheckCommand())
+	root.AddCommand(newRunCommand(), newCallCommand(), newStatusCommand(), newCheckCommand(), newManCommand())
 	err := root.Execute()
 	if err == nil {
 		os.Exit(exitOK)

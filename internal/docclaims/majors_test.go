@@ -13,11 +13,16 @@ import (
 // the default list and the Debian suite of each.
 func majorsScript(t *testing.T, root string) (defaults []string, suite map[string]string, experimental string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root, "scripts/majors.sh"))
-	if err != nil {
-		t.Fatal(err)
+	// majors.sh keeps its chroot functions (suite_of, make_chroot) in the
+	// library it sources.
+	var s string
+	for _, f := range []string{"scripts/majors.sh", "scripts/chroot-lib.sh"} {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s += string(b)
 	}
-	s := string(b)
 	m := regexp.MustCompile(`\|\| majors=\(([0-9 ]+)\)`).FindStringSubmatch(s)
 	if m == nil {
 		t.Fatal("scripts/majors.sh: no default list of majors")

@@ -1,0 +1,84 @@
+package scripts_test
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// The majors the README lists for postgresql-<major>-standbyd are the ones
+// make deb builds by default (Makefile and deb.sh), and debian/pgversions
+// admits each of them.
+// claim: readme.deb-majors
+func TestDebMajorsMatchReadme(t *testing.T) {
+	readme := readFile(t, "README.md")
+	m := regexp.MustCompile("`postgresql-<major>-standbyd` \\(the extension\\) for PostgreSQL ([0-9, and]+)\\.").FindStringSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md names no majors for postgresql-<major>-standbyd")
+	}
+	doc := strings.Join(regexp.MustCompile(`[0-9]+`).FindAllString(m[1], -1), " ")
+	mk := regexp.MustCompile(`(?m)^DEB_MAJORS \?= (.+)$`).FindStringSubmatch(readFile(t, "Makefile"))
+	if mk == nil || strings.Join(strings.Fields(mk[1]), " ") != doc {
+		t.Errorf("README.md says %q, the Makefile's DEB_MAJORS is %q", doc, mk)
+	}
+	sh := regexp.MustCompile(`majors=\(([0-9 ]+)\)`).FindStringSubmatch(readFile(t, "scripts/deb.sh"))
+	if sh == nil || sh[1] != doc {
+		t.Errorf("README.md says %q, deb.sh's default is %q", doc, sh)
+	}
+	pgv := strings.TrimSpace(readFile(t, "packaging/extension/debian/pgversions"))
+	low := regexp.MustCompile(`^([0-9]+)\+$`).FindStringSubmatch(pgv)
+	if low == nil || low[1] != strings.Fields(doc)[0] {
+		t.Errorf("debian/pgversions is %q, the lowest major built is %s", pgv, strings.Fields(doc)[0])
+	}
+}
+
+// Installing standbyd enables and starts no unit: every unit the package
+// ships is handed to dh_installsystemd with --no-enable --no-start, and the
+// postinst restarts (try-restart: only what runs) on upgrade alone.
+// claim: readme.deb-nothing-started
+func TestDebInstallStartsNothing(t *testing.T) {
+	rules := readFile(t, "packaging/daemon/debian/rules")
+	calls := regexp.MustCompile(`(?m)^\tdh_installsystemd (.*)$`).FindAllStringSubmatch(rules, -1)
+	units := map[string]bool{}
+	for _, c := range calls {
+		if !strings.Contains(c[1], "--no-enable") || !strings.Contains(c[1], "--no-start") {
+			t.Errorf("dh_installsystemd %s: without --no-enable --no-start", c[1])
+		}
+		for _, f := range strings.Fields(c[1]) {
+			if !strings.HasPrefix(f, "-") {
+				units[f] = true
+			}
+		}
+	}
+	for _, u := range []string{"standbyd.service", "standbyd@.service", "standbyd.socket"} {
+		if _, err := os.Stat(filepath.Join("../deploy/systemd", u)); err != nil {
+			t.Fatal(err)
+		}
+		if !units[u] {
+			t.Errorf("%s is not among the units dh_installsystemd is told about: %v", u, units)
+		}
+	}
+	post := readFile(t, "packaging/daemon/debian/standbyd.postinst")
+	for _, line := range strings.Split(post, "\n") {
+		if strings.Contains(line, "deb-systemd-invoke") && !strings.Contains(line, "try-restart") {
+			t.Errorf("postinst starts a unit: %s", line)
+		}
+		if strings.Contains(line, "systemctl") {
+			t.Errorf("postinst calls systemctl: %s", line)
+		}
+	}
+	if !strings.Contains(post, `[ "$1" = configure ] && [ -n "$2" ]`) {
+		t.Error("postinst's restart is not limited to upgrades (configure with an old version)")
+	}
+}
