@@ -240,6 +240,9 @@ test_suite() {
 	[[ -n $pid1 ]] || fail "no channel backend on the primary"
 	[[ $(in_r stat -c %U "/proc/$DAEMON_PID") == postgres ]] || fail "the daemon does not run as postgres"
 	step "call N 100 200 300 through the daemon: 400 500 600; channel backend pid $pid1"
+	out=$(as_pg standbyd-call N 1 2 3) || fail "standbyd-call N 1 2 3 failed"
+	[[ $out == "301 302 303" ]] || fail "standbyd-call N 1 2 3 answered '$out'"
+	step "standbyd-call N 1 2 3 through the daemon: $out"
 
 	step "upgrade in place: apt install ./standbyd_${V2}_amd64.deb ./postgresql-$m-standbyd_${V2}_amd64.deb"
 	in_r apt-get install -y -q "/root/debs/standbyd_${V2}_amd64.deb" "/root/debs/postgresql-$m-standbyd_${V2}_amd64.deb" \
