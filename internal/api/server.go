@@ -13,6 +13,7 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,7 +57,13 @@ type ServerConfig struct {
 	// SlowThreshold: a call still running after this long is logged with
 	// its caller (0: never).
 	SlowThreshold time.Duration
-	Logger        *zap.Logger
+	// FastMaxInFlight bounds the requests one fast path connection has
+	// in flight; more are answered busy (0: DefaultFastMaxInFlight).
+	FastMaxInFlight int
+	// FastFrameTimeout: a fast path frame that has begun must be complete
+	// within it, or its connection is closed (0: DefaultFastFrameTimeout).
+	FastFrameTimeout time.Duration
+	Logger           *zap.Logger
 }
 
 // Server serves the local API on a Unix socket.
@@ -64,11 +71,16 @@ type Server struct {
 	cfg       ServerConfig
 	ch        Channel
 	ln        *limitListener
+	split     *splitListener
 	srv       *http.Server
 	log       *zap.Logger
 	slots     chan struct{} // nil: no bound but MaxConns
 	activated bool          // the socket came from systemd, which owns its path
 	stopping  atomic.Bool
+
+	fastMu     sync.Mutex
+	fastConns  map[*fastConn]struct{}
+	fastClosed bool
 }
 
 // Listen takes the socket from systemd (socket activation), or creates it
@@ -80,6 +92,12 @@ func Listen(cfg ServerConfig, ch Channel) (*Server, error) {
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 1024
+	}
+	if cfg.FastMaxInFlight <= 0 {
+		cfg.FastMaxInFlight = DefaultFastMaxInFlight
+	}
+	if cfg.FastFrameTimeout <= 0 {
+		cfg.FastFrameTimeout = DefaultFastFrameTimeout
 	}
 	ln, err := systemdListener()
 	if err != nil {
@@ -101,7 +119,9 @@ func Listen(cfg ServerConfig, ch Channel) (*Server, error) {
 		}
 		ln = ul
 	}
-	s := &Server{cfg: cfg, ch: ch, ln: newLimitListener(ln, cfg.MaxConns), log: cfg.Logger, activated: activated}
+	s := &Server{cfg: cfg, ch: ch, ln: newLimitListener(ln, cfg.MaxConns), log: cfg.Logger, activated: activated,
+		fastConns: map[*fastConn]struct{}{}}
+	s.split = newSplitListener(s.ln, cfg.Logger, s.serveFast)
 	if cfg.CallSlots > 0 {
 		s.slots = make(chan struct{}, cfg.CallSlots)
 	}
@@ -137,7 +157,9 @@ func (s *Server) Addr() string {
 
 // Serve answers requests until StopAccepting or Shutdown.
 func (s *Server) Serve() error {
-	err := s.srv.Serve(s.ln)
+	s.split.wg.Add(1)
+	go s.split.run()
+	err := s.srv.Serve(s.split)
 	if errors.Is(err, http.ErrServerClosed) || s.stopping.Load() {
 		return nil
 	}
@@ -151,7 +173,7 @@ func (s *Server) StopAccepting() {
 	if s.stopping.Swap(true) {
 		return
 	}
-	_ = s.ln.Close()
+	_ = s.split.Close()
 	if !s.activated {
 		_ = os.Remove(s.cfg.Socket)
 	}
@@ -161,7 +183,20 @@ func (s *Server) StopAccepting() {
 // and removes the socket.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.StopAccepting()
-	return s.srv.Shutdown(ctx)
+	s.drainFast()
+	fastDone := make(chan struct{})
+	go func() { defer close(fastDone); s.split.wg.Wait() }()
+	err := s.srv.Shutdown(ctx)
+	select {
+	case <-fastDone:
+	case <-ctx.Done():
+		s.closeFast()
+		<-fastDone
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	return err
 }
 
 func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,342 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/standbyd/standbyd/client"
+	"github.com/standbyd/standbyd/internal/api/fastproto"
+	"github.com/standbyd/standbyd/internal/protocol"
+)
+
+// Fast path defaults (docs/api.md, "Limits").
+const (
+	DefaultFastMaxInFlight  = 128
+	DefaultFastFrameTimeout = 5 * time.Second
+	// fastBatch is how many reply bytes the writer gathers before a write.
+	fastBatch = 64 << 10
+)
+
+// fastMaxFrame is the largest request frame: a channel payload with the
+// timeout and the longest name.
+func (s *Server) fastMaxFrame() int {
+	return fastproto.HeaderSize + fastproto.TimeoutSize + 1 + fastproto.MaxNameSize + s.cfg.MaxPayload
+}
+
+// fastReply is one reply for the connection's writer.
+type fastReply struct {
+	op      uint16
+	id      uint32
+	payload []byte
+	err     *fastproto.ErrorReply
+}
+
+// fastConn is one connection speaking the fast path: a reader (this
+// goroutine), a goroutine per request in flight, and one writer that
+// gathers the replies into as few writes as it can.
+type fastConn struct {
+	s        *Server
+	c        *peerConn
+	br       *bufio.Reader
+	out      chan fastReply
+	inflight atomic.Int32
+	calls    sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+	// draining: the daemon is stopping; the reader was woken to stop.
+	draining atomic.Bool
+}
+
+// serveFast answers a connection whose preamble offered version v.
+func (s *Server) serveFast(c *peerConn, v uint16) {
+	_ = v // every version offered (>= 1) is answered with version 1
+	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, 32<<10),
+		out: make(chan fastReply, 2*s.cfg.FastMaxInFlight)}
+	fc.ctx, fc.cancel = context.WithCancel(context.Background())
+	defer fc.cancel()
+	if !s.trackFast(fc, true) {
+		c.Close()
+		return
+	}
+	defer s.trackFast(fc, false)
+	pre := fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{Version: fastproto.Version1,
+		MaxFrame: uint32(s.fastMaxFrame()), MaxInFlight: uint32(s.cfg.FastMaxInFlight)})
+	if _, err := c.Write(pre); err != nil {
+		c.Close()
+		return
+	}
+	written := make(chan struct{})
+	go func() { defer close(written); fc.write() }()
+	reason := fc.read()
+	if reason != nil {
+		// The caller is gone or broke the framing: what is still queued
+		// for it is not sent; what is on the wire is read and dropped.
+		fc.cancel()
+	}
+	fc.calls.Wait()
+	close(fc.out)
+	<-written
+	c.Close()
+}
+
+// read reads frames until the connection ends; nil means a polite end (the
+// daemon stopping).
+func (fc *fastConn) read() error {
+	s := fc.s
+	var hdr [fastproto.HeaderSize]byte
+	maxBody := s.fastMaxFrame() - fastproto.HeaderSize
+	for {
+		// Idle between frames: no deadline. Once a frame has begun, all of
+		// it must come within the frame timeout.
+		if _, err := fc.br.Peek(1); err != nil {
+			return fc.readEnded(err, 0)
+		}
+		armed := false
+		arm := func(need int) {
+			if !armed && fc.br.Buffered() < need {
+				armed = true
+				_ = fc.c.SetReadDeadline(time.Now().Add(s.cfg.FastFrameTimeout))
+			}
+		}
+		arm(fastproto.HeaderSize)
+		if _, err := io.ReadFull(fc.br, hdr[:]); err != nil {
+			return fc.readEnded(err, fc.br.Buffered())
+		}
+		h := fastproto.ParseHeader(hdr[:])
+		if h.Kind != fastproto.KindRequest {
+			fc.reply(h.Op, h.ID, nil, client.KindBadRequest, fmt.Sprintf("frame kind %#02x is not a request ('Q'): closing the connection", h.Kind))
+			s.log.Warn("api fast path: closing a connection that sent a frame of unknown kind", fc.c.peer.fields()...)
+			return fastproto.ErrWrongKind
+		}
+		if int64(h.Length) > int64(maxBody) {
+			fc.reply(h.Op, h.ID, nil, client.KindPayloadTooLarge,
+				fmt.Sprintf("frame of %d bytes is larger than the maximum of %d: closing the connection", uint64(h.Length)+fastproto.HeaderSize, s.fastMaxFrame()))
+			s.log.Warn("api fast path: closing a connection that sent a frame over the limit", fc.c.peer.fields()...)
+			return errors.New("frame over the limit")
+		}
+		arm(int(h.Length))
+		// Refused before the body is held: a flood costs a read, not memory.
+		refusal := ""
+		if fc.inflight.Load() >= int32(s.cfg.FastMaxInFlight) {
+			refusal = fmt.Sprintf("%d requests of this connection are already in flight", s.cfg.FastMaxInFlight)
+		} else if s.slots != nil {
+			select {
+			case s.slots <- struct{}{}:
+			default:
+				refusal = fmt.Sprintf("%d calls are already waiting or running", cap(s.slots))
+			}
+		}
+		if refusal != "" {
+			if _, err := fc.br.Discard(int(h.Length)); err != nil {
+				return fc.readEnded(err, 0)
+			}
+			fc.disarm(armed)
+			fc.reply(h.Op, h.ID, nil, client.KindBusy, refusal)
+			continue
+		}
+		body := make([]byte, h.Length)
+		if _, err := io.ReadFull(fc.br, body); err != nil {
+			fc.release()
+			return fc.readEnded(err, 0)
+		}
+		fc.disarm(armed)
+		req, err := fastproto.ParseRequestBody(h, body)
+		if err != nil {
+			fc.release()
+			fc.reply(h.Op, h.ID, nil, client.KindBadRequest, err.Error())
+			continue
+		}
+		fc.inflight.Add(1)
+		fc.calls.Add(1)
+		go fc.call(req)
+	}
+}
+
+func (fc *fastConn) disarm(armed bool) {
+	if armed {
+		_ = fc.c.SetReadDeadline(time.Time{})
+	}
+}
+
+// release gives back the call slot taken for a request.
+func (fc *fastConn) release() {
+	if fc.s.slots != nil {
+		<-fc.s.slots
+	}
+}
+
+// readEnded says why reading stopped; partial is what had arrived of a
+// frame that never completed.
+func (fc *fastConn) readEnded(err error, partial int) error {
+	if fc.draining.Load() {
+		return nil
+	}
+	if fc.ctx.Err() != nil {
+		return err // the writer found the caller gone
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		fc.s.log.Warn("api fast path: closing a connection whose frame did not arrive in time",
+			append(fc.c.peer.fields(), zap.Duration("frame_timeout", fc.s.cfg.FastFrameTimeout), zap.Int("bytes_received", partial))...)
+		return err
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		fc.s.log.Debug("api fast path: connection read", append(fc.c.peer.fields(), zap.Error(err))...)
+	}
+	return err
+}
+
+// call serves one request, as the HTTP handler does.
+func (fc *fastConn) call(req fastproto.Request) {
+	s := fc.s
+	defer fc.calls.Done()
+	defer fc.inflight.Add(-1)
+	defer fc.release()
+	timeout := s.cfg.DefaultTimeout
+	if req.TimeoutMS > 0 {
+		timeout = min(time.Duration(req.TimeoutMS)*time.Millisecond, s.cfg.MaxTimeout)
+	}
+	ctx, cancel := context.WithTimeout(fc.ctx, timeout)
+	defer cancel()
+	op := req.Op
+	name := req.Name
+	if name != "" {
+		var err error
+		if op, err = s.ch.ResolveOp(ctx, name); err != nil {
+			fc.reply(0, req.ID, nil, client.KindBadRequest, err.Error())
+			return
+		}
+	} else {
+		name = protocol.OpName(op)
+	}
+	peer := fc.c.peer
+	if ce := s.log.Check(zap.DebugLevel, "call"); ce != nil {
+		ce.Write(append(peer.fields(), zap.String("op", protocol.OpName(op)))...)
+	}
+	if s.cfg.Allow != nil && len(s.cfg.Allow.Rules) > 0 {
+		if d := s.cfg.Allow.check(op, s.ch.Status().Hello.Ops, peer); !d.allowed {
+			s.log.Warn("call refused by api.allow", slices.Clip(append(peer.fields(), zap.String("op", protocol.OpName(op))))...)
+			if s.cfg.Denied != nil {
+				s.cfg.Denied(op)
+			}
+			fc.reply(op, req.ID, nil, client.KindForbidden, deniedMessage(name, peer))
+			return
+		}
+	}
+	if len(req.Payload) > s.cfg.MaxPayload {
+		fc.reply(op, req.ID, nil, client.KindPayloadTooLarge, fmt.Sprintf("payload larger than %d bytes", s.cfg.MaxPayload))
+		return
+	}
+	if s.cfg.SlowThreshold > 0 {
+		start := time.Now()
+		slow := time.AfterFunc(s.cfg.SlowThreshold, func() {
+			s.log.Warn("call slow", append(peer.fields(), zap.String("op", protocol.OpName(op)), zap.Duration("waiting", time.Since(start)))...)
+		})
+		defer slow.Stop()
+	}
+	reply, err := s.ch.Call(ctx, op, req.Payload)
+	if err != nil {
+		_, d := classify(err)
+		fc.out <- fastReply{op: op, id: req.ID, err: &fastproto.ErrorReply{Kind: d.Kind, SQLState: d.SQLState, Message: d.Message}}
+		return
+	}
+	fc.out <- fastReply{op: op, id: req.ID, payload: reply}
+}
+
+// reply queues an answer; with a kind it is an error.
+func (fc *fastConn) reply(op uint16, id uint32, payload []byte, kind, msg string) {
+	r := fastReply{op: op, id: id, payload: payload}
+	if kind != "" {
+		r.err = &fastproto.ErrorReply{Kind: kind, Message: msg}
+	}
+	fc.out <- r
+}
+
+// write sends the queued replies, as many per write as are ready. After a
+// failed write it keeps draining, so that no call waits on it.
+func (fc *fastConn) write() {
+	var buf []byte
+	failed := false
+	for r := range fc.out {
+		buf = appendFastReply(buf[:0], r)
+	gather:
+		for len(buf) < fastBatch {
+			select {
+			case r, ok := <-fc.out:
+				if !ok {
+					break gather
+				}
+				buf = appendFastReply(buf, r)
+			default:
+				break gather
+			}
+		}
+		if failed {
+			continue
+		}
+		if _, err := fc.c.Write(buf); err != nil {
+			failed = true
+			fc.cancel()
+			// Wake the reader: the caller is gone.
+			_ = fc.c.SetReadDeadline(time.Now())
+		}
+		if cap(buf) > 4*fastBatch {
+			buf = nil // do not keep a large reply's buffer for the connection's life
+		}
+	}
+}
+
+func appendFastReply(dst []byte, r fastReply) []byte {
+	if r.err != nil {
+		return fastproto.AppendError(dst, r.op, r.id, *r.err)
+	}
+	return fastproto.AppendReply(dst, r.op, r.id, r.payload)
+}
+
+// trackFast adds or removes a connection from those Shutdown waits for;
+// adding fails once the server stops.
+func (s *Server) trackFast(fc *fastConn, add bool) bool {
+	s.fastMu.Lock()
+	defer s.fastMu.Unlock()
+	if !add {
+		delete(s.fastConns, fc)
+		return true
+	}
+	if s.fastClosed {
+		return false
+	}
+	s.fastConns[fc] = struct{}{}
+	return true
+}
+
+// drainFast tells every fast connection to stop reading: the requests in
+// flight are answered, then the connections close.
+func (s *Server) drainFast() {
+	s.fastMu.Lock()
+	defer s.fastMu.Unlock()
+	s.fastClosed = true
+	for fc := range s.fastConns {
+		fc.draining.Store(true)
+		_ = fc.c.SetReadDeadline(time.Now())
+	}
+}
+
+// closeFast ends every fast connection at once.
+func (s *Server) closeFast() {
+	s.fastMu.Lock()
+	defer s.fastMu.Unlock()
+	for fc := range s.fastConns {
+		fc.cancel()
+		fc.c.Close()
+	}
+}
