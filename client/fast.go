@@ -19,7 +19,7 @@ import (
 // fastIdle is how long a fast path connection with nothing in flight is
 // kept; the client, not the daemon, closes it, so that no request can
 // cross the close.
-const fastIdle = 30 * time.Second
+var fastIdle = 30 * time.Second
 
 // fastHandshake bounds the preamble exchange of a new connection.
 const fastHandshake = 5 * time.Second

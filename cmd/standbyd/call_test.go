@@ -132,6 +132,7 @@ func fastHandshake(c net.Conn) (fastproto.Header, bool) {
 
 // The same rules on the fast path: "handed over" is a request frame fully
 // written.
+// claim: api.fast-exit-codes
 func TestCallExitCodesFastPath(t *testing.T) {
 	call := func(sock string, timeout time.Duration) error {
 		c := client.New(sock)

@@ -59,7 +59,7 @@ type fastConn struct {
 }
 
 // serveFast answers a connection whose preamble offered version v.
-func (s *Server) serveFast(c *peerConn, v uint16) {
+func (s *Server) serveFast(c *peerConn, v byte) {
 	_ = v // every version offered (>= 1) is answered with version 1
 	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, 32<<10),
 		out: make(chan fastReply, 2*s.cfg.FastMaxInFlight)}
@@ -110,8 +110,8 @@ func (fc *fastConn) read() error {
 			}
 		}
 		arm(fastproto.HeaderSize)
-		if _, err := io.ReadFull(fc.br, hdr[:]); err != nil {
-			return fc.readEnded(err, fc.br.Buffered())
+		if n, err := io.ReadFull(fc.br, hdr[:]); err != nil {
+			return fc.readEnded(err, n)
 		}
 		h := fastproto.ParseHeader(hdr[:])
 		if h.Kind != fastproto.KindRequest {
@@ -138,17 +138,17 @@ func (fc *fastConn) read() error {
 			}
 		}
 		if refusal != "" {
-			if _, err := fc.br.Discard(int(h.Length)); err != nil {
-				return fc.readEnded(err, 0)
+			if n, err := fc.br.Discard(int(h.Length)); err != nil {
+				return fc.readEnded(err, fastproto.HeaderSize+n)
 			}
 			fc.disarm(armed)
 			fc.reply(h.Op, h.ID, nil, client.KindBusy, refusal)
 			continue
 		}
 		body := make([]byte, h.Length)
-		if _, err := io.ReadFull(fc.br, body); err != nil {
+		if n, err := io.ReadFull(fc.br, body); err != nil {
 			fc.release()
-			return fc.readEnded(err, 0)
+			return fc.readEnded(err, fastproto.HeaderSize+n)
 		}
 		fc.disarm(armed)
 		req, err := fastproto.ParseRequestBody(h, body)

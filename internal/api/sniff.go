@@ -21,7 +21,7 @@ const sniffTimeout = 5 * time.Second
 // the fast path's magic, else to net/http (Accept) with the bytes put back.
 type splitListener struct {
 	inner *limitListener
-	fast  func(c *peerConn, version uint16)
+	fast  func(c *peerConn, version byte)
 	log   *zap.Logger
 
 	http chan net.Conn
@@ -30,7 +30,7 @@ type splitListener struct {
 	wg   sync.WaitGroup // the accept loop and the sniffers
 }
 
-func newSplitListener(inner *limitListener, log *zap.Logger, fast func(*peerConn, uint16)) *splitListener {
+func newSplitListener(inner *limitListener, log *zap.Logger, fast func(*peerConn, byte)) *splitListener {
 	return &splitListener{inner: inner, fast: fast, log: log, http: make(chan net.Conn), done: make(chan struct{})}
 }
 

@@ -16,12 +16,17 @@ import (
 const Magic = "SBYDFP"
 
 // Version1 is the only framing version so far.
-const Version1 uint16 = 1
+const Version1 byte = 1
+
+// preambleEnd ends the version: a daemon that only speaks HTTP reads the
+// client's preamble as a complete, malformed request line and answers 400
+// at once, rather than wait for the rest of a line.
+const preambleEnd = '\n'
 
 // Sizes of the fixed parts.
 const (
-	ClientPreambleSize = 8  // Magic, u16 version
-	ServerPreambleSize = 16 // Magic, u16 version, u32 max frame, u32 max in flight
+	ClientPreambleSize = 8  // Magic, u8 version, '\n'
+	ServerPreambleSize = 16 // Magic, u8 version, '\n', u32 max frame, u32 max in flight
 	HeaderSize         = 12
 	// TimeoutSize is the u32 that starts every request's body.
 	TimeoutSize = 4
@@ -56,26 +61,26 @@ var (
 )
 
 // AppendClientPreamble appends the client's preamble offering version v.
-func AppendClientPreamble(dst []byte, v uint16) []byte {
+func AppendClientPreamble(dst []byte, v byte) []byte {
 	dst = append(dst, Magic...)
-	return binary.BigEndian.AppendUint16(dst, v)
+	return append(dst, v, preambleEnd)
 }
 
 // ParseClientPreamble returns the version a client offers.
-func ParseClientPreamble(b []byte) (uint16, error) {
+func ParseClientPreamble(b []byte) (byte, error) {
 	if len(b) < ClientPreambleSize || string(b[:len(Magic)]) != Magic {
 		return 0, ErrNotFastPath
 	}
-	v := binary.BigEndian.Uint16(b[len(Magic):])
-	if v == 0 {
-		return 0, fmt.Errorf("%w: 0", ErrBadVersion)
+	v := b[6]
+	if v == 0 || b[7] != preambleEnd {
+		return 0, fmt.Errorf("%w: version byte %#02x, then %#02x", ErrBadVersion, v, b[7])
 	}
 	return v, nil
 }
 
 // ServerPreamble is the daemon's answer to a client's preamble.
 type ServerPreamble struct {
-	Version uint16
+	Version byte
 	// MaxFrame is the largest request frame the daemon reads, header
 	// included.
 	MaxFrame uint32
@@ -87,7 +92,7 @@ type ServerPreamble struct {
 // AppendServerPreamble appends p.
 func AppendServerPreamble(dst []byte, p ServerPreamble) []byte {
 	dst = append(dst, Magic...)
-	dst = binary.BigEndian.AppendUint16(dst, p.Version)
+	dst = append(dst, p.Version, preambleEnd)
 	dst = binary.BigEndian.AppendUint32(dst, p.MaxFrame)
 	return binary.BigEndian.AppendUint32(dst, p.MaxInFlight)
 }
@@ -98,11 +103,11 @@ func ParseServerPreamble(b []byte) (ServerPreamble, error) {
 		return ServerPreamble{}, ErrNotFastPath
 	}
 	p := ServerPreamble{
-		Version:     binary.BigEndian.Uint16(b[6:8]),
+		Version:     b[6],
 		MaxFrame:    binary.BigEndian.Uint32(b[8:12]),
 		MaxInFlight: binary.BigEndian.Uint32(b[12:16]),
 	}
-	if p.Version != Version1 {
+	if p.Version != Version1 || b[7] != preambleEnd {
 		return p, fmt.Errorf("%w: %d", ErrBadVersion, p.Version)
 	}
 	return p, nil
