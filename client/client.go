@@ -120,8 +120,8 @@ func New(socket string, opts ...Option) *Client {
 	return c
 }
 
-// Close releases the client's connections. Calls in flight on the fast
-// path end with ErrOutcomeUnknown.
+// Close releases the client's connections (a later call opens a new one).
+// Calls in flight on the fast path end with ErrOutcomeUnknown.
 func (c *Client) Close() {
 	c.hc.CloseIdleConnections()
 	if c.fast != nil {

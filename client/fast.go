@@ -36,7 +36,6 @@ type fastTransport struct {
 
 	mu     sync.Mutex
 	conn   *fastConn
-	closed bool
 	noFast bool
 }
 
@@ -66,9 +65,6 @@ type fastConn struct {
 func (t *fastTransport) get(ctx context.Context) (*fastConn, bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
-		return nil, false, errors.New("client closed")
-	}
 	if t.noFast {
 		return nil, false, errNoFastPath
 	}
@@ -136,10 +132,10 @@ func (t *fastTransport) dial(ctx context.Context) (*fastConn, error) {
 	return fc, nil
 }
 
-// close ends the transport's connection and waits for its reader.
+// close ends the transport's connection and waits for its reader; a later
+// call dials again.
 func (t *fastTransport) close() {
 	t.mu.Lock()
-	t.closed = true
 	fc := t.conn
 	t.conn = nil
 	t.mu.Unlock()

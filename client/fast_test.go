@@ -183,6 +183,11 @@ func TestFastPathReconnectsLazily(t *testing.T) {
 	if n := idle.conns.Load(); n != 2 {
 		t.Fatalf("%d connections for 2 calls past the idle time, want 2", n)
 	}
+	// Close releases the connection; the client stays usable, as with HTTP.
+	c2.Close()
+	if _, err := c2.Call(context.Background(), "N", nil); err != nil {
+		t.Fatalf("a call after Close: %v", err)
+	}
 }
 
 // A daemon that answers the preamble as HTTP (older than the fast path)

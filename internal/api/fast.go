@@ -78,10 +78,10 @@ func (s *Server) serveFast(c *peerConn, v byte) {
 	}
 	written := make(chan struct{})
 	go func() { defer close(written); fc.write() }()
-	reason := fc.read()
-	if reason != nil {
-		// The caller is gone or broke the framing: what is still queued
-		// for it is not sent; what is on the wire is read and dropped.
+	if reason := fc.read(); reason != nil && !errors.Is(reason, errFraming) {
+		// The caller is gone or stalled: what is still queued for it is
+		// not sent; what is on the wire is read and dropped. After a
+		// framing error the calls in flight go on and are answered.
 		fc.cancel()
 	}
 	fc.calls.Wait()
@@ -90,6 +90,9 @@ func (s *Server) serveFast(c *peerConn, v byte) {
 	c.Close()
 }
 
+// errFraming ends a connection whose frames cannot be followed.
+var errFraming = errors.New("fast path framing error")
+
 // read reads frames until the connection ends; nil means a polite end (the
 // daemon stopping).
 func (fc *fastConn) read() error {
@@ -97,6 +100,9 @@ func (fc *fastConn) read() error {
 	var hdr [fastproto.HeaderSize]byte
 	maxBody := s.fastMaxFrame() - fastproto.HeaderSize
 	for {
+		if fc.draining.Load() {
+			return nil
+		}
 		// Idle between frames: no deadline. Once a frame has begun, all of
 		// it must come within the frame timeout.
 		if _, err := fc.br.Peek(1); err != nil {
@@ -117,13 +123,13 @@ func (fc *fastConn) read() error {
 		if h.Kind != fastproto.KindRequest {
 			fc.reply(h.Op, h.ID, nil, client.KindBadRequest, fmt.Sprintf("frame kind %#02x is not a request ('Q'): closing the connection", h.Kind))
 			s.log.Warn("api fast path: closing a connection that sent a frame of unknown kind", fc.c.peer.fields()...)
-			return fastproto.ErrWrongKind
+			return fmt.Errorf("%w: %w", errFraming, fastproto.ErrWrongKind)
 		}
 		if int64(h.Length) > int64(maxBody) {
 			fc.reply(h.Op, h.ID, nil, client.KindPayloadTooLarge,
 				fmt.Sprintf("frame of %d bytes is larger than the maximum of %d: closing the connection", uint64(h.Length)+fastproto.HeaderSize, s.fastMaxFrame()))
 			s.log.Warn("api fast path: closing a connection that sent a frame over the limit", fc.c.peer.fields()...)
-			return errors.New("frame over the limit")
+			return fmt.Errorf("%w: frame over the limit", errFraming)
 		}
 		arm(int(h.Length))
 		// Refused before the body is held: a flood costs a read, not memory.
@@ -166,6 +172,10 @@ func (fc *fastConn) read() error {
 func (fc *fastConn) disarm(armed bool) {
 	if armed {
 		_ = fc.c.SetReadDeadline(time.Time{})
+		if fc.draining.Load() {
+			// drainFast's wake-up may have been overwritten by arm.
+			_ = fc.c.SetReadDeadline(time.Now())
+		}
 	}
 }
 

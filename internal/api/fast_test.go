@@ -464,3 +464,23 @@ func FuzzFastDecoder(f *testing.F) {
 		}
 	})
 }
+
+// After a framing error the calls already in flight go on and are
+// answered before the connection closes.
+// claim: api.fast-garbage
+func TestFastPathFramingErrorAnswersInFlight(t *testing.T) {
+	g := newGate()
+	sock := serveCfg(t, ServerConfig{DefaultTimeout: 10 * time.Second, MaxTimeout: 10 * time.Second}, g)
+	c, _ := fastDial(t, sock)
+	_, _ = c.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 1, Op: protocol.OpN, Payload: []byte("wait")}))
+	<-g.arrived
+	_, _ = c.Write([]byte{'X', 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0})
+	if h, body := readFrame(t, c); h.ID != 2 || errorKind(t, h, body) != client.KindBadRequest {
+		t.Fatalf("garbage: %+v %q", h, body)
+	}
+	close(g.release)
+	if h, body := readFrame(t, c); h.ID != 1 || h.Second != 0 || string(body) != "wait" {
+		t.Fatalf("the call in flight: %+v %q", h, body)
+	}
+	waitClosed(t, c)
+}
