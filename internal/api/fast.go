@@ -24,7 +24,7 @@ import (
 const (
 	DefaultFastMaxInFlight  = 128
 	DefaultFastFrameTimeout = 5 * time.Second
-	// fastBatch is how many reply bytes the writer gathers before a write.
+	// fastBatch sizes the reply buffer a connection keeps between writes.
 	fastBatch = 64 << 10
 )
 
@@ -43,17 +43,25 @@ type fastReply struct {
 }
 
 // fastConn is one connection speaking the fast path: a reader (this
-// goroutine), a goroutine per request in flight, and one writer that
-// gathers the replies into as few writes as it can.
+// goroutine), a goroutine per request in flight, and one writer at a time
+// that gathers the replies into as few writes as it can.
 type fastConn struct {
 	s        *Server
 	c        *peerConn
 	br       *bufio.Reader
-	out      chan fastReply
 	inflight atomic.Int32
-	calls    sync.WaitGroup
-	ctx      context.Context
-	cancel   context.CancelFunc
+	// The replies: whoever queues one while nobody writes becomes the
+	// writer until the queue is empty, so that replies that come while a
+	// write is under way go out together in the next one.
+	wmu     sync.Mutex
+	wcond   *sync.Cond
+	pend    []byte
+	spare   []byte
+	writing bool
+	wfailed bool
+	calls   sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
 	// draining: the daemon is stopping; the reader was woken to stop.
 	draining atomic.Bool
 }
@@ -61,8 +69,8 @@ type fastConn struct {
 // serveFast answers a connection whose preamble offered version v.
 func (s *Server) serveFast(c *peerConn, v byte) {
 	_ = v // every version offered (>= 1) is answered with version 1
-	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, 32<<10),
-		out: make(chan fastReply, 2*s.cfg.FastMaxInFlight)}
+	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, 32<<10)}
+	fc.wcond = sync.NewCond(&fc.wmu)
 	fc.ctx, fc.cancel = context.WithCancel(context.Background())
 	defer fc.cancel()
 	if !s.trackFast(fc, true) {
@@ -76,8 +84,6 @@ func (s *Server) serveFast(c *peerConn, v byte) {
 		c.Close()
 		return
 	}
-	written := make(chan struct{})
-	go func() { defer close(written); fc.write() }()
 	if reason := fc.read(); reason != nil && !errors.Is(reason, errFraming) {
 		// The caller is gone or stalled: what is still queued for it is
 		// not sent; what is on the wire is read and dropped. After a
@@ -85,8 +91,7 @@ func (s *Server) serveFast(c *peerConn, v byte) {
 		fc.cancel()
 	}
 	fc.calls.Wait()
-	close(fc.out)
-	<-written
+	fc.flushed()
 	c.Close()
 }
 
@@ -257,10 +262,10 @@ func (fc *fastConn) call(req fastproto.Request) {
 	reply, err := s.ch.Call(ctx, op, req.Payload)
 	if err != nil {
 		_, d := classify(err)
-		fc.out <- fastReply{op: op, id: req.ID, err: &fastproto.ErrorReply{Kind: d.Kind, SQLState: d.SQLState, Message: d.Message}}
+		fc.send(fastReply{op: op, id: req.ID, err: &fastproto.ErrorReply{Kind: d.Kind, SQLState: d.SQLState, Message: d.Message}}, false)
 		return
 	}
-	fc.out <- fastReply{op: op, id: req.ID, payload: reply}
+	fc.send(fastReply{op: op, id: req.ID, payload: reply}, false)
 }
 
 // reply queues an answer; with a kind it is an error.
@@ -269,41 +274,64 @@ func (fc *fastConn) reply(op uint16, id uint32, payload []byte, kind, msg string
 	if kind != "" {
 		r.err = &fastproto.ErrorReply{Kind: kind, Message: msg}
 	}
-	fc.out <- r
+	fc.send(r, true)
 }
 
-// write sends the queued replies, as many per write as are ready. After a
-// failed write it keeps draining, so that no call waits on it.
-func (fc *fastConn) write() {
-	var buf []byte
-	failed := false
-	for r := range fc.out {
-		buf = appendFastReply(buf[:0], r)
-	gather:
-		for len(buf) < fastBatch {
-			select {
-			case r, ok := <-fc.out:
-				if !ok {
-					break gather
-				}
-				buf = appendFastReply(buf, r)
-			default:
-				break gather
-			}
+// maxPending bounds the reply bytes queued behind a write in progress
+// before the reader stops reading (a caller that floods and does not read
+// its replies holds its own connection, not the daemon's memory).
+const maxPending = 1 << 20
+
+// send queues a reply and writes the queue unless a write is under way.
+// The reader (fromReader) waits while the queue is full; a call's reply
+// is always taken, the in-flight bound limits those.
+func (fc *fastConn) send(r fastReply, fromReader bool) {
+	fc.wmu.Lock()
+	for fromReader && fc.writing && !fc.wfailed && len(fc.pend) >= maxPending {
+		fc.wcond.Wait()
+	}
+	if fc.wfailed {
+		fc.wmu.Unlock()
+		return
+	}
+	fc.pend = appendFastReply(fc.pend, r)
+	if fc.writing {
+		fc.wmu.Unlock()
+		return
+	}
+	fc.writing = true
+	for len(fc.pend) > 0 && !fc.wfailed {
+		buf := fc.pend
+		fc.pend = fc.spare[:0]
+		fc.wmu.Unlock()
+		_, err := fc.c.Write(buf)
+		fc.wmu.Lock()
+		if cap(buf) <= 4*fastBatch {
+			fc.spare = buf[:0] // a large reply's buffer is not kept
+		} else {
+			fc.spare = nil
 		}
-		if failed {
-			continue
-		}
-		if _, err := fc.c.Write(buf); err != nil {
-			failed = true
+		if err != nil {
+			fc.wfailed = true
+			fc.pend = nil
 			fc.cancel()
 			// Wake the reader: the caller is gone.
 			_ = fc.c.SetReadDeadline(time.Now())
 		}
-		if cap(buf) > 4*fastBatch {
-			buf = nil // do not keep a large reply's buffer for the connection's life
-		}
+		fc.wcond.Broadcast()
 	}
+	fc.writing = false
+	fc.wcond.Broadcast()
+	fc.wmu.Unlock()
+}
+
+// flushed waits until no write is under way (every call has ended).
+func (fc *fastConn) flushed() {
+	fc.wmu.Lock()
+	for fc.writing {
+		fc.wcond.Wait()
+	}
+	fc.wmu.Unlock()
 }
 
 func appendFastReply(dst []byte, r fastReply) []byte {

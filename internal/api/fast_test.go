@@ -484,3 +484,49 @@ func TestFastPathFramingErrorAnswersInFlight(t *testing.T) {
 	}
 	waitClosed(t, c)
 }
+
+// A caller that floods and never reads its replies holds its own
+// connection, not the daemon's memory: the daemon stops reading it once a
+// bounded queue of replies waits.
+// claim: api.fast-flood
+func TestFastPathFloodWithoutReadingIsBounded(t *testing.T) {
+	g := newGate()
+	cfg := ServerConfig{Socket: filepath.Join(shortDir(t), "s"), SocketMode: 0o600, DefaultTimeout: 10 * time.Second, MaxTimeout: 10 * time.Second,
+		MaxPayload: 64, FastMaxInFlight: 1}
+	srv, err := Listen(cfg, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve() }()
+	c, _ := fastDial(t, cfg.Socket)
+	defer func() {
+		c.Close() // the daemon's blocked write fails: the caller is gone
+		close(g.release)
+		_ = srv.Shutdown(context.Background())
+		<-done
+	}()
+	buf := fastproto.AppendRequest(nil, fastproto.Request{ID: 1, Op: protocol.OpN, Payload: []byte("wait")})
+	for id := uint32(2); id < 200000; id++ {
+		buf = fastproto.AppendRequest(buf, fastproto.Request{ID: id, Op: protocol.OpN})
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(3 * time.Second))
+	n, err := c.Write(buf)
+	if err == nil {
+		t.Fatalf("all %d bytes of requests were taken while no reply was read", n)
+	}
+	srv.fastMu.Lock()
+	defer srv.fastMu.Unlock()
+	if len(srv.fastConns) != 1 {
+		t.Fatalf("%d fast connections", len(srv.fastConns))
+	}
+	for fc := range srv.fastConns {
+		fc.wmu.Lock()
+		pending := len(fc.pend)
+		fc.wmu.Unlock()
+		if pending > maxPending+256 {
+			t.Fatalf("%d reply bytes queued, bound %d", pending, maxPending)
+		}
+		t.Logf("%d of %d request bytes taken, %d reply bytes queued", n, len(buf), pending)
+	}
+}
