@@ -275,11 +275,11 @@ func (fc *fastConn) read(br *bufio.Reader, maxReply int64) {
 	err := func() error {
 		for {
 			_ = fc.c.SetReadDeadline(time.Now().Add(fastIdle))
-			if _, err := io.ReadFull(br, hdr[:]); err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) && br.Buffered() == 0 && fc.idle() {
-					return errors.New("idle")
-				}
-				if errors.Is(err, os.ErrDeadlineExceeded) && br.Buffered() == 0 {
+			if n, err := io.ReadFull(br, hdr[:]); err != nil {
+				if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+					if fc.idle() {
+						return errors.New("idle")
+					}
 					continue // calls in flight take long: keep waiting
 				}
 				return err

@@ -238,8 +238,8 @@ func (fc *fastConn) call(req fastproto.Request) {
 	if ce := s.log.Check(zap.DebugLevel, "call"); ce != nil {
 		ce.Write(append(peer.fields(), zap.String("op", protocol.OpName(op)))...)
 	}
-	if s.cfg.Allow != nil && len(s.cfg.Allow.Rules) > 0 {
-		if d := s.cfg.Allow.check(op, s.ch.Status().Hello.Ops, peer); !d.allowed {
+	{
+		if d := s.allowed(op, peer); !d.allowed {
 			s.log.Warn("call refused by api.allow", slices.Clip(append(peer.fields(), zap.String("op", protocol.OpName(op))))...)
 			if s.cfg.Denied != nil {
 				s.cfg.Denied(op)

@@ -78,6 +78,7 @@ type Server struct {
 	activated bool          // the socket came from systemd, which owns its path
 	stopping  atomic.Bool
 
+	serveMu    sync.Mutex
 	fastMu     sync.Mutex
 	fastConns  map[*fastConn]struct{}
 	fastClosed bool
@@ -157,7 +158,15 @@ func (s *Server) Addr() string {
 
 // Serve answers requests until StopAccepting or Shutdown.
 func (s *Server) Serve() error {
+	// Under serveMu, so that Shutdown's wait cannot race this Add: either
+	// the accept loop counts before StopAccepting, or it never starts.
+	s.serveMu.Lock()
+	if s.stopping.Load() {
+		s.serveMu.Unlock()
+		return nil
+	}
 	s.split.wg.Add(1)
+	s.serveMu.Unlock()
 	go s.split.run()
 	err := s.srv.Serve(s.split)
 	if errors.Is(err, http.ErrServerClosed) || s.stopping.Load() {
@@ -170,7 +179,10 @@ func (s *Server) Serve() error {
 // theirs is read), calls in progress go on. The path is removed unless
 // systemd owns it.
 func (s *Server) StopAccepting() {
-	if s.stopping.Swap(true) {
+	s.serveMu.Lock()
+	already := s.stopping.Swap(true)
+	s.serveMu.Unlock()
+	if already {
 		return
 	}
 	_ = s.split.Close()
@@ -205,7 +217,6 @@ func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 	// ResolveOp may say hello again to learn a handler registered since;
 	// the allow-list is then checked against what that hello offered.
 	op, err := s.ch.ResolveOp(r.Context(), name)
-	offered := s.ch.Status().Hello.Ops
 	if err != nil {
 		writeError(w, http.StatusBadRequest, client.ErrorDetail{Kind: client.KindBadRequest, Message: err.Error()})
 		return
@@ -214,7 +225,7 @@ func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 	if ce := s.log.Check(zap.DebugLevel, "call"); ce != nil {
 		ce.Write(who...)
 	}
-	if d := s.cfg.Allow.check(op, offered, peer); !d.allowed {
+	if d := s.allowed(op, peer); !d.allowed {
 		// Refused before the body is read: no payload is held or logged.
 		s.log.Warn("call refused by api.allow", who...)
 		if s.cfg.Denied != nil {
