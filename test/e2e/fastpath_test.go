@@ -79,13 +79,31 @@ func fastDaemon(t *testing.T) *daemon {
 }
 
 // 50 goroutines share one Client (one fast path connection): each gets
-// the echo of its own payload, round after round.
+// the echo of its own payload, round after round, while HTTP callers use
+// the same socket.
 // claim: api.fast-go-client
 func TestFastPathFiftyCallers(t *testing.T) {
 	needEnv(t)
 	d := fastDaemon(t)
 	c := d.client()
 	var wg sync.WaitGroup
+	// HTTP callers on the same socket meanwhile.
+	h := client.New(d.socket, client.WithHTTP(), client.WithPoolSize(5))
+	defer h.Close()
+	for i := range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range 10 {
+				want := fmt.Sprintf("http caller %d round %d", i, round)
+				got, err := h.Call(ctxT(t, 30*time.Second), "echo", []byte(want))
+				if err != nil || string(got) != "echo:"+want {
+					t.Errorf("http caller %d round %d: %q %v", i, round, got, err)
+					return
+				}
+			}
+		}()
+	}
 	for i := range 50 {
 		wg.Add(1)
 		go func() {
