@@ -84,6 +84,9 @@ func (s *Server) serveFast(c *peerConn, v byte) {
 		c.Close()
 		return
 	}
+	if ce := s.log.Check(zap.DebugLevel, "api fast path: connection opened"); ce != nil {
+		ce.Write(c.peer.fields()...)
+	}
 	if reason := fc.read(); reason != nil && !errors.Is(reason, errFraming) {
 		// The caller is gone or stalled: what is still queued for it is
 		// not sent; what is on the wire is read and dropped. After a

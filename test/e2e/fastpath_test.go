@@ -119,6 +119,9 @@ func TestFastPathFiftyCallers(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	if n := strings.Count(d.log(), "api fast path: connection opened"); n != 1 {
+		t.Fatalf("%d fast path connections for 50 callers of one client, want 1", n)
+	}
 	// By code as well as by name, and a primary's error with its SQLSTATE.
 	if got, err := c.Call(ctxT(t, 10*time.Second), "256", []byte("n")); err != nil || string(got) != "echo:n" {
 		t.Fatalf("by code: %q %v", got, err)
