@@ -207,8 +207,14 @@ func TestFastPathGarbage(t *testing.T) {
 // claim: api.fast-stall
 func TestFastPathStall(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
-	sock := serveCfg(t, ServerConfig{Logger: zap.New(core), FastFrameTimeout: 200 * time.Millisecond}, echoChannel())
+	g := newGate()
+	sock := serveCfg(t, ServerConfig{Logger: zap.New(core), FastFrameTimeout: 200 * time.Millisecond,
+		DefaultTimeout: 10 * time.Second, MaxTimeout: 10 * time.Second}, g)
 	stalled, _ := fastDial(t, sock)
+	// A call of the stalled connection waits in the channel: it is
+	// withdrawn when the connection is closed.
+	_, _ = stalled.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 9, Op: protocol.OpN, Payload: []byte("wait")}))
+	<-g.arrived
 	frame := fastproto.AppendRequest(nil, fastproto.Request{ID: 1, Op: protocol.OpN, Payload: []byte("abc")})
 	_, _ = stalled.Write(frame[:7])
 	other, _ := fastDial(t, sock)
@@ -217,6 +223,11 @@ func TestFastPathStall(t *testing.T) {
 		t.Fatalf("other connection: %+v", h)
 	}
 	waitClosed(t, stalled)
+	select {
+	case <-g.cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stalled connection's call was not withdrawn")
+	}
 	if l := logs.FilterMessageSnippet("frame did not arrive in time"); l.Len() != 1 || l.All()[0].ContextMap()["bytes_received"] != int64(7) {
 		t.Fatalf("log: %v", logs.All())
 	}
@@ -231,12 +242,13 @@ func TestFastPathStall(t *testing.T) {
 // gate is a channel whose calls wait until released.
 type gate struct {
 	stubChannel
-	release chan struct{}
-	arrived chan struct{}
+	release   chan struct{}
+	arrived   chan struct{}
+	cancelled chan struct{}
 }
 
 func newGate() *gate {
-	g := &gate{release: make(chan struct{}), arrived: make(chan struct{}, 1024)}
+	g := &gate{release: make(chan struct{}), arrived: make(chan struct{}, 1024), cancelled: make(chan struct{}, 1024)}
 	return g
 }
 
@@ -246,6 +258,7 @@ func (g *gate) Call(ctx context.Context, _ uint16, p []byte) ([]byte, error) {
 		select {
 		case <-g.release:
 		case <-ctx.Done():
+			g.cancelled <- struct{}{}
 			return nil, ctx.Err()
 		}
 	}
