@@ -229,32 +229,29 @@ func (fc *fastConn) call(ctx context.Context, req fastproto.Request, socket stri
 	}
 
 	// Past the deadline the daemon answers why (unavailable, outcome
-	// unknown); wait a little for that answer. A caller's cancel ends the
-	// wait at once.
-	wait := ctx
-	if dl, ok := ctx.Deadline(); ok {
-		wctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl.Add(responseGrace))
-		defer cancel()
-		stop := context.AfterFunc(ctx, func() {
-			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				cancel()
-			}
-		})
-		defer stop()
-		wait = wctx
-	}
+	// unknown): wait a little longer for that answer. A caller's cancel
+	// ends the wait at once. No timer unless the deadline passes.
 	select {
 	case r := <-ch:
 		return r.payload, r.err, false
-	case <-wait.Done():
-		forget()
-		select { // a reply already here wins
+	case <-ctx.Done():
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		grace := time.NewTimer(responseGrace)
+		defer grace.Stop()
+		select {
 		case r := <-ch:
 			return r.payload, r.err, false
-		default:
+		case <-grace.C:
 		}
-		return nil, fmt.Errorf("api call: %w at %s: %w", ErrOutcomeUnknown, socket, ctx.Err()), false
 	}
+	forget()
+	select { // a reply already here wins
+	case r := <-ch:
+		return r.payload, r.err, false
+	default:
+	}
+	return nil, fmt.Errorf("api call: %w at %s: %w", ErrOutcomeUnknown, socket, ctx.Err()), false
 }
 
 // fail marks the connection broken and closes it; the reader then answers

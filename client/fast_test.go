@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -242,4 +243,55 @@ func asError(err error, target **Error) bool {
 		*target = e
 	}
 	return ok
+}
+
+// A caller that gives up after its request was written learns that the
+// outcome is unknown, at once; the connection goes on for the others.
+func TestFastPathCancelledAfterWriting(t *testing.T) {
+	sock := socketPath(t)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan fastproto.Header, 2)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var pre [fastproto.ClientPreambleSize]byte
+		_, _ = io.ReadFull(c, pre[:])
+		_, _ = c.Write(fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{Version: 1, MaxFrame: 1 << 16, MaxInFlight: 8}))
+		var hdr [fastproto.HeaderSize]byte
+		for {
+			if _, err := io.ReadFull(c, hdr[:]); err != nil {
+				return
+			}
+			h := fastproto.ParseHeader(hdr[:])
+			body := make([]byte, h.Length)
+			_, _ = io.ReadFull(c, body)
+			got <- h
+			if r, _ := fastproto.ParseRequestBody(h, body); string(r.Payload) == "answer" {
+				_, _ = c.Write(fastproto.AppendReply(nil, h.Op, h.ID, r.Payload))
+			}
+		}
+	}()
+	defer func() { ln.Close(); wg.Wait() }()
+	c := New(sock)
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { _, err := c.Call(ctx, "N", []byte("never")); errc <- err }()
+	<-got
+	cancel()
+	if err := <-errc; !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled after writing: %v", err)
+	}
+	if out, err := c.Call(context.Background(), "N", []byte("answer")); err != nil || string(out) != "answer" {
+		t.Fatalf("the next call: %q %v", out, err)
+	}
 }
