@@ -1,6 +1,9 @@
-// Package client is the Go client of standbyd's local request API (HTTP over
-// the daemon's Unix socket, docs/api.md), for programs on the standby host
-// that send requests through the channel to the primary.
+// Package client is the Go client of standbyd's local request API (the
+// daemon's Unix socket, docs/api.md), for programs on the standby host that
+// send requests through the channel to the primary. Calls take the fast
+// path, a binary framing that carries every concurrent call of a Client on
+// one connection; WithHTTP sends them as HTTP requests instead. Status and
+// Ops are HTTP requests.
 //
 //	c := client.New("/run/standbyd/standbyd.sock")
 //	defer c.Close()
@@ -43,6 +46,7 @@ type Client struct {
 	hc       *http.Client
 	socket   string
 	maxReply int64
+	fast     *fastTransport // nil: calls go over HTTP
 }
 
 // ErrDaemonUnreachable is wrapped by errors of calls that could not reach
@@ -72,14 +76,20 @@ type Option func(*options)
 type options struct {
 	maxReply int64
 	pool     int
+	http     bool
 }
+
+// WithHTTP makes Call send HTTP requests, one connection per concurrent
+// call, as curl does, rather than take the fast path.
+func WithHTTP() Option { return func(o *options) { o.http = true } }
 
 // WithMaxReply bounds the size of a reply (or any answer) the client reads;
 // a larger one is an error, never an allocation of its size.
 func WithMaxReply(n int64) Option { return func(o *options) { o.maxReply = n } }
 
-// WithPoolSize sets how many idle connections to the daemon are kept for
-// reuse: as many as the program makes concurrent calls.
+// WithPoolSize sets how many idle HTTP connections to the daemon are kept
+// for reuse (Status, Ops, and calls WithHTTP): as many as the program makes
+// concurrent HTTP requests.
 func WithPoolSize(n int) Option { return func(o *options) { o.pool = n } }
 
 // New returns a client for the socket at path.
@@ -103,11 +113,21 @@ func New(socket string, opts ...Option) *Client {
 		MaxIdleConnsPerHost: o.pool,
 		IdleConnTimeout:     30 * time.Second,
 	}
-	return &Client{hc: &http.Client{Transport: tr}, socket: socket, maxReply: o.maxReply}
+	c := &Client{hc: &http.Client{Transport: tr}, socket: socket, maxReply: o.maxReply}
+	if !o.http {
+		c.fast = &fastTransport{socket: socket, maxReply: o.maxReply}
+	}
+	return c
 }
 
-// Close releases idle connections.
-func (c *Client) Close() { c.hc.CloseIdleConnections() }
+// Close releases the client's connections (a later call opens a new one).
+// Calls in flight on the fast path end with ErrOutcomeUnknown.
+func (c *Client) Close() {
+	c.hc.CloseIdleConnections()
+	if c.fast != nil {
+		c.fast.close()
+	}
+}
 
 // Error is an error answered by the daemon (see the Kind* constants).
 type Error struct {
@@ -136,6 +156,16 @@ const responseGrace = 2 * time.Second
 // daemon, and ErrOutcomeUnknown when the request was written but no complete
 // answer came back.
 func (c *Client) Call(ctx context.Context, op string, payload []byte) ([]byte, error) {
+	if c.fast != nil {
+		out, err := c.fast.call(ctx, op, payload)
+		if !errors.Is(err, errNoFastPath) {
+			return out, err
+		}
+	}
+	return c.httpCall(ctx, op, payload)
+}
+
+func (c *Client) httpCall(ctx context.Context, op string, payload []byte) ([]byte, error) {
 	u := "http://standbyd/v1/call/" + url.PathEscape(op)
 	if dl, ok := ctx.Deadline(); ok {
 		d := time.Until(dl)

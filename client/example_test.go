@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/standbyd/standbyd/client"
@@ -41,4 +42,27 @@ func ExampleClient_Status() {
 		return
 	}
 	fmt.Println(st.State, st.ReadySessions)
+}
+
+// Many goroutines calling through one Client: the fast path carries them
+// all on one connection, and each gets its own reply.
+func ExampleClient_Call_concurrent() {
+	c := client.New("/run/standbyd/standbyd.sock") // client.WithHTTP() for HTTP
+	defer c.Close()
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			reply, err := c.Call(ctx, "echo", []byte(fmt.Sprint(i)))
+			if err != nil {
+				fmt.Println(i, err)
+				return
+			}
+			_ = reply
+		}()
+	}
+	wg.Wait()
 }

@@ -65,7 +65,7 @@ func TestPoolKeepsItsConnections(t *testing.T) {
 		<-wait // n calls at once, so that n connections are in use
 		_, _ = w.Write([]byte("ok"))
 	})
-	c := New(sock)
+	c := New(sock, WithHTTP())
 	defer c.Close()
 	for round := 0; round < 2; round++ {
 		var wg sync.WaitGroup
@@ -97,7 +97,7 @@ func TestReplyLimit(t *testing.T) {
 		}
 		_, _ = w.Write([]byte(strings.Repeat("x", 4096)))
 	})
-	c := New(sock, WithMaxReply(1024))
+	c := New(sock, WithHTTP(), WithMaxReply(1024))
 	defer c.Close()
 	if _, err := c.Call(context.Background(), "N", nil); !errors.Is(err, ErrReplyTooLarge) {
 		t.Fatalf("announced: %v", err)
@@ -105,7 +105,7 @@ func TestReplyLimit(t *testing.T) {
 	if _, err := c.Status(context.Background()); !errors.Is(err, ErrReplyTooLarge) {
 		t.Fatalf("chunked: %v", err)
 	}
-	big := New(sock, WithMaxReply(4096))
+	big := New(sock, WithHTTP(), WithMaxReply(4096))
 	defer big.Close()
 	if out, err := big.Call(context.Background(), "N", nil); err != nil || len(out) != 4096 {
 		t.Fatalf("at the limit: %d %v", len(out), err)
@@ -152,7 +152,7 @@ func TestHandedOverIsOutcomeUnknown(t *testing.T) {
 		}
 	}()
 	defer func() { close(hang); ln.Close(); wg.Wait() }()
-	c := New(sock)
+	c := New(sock, WithHTTP())
 	defer c.Close()
 	_, err = c.Call(context.Background(), "N", nil)
 	if !errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, ErrDaemonUnreachable) {
@@ -164,7 +164,7 @@ func TestHandedOverIsOutcomeUnknown(t *testing.T) {
 	if !errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, ErrDaemonUnreachable) {
 		t.Fatalf("no answer by the deadline: %v", err)
 	}
-	gone := New(socketPath(t))
+	gone := New(socketPath(t), WithHTTP())
 	defer gone.Close()
 	if _, err := gone.Call(context.Background(), "N", nil); !errors.Is(err, ErrDaemonUnreachable) || errors.Is(err, ErrOutcomeUnknown) {
 		t.Fatalf("no daemon: %v", err)

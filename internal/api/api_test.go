@@ -45,7 +45,7 @@ func (s *stubChannel) ResolveOp(_ context.Context, ref string) (uint16, error) {
 	return protocol.ResolveOp(ref, s.st.Hello.Ops)
 }
 
-func serve(t *testing.T, ch Channel) *client.Client {
+func serve(t *testing.T, ch Channel, opts ...client.Option) *client.Client {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "api")
 	if err != nil {
@@ -58,7 +58,7 @@ func serve(t *testing.T, ch Channel) *client.Client {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve() }()
-	c := client.New(sock)
+	c := client.New(sock, opts...)
 	t.Cleanup(func() {
 		c.Close()
 		_ = srv.Shutdown(context.Background())
@@ -81,26 +81,41 @@ func TestErrorKinds(t *testing.T) {
 		{conn.ErrStopped, client.KindShuttingDown, http.StatusServiceUnavailable},
 		{&conn.NotStandbyError{Timeline: 2, Promoted: true}, client.KindNotStandby, http.StatusConflict},
 	}
-	for _, c := range cases {
-		cl := serve(t, &stubChannel{reply: func(uint16, []byte) ([]byte, error) { return nil, c.err }})
-		_, err := cl.Call(context.Background(), "N", nil)
-		var ae *client.Error
-		if !errors.As(err, &ae) || ae.Kind != c.kind || ae.HTTPStatus != c.status {
-			t.Errorf("%v: got %v", c.err, err)
-		}
-		if c.kind == client.KindPrimaryError && ae.SQLState != "22003" {
-			t.Errorf("sqlstate lost: %+v", ae)
+	for _, transport := range transports {
+		for _, c := range cases {
+			cl := serve(t, &stubChannel{reply: func(uint16, []byte) ([]byte, error) { return nil, c.err }}, transport.opts...)
+			_, err := cl.Call(context.Background(), "N", nil)
+			var ae *client.Error
+			if !errors.As(err, &ae) || ae.Kind != c.kind || ae.HTTPStatus != c.status {
+				t.Errorf("%s: %v: got %v", transport.name, c.err, err)
+			}
+			if c.kind == client.KindPrimaryError && ae.SQLState != "22003" {
+				t.Errorf("%s: sqlstate lost: %+v", transport.name, ae)
+			}
 		}
 	}
 }
 
+// transports are the client's two ways to call: the tests of a call's
+// answers run on both.
+var transports = []struct {
+	name string
+	opts []client.Option
+}{{"fast path", nil}, {"http", []client.Option{client.WithHTTP()}}}
+
 // claim: api.op-names
 func TestCallPassesPayloadAndLimits(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { testCallPassesPayloadAndLimits(t, tr.opts) })
+	}
+}
+
+func testCallPassesPayloadAndLimits(t *testing.T, opts []client.Option) {
 	var gotOp uint16
 	cl := serve(t, &stubChannel{reply: func(op uint16, p []byte) ([]byte, error) {
 		gotOp = op
 		return append([]byte("echo:"), p...), nil
-	}})
+	}}, opts...)
 	out, err := cl.Call(context.Background(), "0x0100", []byte("abc"))
 	if err != nil || string(out) != "echo:abc" || gotOp != 0x100 {
 		t.Fatalf("call: %q %v op %d", out, err, gotOp)

@@ -29,6 +29,16 @@ type Policy struct {
 	groupsOf func(uid uint32) []uint32
 }
 
+// allowed checks a call against api.allow. The primary's op list (from
+// Status, which copies the whole status) is read only when there are
+// rules: without them every call is allowed.
+func (s *Server) allowed(op uint16, peer Peer) decision {
+	if s.cfg.Allow == nil || len(s.cfg.Allow.Rules) == 0 {
+		return decision{allowed: true}
+	}
+	return s.cfg.Allow.check(op, s.ch.Status().Hello.Ops, peer)
+}
+
 // decision is what the policy says about one call.
 type decision struct {
 	restricted bool

@@ -62,6 +62,18 @@ type peerConn struct {
 	peer    Peer
 	release func()
 	once    sync.Once
+	// pre holds the bytes read to tell the fast path from HTTP, given
+	// back to the first reads.
+	pre []byte
+}
+
+func (c *peerConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 func (c *peerConn) Close() error {

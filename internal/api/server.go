@@ -13,6 +13,7 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,7 +57,13 @@ type ServerConfig struct {
 	// SlowThreshold: a call still running after this long is logged with
 	// its caller (0: never).
 	SlowThreshold time.Duration
-	Logger        *zap.Logger
+	// FastMaxInFlight bounds the requests one fast path connection has
+	// in flight; more are answered busy (0: DefaultFastMaxInFlight).
+	FastMaxInFlight int
+	// FastFrameTimeout: a fast path frame that has begun must be complete
+	// within it, or its connection is closed (0: DefaultFastFrameTimeout).
+	FastFrameTimeout time.Duration
+	Logger           *zap.Logger
 }
 
 // Server serves the local API on a Unix socket.
@@ -64,11 +71,17 @@ type Server struct {
 	cfg       ServerConfig
 	ch        Channel
 	ln        *limitListener
+	split     *splitListener
 	srv       *http.Server
 	log       *zap.Logger
 	slots     chan struct{} // nil: no bound but MaxConns
 	activated bool          // the socket came from systemd, which owns its path
 	stopping  atomic.Bool
+
+	serveMu    sync.Mutex
+	fastMu     sync.Mutex
+	fastConns  map[*fastConn]struct{}
+	fastClosed bool
 }
 
 // Listen takes the socket from systemd (socket activation), or creates it
@@ -80,6 +93,12 @@ func Listen(cfg ServerConfig, ch Channel) (*Server, error) {
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 1024
+	}
+	if cfg.FastMaxInFlight <= 0 {
+		cfg.FastMaxInFlight = DefaultFastMaxInFlight
+	}
+	if cfg.FastFrameTimeout <= 0 {
+		cfg.FastFrameTimeout = DefaultFastFrameTimeout
 	}
 	ln, err := systemdListener()
 	if err != nil {
@@ -101,7 +120,9 @@ func Listen(cfg ServerConfig, ch Channel) (*Server, error) {
 		}
 		ln = ul
 	}
-	s := &Server{cfg: cfg, ch: ch, ln: newLimitListener(ln, cfg.MaxConns), log: cfg.Logger, activated: activated}
+	s := &Server{cfg: cfg, ch: ch, ln: newLimitListener(ln, cfg.MaxConns), log: cfg.Logger, activated: activated,
+		fastConns: map[*fastConn]struct{}{}}
+	s.split = newSplitListener(s.ln, cfg.Logger, s.serveFast)
 	if cfg.CallSlots > 0 {
 		s.slots = make(chan struct{}, cfg.CallSlots)
 	}
@@ -137,7 +158,17 @@ func (s *Server) Addr() string {
 
 // Serve answers requests until StopAccepting or Shutdown.
 func (s *Server) Serve() error {
-	err := s.srv.Serve(s.ln)
+	// Under serveMu, so that Shutdown's wait cannot race this Add: either
+	// the accept loop counts before StopAccepting, or it never starts.
+	s.serveMu.Lock()
+	if s.stopping.Load() {
+		s.serveMu.Unlock()
+		return nil
+	}
+	s.split.wg.Add(1)
+	s.serveMu.Unlock()
+	go s.split.run()
+	err := s.srv.Serve(s.split)
 	if errors.Is(err, http.ErrServerClosed) || s.stopping.Load() {
 		return nil
 	}
@@ -148,10 +179,13 @@ func (s *Server) Serve() error {
 // theirs is read), calls in progress go on. The path is removed unless
 // systemd owns it.
 func (s *Server) StopAccepting() {
-	if s.stopping.Swap(true) {
+	s.serveMu.Lock()
+	already := s.stopping.Swap(true)
+	s.serveMu.Unlock()
+	if already {
 		return
 	}
-	_ = s.ln.Close()
+	_ = s.split.Close()
 	if !s.activated {
 		_ = os.Remove(s.cfg.Socket)
 	}
@@ -161,7 +195,20 @@ func (s *Server) StopAccepting() {
 // and removes the socket.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.StopAccepting()
-	return s.srv.Shutdown(ctx)
+	s.drainFast()
+	fastDone := make(chan struct{})
+	go func() { defer close(fastDone); s.split.wg.Wait() }()
+	err := s.srv.Shutdown(ctx)
+	select {
+	case <-fastDone:
+	case <-ctx.Done():
+		s.closeFast()
+		<-fastDone
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	return err
 }
 
 func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
@@ -170,7 +217,6 @@ func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 	// ResolveOp may say hello again to learn a handler registered since;
 	// the allow-list is then checked against what that hello offered.
 	op, err := s.ch.ResolveOp(r.Context(), name)
-	offered := s.ch.Status().Hello.Ops
 	if err != nil {
 		writeError(w, http.StatusBadRequest, client.ErrorDetail{Kind: client.KindBadRequest, Message: err.Error()})
 		return
@@ -179,7 +225,7 @@ func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 	if ce := s.log.Check(zap.DebugLevel, "call"); ce != nil {
 		ce.Write(who...)
 	}
-	if d := s.cfg.Allow.check(op, offered, peer); !d.allowed {
+	if d := s.allowed(op, peer); !d.allowed {
 		// Refused before the body is read: no payload is held or logged.
 		s.log.Warn("call refused by api.allow", who...)
 		if s.cfg.Denied != nil {

@@ -1,0 +1,246 @@
+// Package fastproto is the binary framing of the local API's fast path
+// (docs/api.md, "The fast path"): a preamble that tells it apart from HTTP
+// on the same socket, then length-prefixed frames that reuse the channel's
+// 12-byte header. The daemon (internal/api) and the Go client (client) both
+// use it, so that they cannot disagree. No I/O here.
+package fastproto
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Magic starts both preambles. No HTTP request line starts with it (a
+// method is followed by a space), so the daemon can sniff it.
+const Magic = "SBYDFP"
+
+// Version1 is the only framing version so far.
+const Version1 byte = 1
+
+// preambleEnd ends the version: a daemon that only speaks HTTP reads the
+// client's preamble as a complete, malformed request line and answers 400
+// at once, rather than wait for the rest of a line.
+const preambleEnd = '\n'
+
+// Sizes of the fixed parts.
+const (
+	ClientPreambleSize = 8  // Magic, u8 version, '\n'
+	ServerPreambleSize = 16 // Magic, u8 version, '\n', u32 max frame, u32 max in flight
+	HeaderSize         = 12
+	// TimeoutSize is the u32 that starts every request's body.
+	TimeoutSize = 4
+	// MaxNameSize is the longest op name a request may carry.
+	MaxNameSize = 255
+	// NoSQLState fills the SQLSTATE of an error that has none.
+	NoSQLState = "00000"
+)
+
+// Frame kinds and flags.
+const (
+	KindRequest byte = 'Q'
+	KindReply   byte = 'A'
+
+	// FlagOpByName: the op field is 0 and the body names the op.
+	FlagOpByName byte = 0x01
+
+	StatusOK    byte = 0
+	StatusError byte = 1
+)
+
+// Errors of parsing. Use errors.Is.
+var (
+	ErrNotFastPath  = errors.New("not the fast path's preamble")
+	ErrBadVersion   = errors.New("unsupported fast path version")
+	ErrWrongKind    = errors.New("wrong frame kind")
+	ErrBadFlags     = errors.New("unknown request flags")
+	ErrShortBody    = errors.New("request body shorter than its fixed fields")
+	ErrBadName      = errors.New("bad op name")
+	ErrShortPayload = errors.New("error reply shorter than its fixed fields")
+	ErrBadStatus    = errors.New("unknown reply status")
+)
+
+// AppendClientPreamble appends the client's preamble offering version v.
+func AppendClientPreamble(dst []byte, v byte) []byte {
+	dst = append(dst, Magic...)
+	return append(dst, v, preambleEnd)
+}
+
+// ParseClientPreamble returns the version a client offers.
+func ParseClientPreamble(b []byte) (byte, error) {
+	if len(b) < ClientPreambleSize || string(b[:len(Magic)]) != Magic {
+		return 0, ErrNotFastPath
+	}
+	v := b[6]
+	if v == 0 || b[7] != preambleEnd {
+		return 0, fmt.Errorf("%w: version byte %#02x, then %#02x", ErrBadVersion, v, b[7])
+	}
+	return v, nil
+}
+
+// ServerPreamble is the daemon's answer to a client's preamble.
+type ServerPreamble struct {
+	Version byte
+	// MaxFrame is the largest request frame the daemon reads, header
+	// included.
+	MaxFrame uint32
+	// MaxInFlight is how many requests of one connection the daemon serves
+	// at once; more are answered busy.
+	MaxInFlight uint32
+}
+
+// AppendServerPreamble appends p.
+func AppendServerPreamble(dst []byte, p ServerPreamble) []byte {
+	dst = append(dst, Magic...)
+	dst = append(dst, p.Version, preambleEnd)
+	dst = binary.BigEndian.AppendUint32(dst, p.MaxFrame)
+	return binary.BigEndian.AppendUint32(dst, p.MaxInFlight)
+}
+
+// ParseServerPreamble reads the daemon's preamble.
+func ParseServerPreamble(b []byte) (ServerPreamble, error) {
+	if len(b) < ServerPreambleSize || string(b[:len(Magic)]) != Magic {
+		return ServerPreamble{}, ErrNotFastPath
+	}
+	p := ServerPreamble{
+		Version:     b[6],
+		MaxFrame:    binary.BigEndian.Uint32(b[8:12]),
+		MaxInFlight: binary.BigEndian.Uint32(b[12:16]),
+	}
+	if p.Version != Version1 || b[7] != preambleEnd {
+		return p, fmt.Errorf("%w: %d", ErrBadVersion, p.Version)
+	}
+	return p, nil
+}
+
+// Header is a frame's 12-byte header. Second is the request's flags or the
+// reply's status.
+type Header struct {
+	Kind   byte
+	Second byte
+	Op     uint16
+	ID     uint32
+	Length uint32
+}
+
+// ParseHeader reads a header; it checks nothing, so that an error reply can
+// echo the id of any frame.
+func ParseHeader(b []byte) Header {
+	_ = b[HeaderSize-1]
+	return Header{Kind: b[0], Second: b[1], Op: binary.BigEndian.Uint16(b[2:4]),
+		ID: binary.BigEndian.Uint32(b[4:8]), Length: binary.BigEndian.Uint32(b[8:12])}
+}
+
+func appendHeader(dst []byte, h Header) []byte {
+	dst = append(dst, h.Kind, h.Second)
+	dst = binary.BigEndian.AppendUint16(dst, h.Op)
+	dst = binary.BigEndian.AppendUint32(dst, h.ID)
+	return binary.BigEndian.AppendUint32(dst, h.Length)
+}
+
+// Request is a parsed request. Payload aliases the parsed body.
+type Request struct {
+	ID uint32
+	// Op is the op's code; Name is set instead when the request names it.
+	Op        uint16
+	Name      string
+	TimeoutMS uint32
+	Payload   []byte
+}
+
+// RequestSize is the frame size of a request (header included).
+func RequestSize(name string, payload int) int {
+	n := HeaderSize + TimeoutSize + payload
+	if name != "" {
+		n += 1 + len(name)
+	}
+	return n
+}
+
+// AppendRequest appends a request frame; a non-empty name is sent instead
+// of op. It does not allocate when dst has room.
+func AppendRequest(dst []byte, r Request) []byte {
+	h := Header{Kind: KindRequest, Op: r.Op, ID: r.ID, Length: uint32(RequestSize(r.Name, len(r.Payload)) - HeaderSize)}
+	if r.Name != "" {
+		h.Second, h.Op = FlagOpByName, 0
+	}
+	dst = appendHeader(dst, h)
+	dst = binary.BigEndian.AppendUint32(dst, r.TimeoutMS)
+	if r.Name != "" {
+		dst = append(dst, byte(len(r.Name)))
+		dst = append(dst, r.Name...)
+	}
+	return append(dst, r.Payload...)
+}
+
+// ParseRequestBody parses the body (the length bytes after the header) of
+// a request whose header is h. The kind must already have been checked.
+func ParseRequestBody(h Header, body []byte) (Request, error) {
+	r := Request{ID: h.ID, Op: h.Op}
+	if h.Second&^FlagOpByName != 0 {
+		return r, fmt.Errorf("%w: %#02x", ErrBadFlags, h.Second)
+	}
+	if len(body) < TimeoutSize {
+		return r, fmt.Errorf("%w: %d bytes, the timeout takes 4", ErrShortBody, len(body))
+	}
+	r.TimeoutMS = binary.BigEndian.Uint32(body)
+	body = body[TimeoutSize:]
+	if h.Second&FlagOpByName != 0 {
+		if h.Op != 0 {
+			return r, fmt.Errorf("%w: op %d given with a name", ErrBadName, h.Op)
+		}
+		if len(body) < 1 || body[0] == 0 || len(body) < 1+int(body[0]) {
+			return r, fmt.Errorf("%w: its length byte is 0 or runs past the frame", ErrBadName)
+		}
+		r.Name = string(body[1 : 1+int(body[0])])
+		body = body[1+int(body[0]):]
+	}
+	r.Payload = body
+	return r, nil
+}
+
+// AppendReply appends an ok reply frame.
+func AppendReply(dst []byte, op uint16, id uint32, payload []byte) []byte {
+	dst = appendHeader(dst, Header{Kind: KindReply, Second: StatusOK, Op: op, ID: id, Length: uint32(len(payload))})
+	return append(dst, payload...)
+}
+
+// ErrorReply is the body of an error reply: the kind of the HTTP API's
+// error body, the SQLSTATE of a primary's error, a message.
+type ErrorReply struct {
+	Kind     string
+	SQLState string // "" when none
+	Message  string
+}
+
+// AppendError appends an error reply frame. The kind is cut at 255 bytes;
+// a SQLSTATE that is not five bytes is sent as NoSQLState.
+func AppendError(dst []byte, op uint16, id uint32, e ErrorReply) []byte {
+	kind := e.Kind
+	if len(kind) > 255 {
+		kind = kind[:255]
+	}
+	state := e.SQLState
+	if len(state) != 5 {
+		state = NoSQLState
+	}
+	n := 1 + len(kind) + 5 + len(e.Message)
+	dst = appendHeader(dst, Header{Kind: KindReply, Second: StatusError, Op: op, ID: id, Length: uint32(n)})
+	dst = append(dst, byte(len(kind)))
+	dst = append(dst, kind...)
+	dst = append(dst, state...)
+	return append(dst, e.Message...)
+}
+
+// ParseError parses an error reply's body.
+func ParseError(body []byte) (ErrorReply, error) {
+	if len(body) < 1 || len(body) < 1+int(body[0])+5 {
+		return ErrorReply{}, fmt.Errorf("%w: %d bytes", ErrShortPayload, len(body))
+	}
+	k := int(body[0])
+	e := ErrorReply{Kind: string(body[1 : 1+k]), SQLState: string(body[1+k : 6+k]), Message: string(body[6+k:])}
+	if e.SQLState == NoSQLState {
+		e.SQLState = ""
+	}
+	return e, nil
+}
