@@ -363,6 +363,8 @@ func kindStatus(kind string) int {
 		return http.StatusServiceUnavailable
 	case KindOutcomeUnknown:
 		return http.StatusGatewayTimeout
+	case KindNotStandby:
+		return http.StatusConflict
 	}
 	return 0
 }

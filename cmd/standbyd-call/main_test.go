@@ -237,10 +237,23 @@ func TestCallBinaryLinksLittle(t *testing.T) {
 		"github.com/standbyd/standbyd/internal/metrics", "github.com/standbyd/standbyd/internal/api",
 	}
 	for _, pkg := range strings.Fields(string(out)) {
+		if pkg == "github.com/standbyd/standbyd/internal/api/fastproto" {
+			continue // the local framing: the standard library only (checked below)
+		}
 		for _, h := range heavy {
 			if strings.HasPrefix(pkg, h) {
 				t.Errorf("standbyd-call links %s", pkg)
 			}
+		}
+	}
+	// The framing the client speaks stays free of the daemon's packages.
+	imports, err := exec.Command("go", "list", "-f", "{{join .Imports \" \"}}", "github.com/standbyd/standbyd/internal/api/fastproto").Output()
+	if err != nil {
+		t.Fatalf("go list fastproto: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(imports)) {
+		if strings.Contains(pkg, ".") {
+			t.Errorf("internal/api/fastproto imports %s: only the standard library is allowed", pkg)
 		}
 	}
 }
