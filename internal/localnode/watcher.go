@@ -8,22 +8,30 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 )
 
-// PollInterval is how often the watcher reads the node: a stat, a read of
-// pg_control's first bytes and a listing of pg_wal's names, and with the
-// local connection one short query.
+// PollInterval is how often the watcher asks the local connection
+// (standby.conninfo), and how often it reads the files when it cannot
+// watch them: a stat, a read of pg_control's first bytes and a listing of
+// pg_wal's names.
 const PollInterval = time.Second
 
-// SignalInterval is how often the watcher looks for standby.signal between
-// two full readings: one stat, so that a promotion (PostgreSQL removes the
-// file) is noticed within this, not a whole PollInterval, while requests
-// may still go to the old primary. A change makes a full reading at once.
+// SignalInterval is how often the watcher, when it cannot watch the data
+// directory, looks for standby.signal between two full readings: one stat,
+// so that a promotion (PostgreSQL removes the file) is noticed within this,
+// not a whole PollInterval, while requests may still go to the old
+// primary. A change makes a full reading at once.
 const SignalInterval = 100 * time.Millisecond
+
+// SafetyInterval is how often the files are read although the data
+// directory is watched: a change that inotify missed (a file system that
+// does not report it) is noticed within this.
+const SafetyInterval = 10 * time.Second
 
 // localQuery asks the node itself: in recovery, and the timeline it is on
 // (the timeline of the WAL it receives on a standby, NULL without a
@@ -45,9 +53,12 @@ type Watcher struct {
 	pc       *pgconn.PgConn
 	mu       sync.Mutex
 	cur      Node
-	read     bool // cur holds a reading
-	failing  bool // a files failure was logged
-	connFail bool // a local connection failure was logged
+	read     bool        // cur holds a reading
+	failing  bool        // a files failure was logged
+	connFail bool        // a local connection failure was logged
+	noWatch  atomic.Bool // the data directory cannot be watched (said once)
+
+	wakeups atomic.Int64 // times Run went round (a test counts them)
 }
 
 // Options configure a Watcher.
@@ -105,24 +116,72 @@ func (w *Watcher) Current() Node {
 	return w.cur
 }
 
-// Run polls until ctx ends: a full reading every interval, and a look at
-// standby.signal every SignalInterval in between.
+// Run watches the node until ctx ends. When the data directory can be
+// watched (inotify), a change of standby.signal or a new timeline history
+// file makes a reading at once, and otherwise the files are read every
+// SafetyInterval, so that an idle daemon stays asleep; the local
+// connection, when set, is asked every interval. When it cannot be
+// watched, a full reading comes every interval and standby.signal is
+// looked at every SignalInterval in between.
 func (w *Watcher) Run(ctx context.Context) {
-	t := time.NewTicker(min(w.interval, SignalInterval))
-	defer t.Stop()
 	defer w.closeConn()
+	var dw *dirWatch
+	watched := ""
+	defer func() { dw.close() }()
+	poll := time.NewTicker(SignalInterval)
+	defer poll.Stop()
 	last := time.Time{}
+	changed := false
 	for {
-		if time.Since(last) >= w.interval || w.signalChanged() {
+		w.wakeups.Add(1)
+		if dir := w.dataDir(); dir != watched || (dw != nil && dw.broken()) {
+			dw.close()
+			dw, watched = w.watch(dir), dir
+			changed = true // a reading with the new watch in place
+		}
+		every := w.interval
+		if dw != nil && w.local == nil {
+			every = SafetyInterval
+		}
+		if changed || time.Since(last) >= every || (dw == nil && w.signalChanged()) {
 			w.Poll(ctx)
 			last = time.Now()
 		}
+		changed = false
+		var events chan struct{}
+		var tick <-chan time.Time
+		if dw != nil {
+			events = dw.events
+			poll.Reset(max(time.Until(last.Add(every)), time.Millisecond))
+		} else {
+			poll.Reset(SignalInterval)
+		}
+		tick = poll.C
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
+		case <-events:
+			changed = true
 		}
 	}
+}
+
+// watch watches dir for the files that tell the node's role, or returns nil
+// (and says once) when it cannot: the caller polls.
+func (w *Watcher) watch(dir string) *dirWatch {
+	if dir == "" {
+		return nil
+	}
+	dw, err := watchDir(dir)
+	if err != nil {
+		if !w.noWatch.Swap(true) {
+			w.log.Info("the data directory cannot be watched: its files are read every second", zap.Error(err))
+		}
+		return nil
+	}
+	w.noWatch.Store(false)
+	return dw
 }
 
 // signalChanged reports whether standby.signal's presence differs from the
