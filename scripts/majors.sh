@@ -36,7 +36,7 @@ COPT_DEFAULT="-Werror -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missi
 # test (a primary and a streaming standby that Stop really stops), the
 # extension's isolation tests (transaction_timeout is tested only on 17+)
 # and its registry tests (updates, pg_dump and restore, pg_upgrade --check).
-E2E_TESTS='^(TestExtensionHelloAndPing|TestExtensionRefusesWrongContexts|TestCallNThroughDaemon|TestHandlersThroughDaemon|TestHostileFrames|TestIdleChannelHoldsNoXmin|TestBasebackupConninfoHasTheHardKeywords|TestPrimaryAndStreamingStandby|TestIsolation.*|TestPgUpgradeWithHandlerRegistered|TestDumpAndRestoreKeepHandlers|TestUpdate10To11To12WithHandler|TestRegistryChangesReachAnOpenChannel|TestHandlerWithRegistryAt11)$'
+E2E_TESTS='^(TestExtensionHelloAndPing|TestExtensionRefusesWrongContexts|TestCallNThroughDaemon|TestHandlersThroughDaemon|TestHostileFrames|TestIdleChannelHoldsNoXmin|TestBasebackupConninfoHasTheHardKeywords|TestPrimaryAndStreamingStandby|TestIsolation.*|TestPgUpgradeWithHandlerRegistered|TestDumpAndRestoreKeepHandlers|TestUpdate10To11To12WithHandler|TestRegistryChangesReachAnOpenChannel|TestHandlerWithRegistryAt11|TestControlFileMatchesControldata|TestFailoverPromotionWithOldPrimaryAlive|TestFailoverRewindAndRejoin|TestPipelineExtensionOrderAndGoodbye|TestPipelineEightCallersOneSession)$'
 # Where the build directory appears inside a chroot.
 BUILD_MNT=/srv/standbyd-ext
 export PATH=/usr/local/go/bin:$PATH

@@ -362,6 +362,14 @@ func TestFailoverRewindAndRejoin(t *testing.T) {
 	if _, err := e.SQL(ctx, "primary", "ALTER SYSTEM SET primary_conninfo = '"+channelConninfo(t, e, e.StandbyPort)+"'"); err != nil {
 		t.Fatal(err)
 	}
+	// pg_rewind reads the old primary's WAL back to the last common
+	// checkpoint: the checkpoint below must not recycle it (18 does).
+	if _, err := e.SQL(ctx, "primary", "ALTER SYSTEM SET wal_keep_size = '256MB'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.SQL(ctx, "primary", "SELECT pg_reload_conf()"); err != nil {
+		t.Fatal(err)
+	}
 	d := startDaemonFor(t, e.PrimaryData, "")
 	if !d.poll(30*time.Second, func() bool { return strings.Contains(d.lastError(), "this node is not a standby (timeline 1)") }) {
 		t.Fatalf("a daemon on a primary does not refuse: %+v", d.status(ctx))
