@@ -171,9 +171,10 @@ main() {
 		printf '  %-56s %6s KiB\n' "$(basename "$f")" "$(($(stat -c %s "$f") / 1024))"
 	done
 	say "lintian"
-	# Errors fail the build; kept warnings carry an override with its reason.
-	lintian --fail-on error --suppress-tags-from-file /dev/null --info "$DIST"/*_"$VERSION"_*.deb
-	say "lintian: no errors"
+	# Errors and warnings fail the build: a kept warning carries an override
+	# with its reason.
+	lintian --fail-on error,warning --suppress-tags-from-file /dev/null --info "$DIST"/*_"$VERSION"_*.deb
+	say "lintian: no errors, no warnings"
 }
 
 main "$@"
