@@ -74,20 +74,7 @@ func (w *writer) run() {
 		default:
 		}
 		id := "w" + strconv.Itoa(i)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		out, err := w.c.Call(ctx, "once", []byte(id))
-		cancel()
-		kind := "ok"
-		var ae *client.Error
-		switch {
-		case err == nil && string(out) == "done":
-		case err == nil:
-			kind = "client: reply " + string(out)
-		case errors.As(err, &ae):
-			kind = ae.Kind
-		default:
-			kind = "client: " + err.Error()
-		}
+		kind := callOnce(w.c, id)
 		w.mu.Lock()
 		w.outcome[id] = kind
 		w.ended[id] = time.Now()
@@ -184,5 +171,24 @@ func (c onceCounts) check(t *testing.T) {
 	}
 	if c.ok == 0 {
 		t.Errorf("no writing call succeeded: %s", c)
+	}
+}
+
+// callOnce calls the writing handler "once" with id (2s deadline) and names
+// the outcome: "ok", the API's error kind, or what the client saw.
+func callOnce(c *client.Client, id string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	out, err := c.Call(ctx, "once", []byte(id))
+	var ae *client.Error
+	switch {
+	case err == nil && string(out) == "done":
+		return "ok"
+	case err == nil:
+		return "client: reply " + string(out)
+	case errors.As(err, &ae):
+		return ae.Kind
+	default:
+		return "client: " + err.Error()
 	}
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -127,20 +126,7 @@ func (w *pipeWriter) run() {
 		default:
 		}
 		id := fmt.Sprintf("p%dx%d", w.g, i)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		out, err := w.c.Call(ctx, "once", []byte(id))
-		cancel()
-		kind := "ok"
-		var ae *client.Error
-		switch {
-		case err == nil && string(out) == "done":
-		case err == nil:
-			kind = "client: reply " + string(out)
-		case errors.As(err, &ae):
-			kind = ae.Kind
-		default:
-			kind = "client: " + err.Error()
-		}
+		kind := callOnce(w.c, id)
 		w.mu.Lock()
 		w.outcome[id] = kind
 		w.mu.Unlock()
