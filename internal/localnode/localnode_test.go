@@ -177,3 +177,42 @@ func TestWatcherNoticesSignalBetweenReadings(t *testing.T) {
 		t.Fatalf("with an hour between full readings, the promotion was not seen: %+v", n)
 	}
 }
+
+// pg_control's rewrites wake no watch: a reading that caught it unreadable
+// (PostgreSQL rewrites it in place) is taken again soon, not at the next
+// safety reading 10 s later.
+func TestWatcherRereadsAnUnreadableControlFile(t *testing.T) {
+	dir := dataDir(t, true, pgcontrol.DBInArchiveRecovery, 1)
+	w, err := NewWatcher(Options{DataDirectory: func() string { return dir }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor := func(what string, within time.Duration, ok func(Node) bool) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for time.Now().Before(deadline) {
+			if ok(w.Current()) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("%s: last reading %+v", what, w.Current())
+	}
+	waitFor("first reading", 5*time.Second, func(n Node) bool { return n.Role == RoleStandby })
+	// A promotion whose pg_control is caught half-written.
+	ctl := filepath.Join(dir, "global", "pg_control")
+	if err := os.WriteFile(ctl, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "standby.signal")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the unreadable reading", 5*time.Second, func(n Node) bool { return n.Role == RoleUnknown })
+	setControl(t, dir, pgcontrol.DBInProduction, 1)
+	// Well within SafetyInterval: the unknown reading is retried.
+	waitFor("the reading after pg_control was written", SafetyInterval/3, func(n Node) bool { return n.Role == RolePrimary })
+}

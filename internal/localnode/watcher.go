@@ -132,6 +132,10 @@ func (w *Watcher) Run(ctx context.Context) {
 	defer poll.Stop()
 	last := time.Time{}
 	changed := false
+	// An unreadable reading (pg_control caught while being rewritten, a
+	// file missing for a moment) is read again soon, backing off towards
+	// the usual interval: pg_control's changes wake no watch.
+	retry := SignalInterval
 	for {
 		w.wakeups.Add(1)
 		if dir := w.dataDir(); dir != watched || (dw != nil && dw.broken()) {
@@ -139,13 +143,25 @@ func (w *Watcher) Run(ctx context.Context) {
 			dw, watched = w.watch(dir), dir
 			changed = true // a reading with the new watch in place
 		}
-		every := w.interval
-		if dw != nil && w.local == nil {
-			every = SafetyInterval
+		interval := func() time.Duration {
+			every := w.interval
+			if dw != nil && w.local == nil {
+				every = SafetyInterval
+			}
+			if w.Current().Role == RoleUnknown && !last.IsZero() {
+				every = min(every, retry)
+			}
+			return every
 		}
+		every := interval()
 		if changed || time.Since(last) >= every || (dw == nil && w.signalChanged()) {
-			w.Poll(ctx)
+			if w.Poll(ctx).Role == RoleUnknown {
+				retry = min(retry*2, SafetyInterval)
+			} else {
+				retry = SignalInterval
+			}
 			last = time.Now()
+			every = interval()
 		}
 		changed = false
 		var events chan struct{}
