@@ -577,7 +577,9 @@ handle_frame(StringInfo in, bool oversize, StringInfo out)
 				snprintf(msg, sizeof(msg),
 						 "reply of %d bytes is larger than the client's maximum frame size (%u bytes)",
 						 out->len, standbyd_client_max_frame);
-				sbd_reply_error(out, req.op, req.id, "54000", msg);
+				/* a hello reply is read before the version applies */
+				sbd_reply_error_full(out, req.op == SBD_OP_HELLO ? 1 : standbyd_session_version,
+									 req.op, req.id, "54000", msg, NULL, NULL);
 			}
 			return;
 		case SBD_PARSE_SHORT:
