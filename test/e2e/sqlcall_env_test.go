@@ -145,6 +145,13 @@ func waitReplayed(t *testing.T, e *testcluster.Env) {
 // write it, and points the standby's standbyd.socket at it.
 func sqlcallDaemon(t *testing.T, e *testcluster.Env) *daemon {
 	t.Helper()
+	return sqlcallDaemonWith(t, e, "60s")
+}
+
+// sqlcallDaemonWith is sqlcallDaemon with api.default_call_timeout, the
+// deadline of a call made with statement_timeout 0.
+func sqlcallDaemonWith(t *testing.T, e *testcluster.Env, defaultCallTimeout string) *daemon {
+	t.Helper()
 	sqlcallInstall(t, e)
 	dir, err := os.MkdirTemp("", "sbd-") // short: Unix socket paths are limited
 	if err != nil {
@@ -174,7 +181,7 @@ channel:
 api:
   socket: %s
   socket_group: postgres
-  default_call_timeout: 60s
+  default_call_timeout: %s
   allow:
     - ops: [sqlcall_write, sqlcall_fail, sqlcall_nap, sqlcall_echo, sqlcall_secret]
       users: [postgres, root]
@@ -185,7 +192,7 @@ metrics:
 log:
   format: json
   level: debug
-`, e.StandbyData, b.socket, b.metrics)
+`, e.StandbyData, b.socket, defaultCallTimeout, b.metrics)
 	if err := os.WriteFile(filepath.Join(dir, "standbyd.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -379,12 +386,18 @@ func (s *sqlSession) asyncCall(op string, payload []byte) <-chan callResult {
 	return ch
 }
 
-// fdCount is how many file descriptors a process holds.
-func fdCount(t *testing.T, pid uint32) int {
+// fds lists what a process's file descriptors point at.
+func fds(t *testing.T, pid uint32) []string {
 	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(ents)
+	var out []string
+	for _, e := range ents {
+		target, _ := os.Readlink(filepath.Join(dir, e.Name()))
+		out = append(out, e.Name()+" -> "+target)
+	}
+	return out
 }
