@@ -38,6 +38,7 @@
 #include "access/xlog_internal.h"
 #include "access/xlogrecovery.h"
 #include "catalog/objectaccess.h"
+#include "catalog/pg_proc.h"
 #include "commands/dbcommands.h"
 #include "common/string.h"
 #include "fmgr.h"
