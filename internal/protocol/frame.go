@@ -132,6 +132,9 @@ func (r Reply) Err() error {
 type ServerError struct {
 	SQLState string
 	Message  string
+	// Detail and Hint come on a version 3 channel; "" when none.
+	Detail string
+	Hint   string
 }
 
 func (e *ServerError) Error() string {
