@@ -59,6 +59,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "standbyd_call.h"
 #include "standbyd_compat.h"
 #include "standbyd_handlers.h"
 #include "standbyd_ops.h"
@@ -175,6 +176,8 @@ _PG_init(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	sbd_call_define_gucs();
 
 	MarkGUCPrefixReserved("standbyd");
 }
