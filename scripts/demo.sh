@@ -116,7 +116,7 @@ say "a SQL session on the standby writes through the primary and reads its own w
 "$CLUSTER" psql "$BASE" primary -qX -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 CREATE TABLE demo_orders(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, item text NOT NULL,
   placed timestamptz NOT NULL DEFAULT now());
-GRANT INSERT ON demo_orders TO standbyd_repl;
+GRANT INSERT, SELECT ON demo_orders TO standbyd_repl;
 CREATE FUNCTION place_order(b bytea) RETURNS bytea LANGUAGE sql AS $$
   INSERT INTO demo_orders(item) VALUES (convert_from(b, 'UTF8')) RETURNING convert_to('order ' || id, 'UTF8') $$;
 REVOKE ALL ON FUNCTION place_order(bytea) FROM PUBLIC;
