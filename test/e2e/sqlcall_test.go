@@ -22,9 +22,10 @@ import (
 // claim: sqlcall.once-per-row
 // claim: sqlcall.read-your-writes
 // claim: sqlcall.by-code
+// claim: sqlcall.kept-connection
 func TestSQLCallWriteAndReadYourWrites(t *testing.T) {
 	needEnv(t)
-	sqlcallDaemon(t, env)
+	d := sqlcallDaemon(t, env)
 	s := sqlConnect(t, env, "standby", scUser)
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 
@@ -78,6 +79,15 @@ func TestSQLCallWriteAndReadYourWrites(t *testing.T) {
 	}
 	t.Logf("median call: %s with wait_for_replay, %s without; without it the next statement missed the write %d times in 50",
 		median(with), median(without), misses)
+	// One session, one connection to the daemon for all of its calls.
+	if n := fastConnections(d); n != 1 {
+		t.Fatalf("%d fast path connections for one session's calls, want 1", n)
+	}
+}
+
+// fastConnections is how many fast path connections the daemon opened.
+func fastConnections(d *daemon) int {
+	return strings.Count(d.log(), "api fast path: connection opened")
 }
 
 func median(ds []time.Duration) time.Duration {
@@ -153,7 +163,13 @@ func TestSQLCallCancel(t *testing.T) {
 	}
 	wantSQLState(t, r.err, "57014")
 	t.Logf("cancelled after %s", time.Since(start).Round(time.Millisecond))
+	// The backend closed its connection to the daemon (so the daemon knows
+	// the caller has gone) and opens a new one for its next call.
+	before := fastConnections(d)
 	s.mustCall(scEcho, []byte("after cancel"), false, "echo:after cancel")
+	if n := fastConnections(d); n != before+1 {
+		t.Fatalf("%d new fast path connections for the call after the cancel, want 1", n-before)
+	}
 }
 
 // pg_terminate_backend during a call in flight ends that backend (57P01)
