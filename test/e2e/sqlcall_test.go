@@ -90,6 +90,53 @@ func fastConnections(d *daemon) int {
 	return strings.Count(d.log(), "api fast path: connection opened")
 }
 
+// With replay paused on the standby, wait_for_replay cannot return: the
+// write is committed on the primary, and statement_timeout ends the wait
+// with 57014 and a context saying so. Once replay resumes, a waiting call
+// returns and the next statement sees its write.
+// claim: sqlcall.replay-wait-bounded
+func TestSQLCallWaitForReplayBounded(t *testing.T) {
+	needEnv(t)
+	sqlcallDaemon(t, env)
+	s := sqlConnect(t, env, "standby", scUser)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	t.Cleanup(func() {
+		_, _ = env.SQL(ctxT(t, 10*time.Second), "standby", "SELECT pg_wal_replay_resume()")
+	})
+	if _, err := env.SQL(ctxT(t, 10*time.Second), "standby", "SELECT pg_wal_replay_pause()"); err != nil {
+		t.Fatal(err)
+	}
+	if !pollFor(10*time.Second, func() bool {
+		v, _ := env.SQL(ctxT(t, 5*time.Second), "standby", "SELECT pg_get_wal_replay_pause_state()")
+		return v == "paused"
+	}) {
+		t.Fatal("replay did not pause")
+	}
+	s.mustQuery("SET statement_timeout = '500ms'")
+	start := time.Now()
+	_, err := s.call(ctxT(t, 30*time.Second), scWrite, []byte("paused-"+run), true)
+	took := time.Since(start)
+	pe := wantSQLState(t, err, "57014")
+	if took > 5*time.Second {
+		t.Fatalf("statement_timeout 500ms ended the wait for replay after %s", took)
+	}
+	if !strings.Contains(pe.Where, "succeeded on the primary") {
+		t.Fatalf("the context does not say the handler succeeded on the primary: %q", pe.Where)
+	}
+	if n := primaryRows(t, env, "paused-"+run); n != 1 {
+		t.Fatalf("%d rows on the primary for the call whose wait timed out, want 1", n)
+	}
+	s.mustQuery("RESET statement_timeout")
+	if _, err := env.SQL(ctxT(t, 10*time.Second), "standby", "SELECT pg_wal_replay_resume()"); err != nil {
+		t.Fatal(err)
+	}
+	v := "resumed-" + run
+	s.mustCall(scWrite, []byte(v), true, "written:"+v)
+	if got := s.mustQuery("SELECT count(*) FROM sqlcall.t WHERE v IN ('" + v + "', 'paused-" + run + "')"); got != "2" {
+		t.Fatalf("after replay resumed the standby sees %s of the session's 2 writes", got)
+	}
+}
+
 func median(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
