@@ -420,6 +420,58 @@ func TestSQLCallPrivileges(t *testing.T) {
 	}
 }
 
+// SET ROLE changes whose privileges a call has and whom the daemon
+// attributes it to, within one session.
+// claim: sqlcall.set-role
+func TestSQLCallSetRole(t *testing.T) {
+	needEnv(t)
+	d := sqlcallDaemon(t, env)
+	su := sqlConnect(t, env, "standby", "postgres")
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	ctx := ctxT(t, 60*time.Second)
+	su.mustQuery("SET ROLE " + scUser)
+	_, err := su.call(ctx, scSecret, []byte("as-user-"+run), false)
+	wantSQLState(t, err, "42501")
+	su.mustCall(scEcho, []byte("as user"), false, "echo:as user")
+	su.mustQuery("RESET ROLE")
+	su.mustCall(scSecret, []byte("as-superuser-"+run), false, "secret")
+	if n := primaryRows(t, env, "secret:as-user-"+run); n != 0 {
+		t.Fatalf("the call refused after SET ROLE reached the primary (%d rows)", n)
+	}
+	roles := map[string]bool{}
+	pid := `"sql_pid":` + strconv.Itoa(int(su.pid())) + ","
+	for _, line := range strings.Split(d.log(), "\n") {
+		if !strings.Contains(line, pid) && !strings.Contains(line, strings.TrimSuffix(pid, ",")+"}") {
+			continue
+		}
+		for _, r := range []string{scUser, "postgres"} {
+			if strings.Contains(line, `"sql_role":"`+r+`"`) {
+				roles[r] = true
+			}
+		}
+	}
+	if !roles[scUser] || !roles["postgres"] {
+		t.Fatalf("the daemon attributed backend %d's calls to roles %v, want both %s and postgres", su.pid(), roles, scUser)
+	}
+}
+
+// A payload larger than a frame can carry is refused (54000) and nothing is
+// sent; the session goes on.
+// claim: sqlcall.payload-too-large
+func TestSQLCallPayloadTooLarge(t *testing.T) {
+	needEnv(t)
+	sqlcallDaemon(t, env)
+	s := sqlConnect(t, env, "standby", scUser)
+	mark := "too-large-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	big := []byte(mark + strings.Repeat("x", 1<<20))
+	_, err := s.call(ctxT(t, 60*time.Second), scWrite, big, false)
+	wantSQLState(t, err, "54000")
+	if n, err := env.PrimarySQL(ctxT(t, 10*time.Second), "SELECT count(*) FROM sqlcall.t WHERE v LIKE '"+mark+"%'"); err != nil || n != "0" {
+		t.Fatalf("a refused payload reached the primary (%s rows, %v)", n, err)
+	}
+	s.mustCall(scEcho, []byte("small"), false, "echo:small")
+}
+
 // 16 standby sessions call at once; every reply is its own request's, and
 // the daemon attributes the calls to each backend (log and metric).
 // claim: sqlcall.concurrent
