@@ -356,6 +356,7 @@ func TestSQLCallChannelLostMidCall(t *testing.T) {
 // claim: sqlcall.unknown-op
 // claim: sqlcall.forbidden
 // claim: sqlcall.null-argument
+// claim: sqlcall.socket-superuser
 func TestSQLCallPrivileges(t *testing.T) {
 	needEnv(t)
 	sqlcallDaemon(t, env)
@@ -417,6 +418,17 @@ func TestSQLCallPrivileges(t *testing.T) {
 	}
 	if c := primaryRows(t, env, "rootonly:"+run); c != 0 {
 		t.Fatalf("a call api.allow refused ran on the primary (%d rows)", c)
+	}
+
+	// Only a superuser may point calls at another socket: refused once the
+	// library is loaded, ignored when set before.
+	_, err = s.query("SET standbyd.socket = '/tmp/elsewhere.sock'")
+	wantSQLState(t, err, "42501")
+	early := sqlConnect(t, env, "standby", scUser)
+	_, _ = early.query("SET standbyd.socket = '/tmp/elsewhere.sock'")
+	early.mustCall(scEcho, []byte("early"), false, "echo:early")
+	if got := early.mustQuery("SHOW standbyd.socket"); got == "/tmp/elsewhere.sock" {
+		t.Fatal("a non-superuser's standbyd.socket survived the library's load")
 	}
 }
 
