@@ -343,8 +343,8 @@ func primaryRows(t *testing.T, e *testcluster.Env, v string) int {
 	return n
 }
 
-// channelBackend is the primary backend serving the daemon's channel.
-func channelBackend(t *testing.T, d *daemon) int {
+// sqlChannelBackend is the primary backend serving the daemon's channel.
+func sqlChannelBackend(t *testing.T, d *daemon) int {
 	t.Helper()
 	st := d.status(ctxT(t, 10*time.Second))
 	if st.ChannelBackendID == 0 {

@@ -195,7 +195,7 @@ func TestSQLCallCancel(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
 	s := sqlConnect(t, env, "standby", scUser)
-	backend := channelBackend(t, d)
+	backend := sqlChannelBackend(t, d)
 	res := s.asyncCall(scNap, []byte("5"))
 	waitHandlerSleeping(t, env, backend)
 	start := time.Now()
@@ -226,7 +226,7 @@ func TestSQLCallTerminate(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
 	s := sqlConnect(t, env, "standby", scUser)
-	backend := channelBackend(t, d)
+	backend := sqlChannelBackend(t, d)
 	res := s.asyncCall(scNap, []byte("5"))
 	waitHandlerSleeping(t, env, backend)
 	if _, err := env.SQL(ctxT(t, 10*time.Second), "standby", fmt.Sprintf("SELECT pg_terminate_backend(%d)", s.pid())); err != nil {
@@ -328,7 +328,7 @@ func TestSQLCallChannelLostMidCall(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
 	s := sqlConnect(t, env, "standby", scUser)
-	backend := channelBackend(t, d)
+	backend := sqlChannelBackend(t, d)
 	res := s.asyncCall(scNap, []byte("10"))
 	waitHandlerSleeping(t, env, backend)
 	if _, err := env.PrimarySQL(ctxT(t, 10*time.Second), fmt.Sprintf("SELECT pg_terminate_backend(%d)", backend)); err != nil {
