@@ -401,3 +401,21 @@ func fds(t *testing.T, pid uint32) []string {
 	}
 	return out
 }
+
+// waitAbandoned waits until the daemon logs that backend pid's call was
+// abandoned after it was sent: the backend closed its connection with the
+// call in flight, and the handler's late reply was dropped.
+func waitAbandoned(t *testing.T, d *daemon, pid uint32) {
+	t.Helper()
+	tag := `"sql_pid":` + strconv.Itoa(int(pid))
+	if !d.poll(20*time.Second, func() bool {
+		for _, line := range strings.Split(d.log(), "\n") {
+			if strings.Contains(line, "call abandoned by its caller after it was sent") && strings.Contains(line, tag) {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("the daemon never logged backend %d's call as abandoned:\n%s", pid, tailLines(d.log(), 15))
+	}
+}

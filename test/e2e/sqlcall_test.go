@@ -189,8 +189,10 @@ func TestSQLCallStatementTimeout(t *testing.T) {
 }
 
 // pg_cancel_backend during a call in flight: 57014, the backend goes on
-// and its next call works.
+// and its next call works; the daemon sees the caller gone and drops the
+// handler's late reply.
 // claim: sqlcall.cancel
+// claim: sqlcall.caller-gone
 func TestSQLCallCancel(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
@@ -217,11 +219,13 @@ func TestSQLCallCancel(t *testing.T) {
 	if n := fastConnections(d); n != before+1 {
 		t.Fatalf("%d new fast path connections for the call after the cancel, want 1", n-before)
 	}
+	waitAbandoned(t, d, s.pid())
 }
 
 // pg_terminate_backend during a call in flight ends that backend (57P01)
-// at once; a new session's call works.
+// at once; a new session's call works; the daemon drops the late reply.
 // claim: sqlcall.terminate
+// claim: sqlcall.caller-gone
 func TestSQLCallTerminate(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
@@ -246,6 +250,7 @@ func TestSQLCallTerminate(t *testing.T) {
 		t.Fatal("the terminated backend is still there")
 	}
 	sqlConnect(t, env, "standby", scUser).mustCall(scEcho, []byte("new session"), false, "echo:new session")
+	waitAbandoned(t, d, s.pid())
 }
 
 // The daemon down: 08001 naming the socket, nothing sent; once it is back
