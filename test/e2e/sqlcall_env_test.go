@@ -145,13 +145,25 @@ func waitReplayed(t *testing.T, e *testcluster.Env) {
 // write it, and points the standby's standbyd.socket at it.
 func sqlcallDaemon(t *testing.T, e *testcluster.Env) *daemon {
 	t.Helper()
-	return sqlcallDaemonWith(t, e, "60s")
+	return sqlcallDaemonWith(t, e, sqlcallOptions{})
 }
 
-// sqlcallDaemonWith is sqlcallDaemon with api.default_call_timeout, the
-// deadline of a call made with statement_timeout 0.
-func sqlcallDaemonWith(t *testing.T, e *testcluster.Env, defaultCallTimeout string) *daemon {
+// sqlcallOptions change the daemon's configuration.
+type sqlcallOptions struct {
+	// callTimeout is api.default_call_timeout, the deadline of a call made
+	// with statement_timeout 0 (default 60s).
+	callTimeout string
+	// channel and api are lines added to those sections (indented by two
+	// spaces).
+	channel, api string
+}
+
+// sqlcallDaemonWith is sqlcallDaemon with options.
+func sqlcallDaemonWith(t *testing.T, e *testcluster.Env, o sqlcallOptions) *daemon {
 	t.Helper()
+	if o.callTimeout == "" {
+		o.callTimeout = "60s"
+	}
 	sqlcallInstall(t, e)
 	dir, err := os.MkdirTemp("", "sbd-") // short: Unix socket paths are limited
 	if err != nil {
@@ -178,11 +190,11 @@ channel:
   connect_timeout: 3s
   backoff_min: 100ms
   backoff_max: 1s
-api:
+%sapi:
   socket: %s
   socket_group: postgres
   default_call_timeout: %s
-  allow:
+%s  allow:
     - ops: [sqlcall_write, sqlcall_fail, sqlcall_nap, sqlcall_echo, sqlcall_secret]
       users: [postgres, root]
     - ops: [sqlcall_rootonly]
@@ -192,7 +204,7 @@ metrics:
 log:
   format: json
   level: debug
-`, e.StandbyData, b.socket, defaultCallTimeout, b.metrics)
+`, e.StandbyData, o.channel, b.socket, o.callTimeout, o.api, b.metrics)
 	if err := os.WriteFile(filepath.Join(dir, "standbyd.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -304,7 +304,7 @@ func TestSQLCallDaemonRestart(t *testing.T) {
 func TestSQLCallPrimaryDown(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})
-	d := sqlcallDaemonWith(t, e, "2s")
+	d := sqlcallDaemonWith(t, e, sqlcallOptions{callTimeout: "2s"})
 	s := sqlConnect(t, e, "standby", scUser)
 	s.mustCall(scEcho, []byte("up"), false, "echo:up")
 	if err := e.StopServer(ctxT(t, 90*time.Second), "primary", "fast"); err != nil {
@@ -487,6 +487,41 @@ func TestSQLCallPayloadTooLarge(t *testing.T) {
 		t.Fatalf("a refused payload reached the primary (%s rows, %v)", n, err)
 	}
 	s.mustCall(scEcho, []byte("small"), false, "echo:small")
+}
+
+// A daemon with no room left (one call in flight, one waiting, queue
+// limit 1) refuses a third with busy: 53000 on the standby, nothing sent.
+// claim: sqlcall.busy
+func TestSQLCallBusy(t *testing.T) {
+	needEnv(t)
+	d := sqlcallDaemonWith(t, env, sqlcallOptions{channel: "  max_in_flight: 1\n", api: "  queue_limit: 1\n"})
+	backend := sqlChannelBackend(t, d)
+	a := sqlConnect(t, env, "standby", scUser)
+	b := sqlConnect(t, env, "standby", scUser)
+	c := sqlConnect(t, env, "standby", scUser)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	ra := a.asyncCall(scNap, []byte("3"))
+	waitHandlerSleeping(t, env, backend)
+	rb := b.asyncCall(scEcho, []byte("queued"))
+	if !d.poll(10*time.Second, func() bool { v, _ := d.metric("standbyd_calls_waiting"); return v == 1 }) {
+		t.Fatal("the second call never waited for the session")
+	}
+	_, err := c.call(ctxT(t, 30*time.Second), scWrite, []byte("busy-"+run), false)
+	wantSQLState(t, err, "53000")
+	for _, r := range []<-chan callResult{ra, rb} {
+		select {
+		case res := <-r:
+			if res.err != nil {
+				t.Fatalf("a call that had room: %v", res.err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a call that had room did not end")
+		}
+	}
+	if n := primaryRows(t, env, "busy-"+run); n != 0 {
+		t.Fatalf("a call refused as busy reached the primary (%d rows)", n)
+	}
+	c.mustCall(scEcho, []byte("room again"), false, "echo:room again")
 }
 
 // 16 standby sessions call at once; every reply is its own request's, and
