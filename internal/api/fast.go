@@ -57,6 +57,8 @@ type fastConn struct {
 	// session of the last identify frame, nil before one (the reader's).
 	fields []zap.Field
 	who    *sqlIdentity
+	// badIdentLogged: a malformed identify frame was logged (the reader's).
+	badIdentLogged bool
 	// The replies: whoever queues one while nobody writes becomes the
 	// writer until the queue is empty, so that replies that come while a
 	// write is under way go out together in the next one.
