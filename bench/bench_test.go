@@ -69,6 +69,12 @@ func TestQuickRun(t *testing.T) {
 				ws, n = cliWorkloads(), s.CLICount/s.Rounds*s.Rounds
 			}
 			for _, w := range ws {
+				if c == "standby-sql" && w.Ping { // standbyd.call() reaches handlers only
+					if _, ok := p.Latency[c][w.Name]; ok {
+						t.Errorf("%s: standby-sql has figures for ping", p.Name)
+					}
+					continue
+				}
 				got := p.Latency[c][w.Name]
 				if got.Requests != n || got.MedianUS <= 0 || got.P99US < got.MedianUS {
 					t.Errorf("%s %s %s: %+v (want %d requests)", p.Name, c, w.Name, got, n)
@@ -82,6 +88,9 @@ func TestQuickRun(t *testing.T) {
 		}
 		if p.HandlerKinds["median"] <= 0 || p.HandlerKinds["backend_cpu"] <= 0 {
 			t.Errorf("%s: sql over PL/pgSQL handler: %v", p.Name, p.HandlerKinds)
+		}
+		if p.Ratios["echo-8B"]["standby-sql/sql"] <= 0 || p.Ratios["echo-8B"]["standby-sql/api-fast"] <= 0 {
+			t.Errorf("%s: no standby-sql ratios: %v", p.Name, p.Ratios["echo-8B"])
 		}
 		if p.Ratios["echo-8B"]["session/c-tcp"] <= 0 || p.Ratios["ping"]["api-fast/sql"] <= 0 || len(p.DaemonRSSKB) != s.Rounds {
 			t.Errorf("%s: ratios %v, daemon memory samples %v", p.Name, p.Ratios["echo-8B"], p.DaemonRSSKB)

@@ -363,6 +363,68 @@ func (c *sqlContender) Run(ctx context.Context, w workload, n int) ([]time.Durat
 	})
 }
 
+// ---- standbyd.call() from a SQL session on the standby ----
+
+// standbySQLContender calls the echo handler with standbyd.call() from a
+// SQL session on the standby, as prepared statements through pgconn: the
+// standby's backend asks the daemon (standbyd.socket), which asks the
+// primary. It sits beside sqlContender, the same handler over an
+// application's own SQL connection to the primary.
+type standbySQLContender struct {
+	pc      *pgconn.PgConn
+	backend int // the daemon's channel backend on the primary
+}
+
+func dialStandbySQL(ctx context.Context, cfg *pgconn.Config, backend int) (*standbySQLContender, error) {
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("standby-sql: %w", err)
+	}
+	for name, op := range map[string]uint16{"echo": echoOp, "echo_sql": echoSQLOp} {
+		if _, err := pc.Prepare(ctx, name, fmt.Sprintf("SELECT standbyd.call(%d, $1)", op), nil); err != nil {
+			pc.Close(ctx)
+			return nil, fmt.Errorf("standby-sql: prepare %s (the extension 1.3 on the primary?): %w", name, err)
+		}
+	}
+	return &standbySQLContender{pc: pc, backend: backend}, nil
+}
+
+func (c *standbySQLContender) Name() string    { return "standby-sql" }
+func (c *standbySQLContender) BackendPID() int { return c.backend }
+func (c *standbySQLContender) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.pc.Close(ctx)
+}
+
+// Supports: standbyd.call() reaches registered handlers only, not the
+// built-in ping.
+func (c *standbySQLContender) Supports(w workload) bool { return !w.Ping }
+
+func (c *standbySQLContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	payload := pattern(w.Size)
+	params := [][]byte{payload}
+	return timeLoop(ctx, n, func() error {
+		rr := c.pc.ExecPrepared(ctx, w.opName(), params, []int16{1}, []int16{1}).Read()
+		if rr.Err != nil {
+			return fmt.Errorf("standby-sql: %w", rr.Err)
+		}
+		if len(rr.Rows) != 1 {
+			return fmt.Errorf("standby-sql: %d rows", len(rr.Rows))
+		}
+		return checkEcho(w, payload, rr.Rows[0][0])
+	})
+}
+
+// partial is a contender that runs only some workloads.
+type partial interface{ Supports(w workload) bool }
+
+// runs reports whether contender c runs workload w.
+func runs(c contender, w workload) bool {
+	p, ok := c.(partial)
+	return !ok || p.Supports(w)
+}
+
 // ---- the local API, with the Go client ----
 
 // apiContender calls through the daemon's local API with the Go client:

@@ -158,6 +158,7 @@ func (p *placementResult) sampleMemory(daemon, backend int) {
 var ratioPairs = [][2]string{
 	{"session", "c-tcp"}, {"libpq-c", "c-tcp"}, {"go-tcp", "c-tcp"}, {"session", "libpq-c"},
 	{"sql", "session"}, {"api-fast", "session"}, {"api-fast", "sql"}, {"api-http", "session"},
+	{"standby-sql", "sql"}, {"standby-sql", "api-fast"},
 }
 
 func (r *report) addPlacement(p *placementResult) {
@@ -232,7 +233,7 @@ func (r *report) write(dir string) (string, string, error) {
 }
 
 // contenderOrder is how tables list the contenders.
-var contenderOrder = []string{"c-tcp", "go-tcp", "libpq-c", "session", "sql", "api-fast", "api-http", "cli", "call-process"}
+var contenderOrder = []string{"c-tcp", "go-tcp", "libpq-c", "session", "sql", "api-fast", "api-http", "standby-sql", "cli", "call-process"}
 
 // processContenders start one process per request; the report gives their
 // figures in milliseconds too.
@@ -246,6 +247,7 @@ var contenderText = map[string]string{
 	"sql":          "plain SQL through pgconn: prepared SELECT public.bench_echo($1) (echo-8B-sqlfn: SELECT public.bench_echo_sql($1), which the planner inlines; ping: clock_timestamp(), pg_current_wal_flush_lsn(), pg_is_in_recovery())",
 	"api-fast":     "through the daemon's local API with the Go client's default transport (client.New(socket).Call)",
 	"api-http":     "through the daemon's local API with the Go client held to HTTP over the Unix socket",
+	"standby-sql":  "standbyd.call() from a SQL session on the standby through pgconn: prepared SELECT standbyd.call(256, $1) (echo-8B-sqlfn: 257), the standby's backend through the daemon to the same handler; registered handlers only, so no ping",
 	"cli":          "`standbyd call` as a process through the daemon, start-up included",
 	"call-process": "`standbyd-call` (the small call binary) as a process through the daemon, start-up included",
 }

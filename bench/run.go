@@ -33,21 +33,23 @@ type placement struct {
 
 // bench holds what one run started.
 type bench struct {
-	s       settings
-	env     *testcluster.Env
-	pgcfg   *pgconn.Config
-	connstr string // no password: the passfile holds it
-	echoSrv *exec.Cmd
-	echoAdr string
-	ctcpSrv *exec.Cmd
-	ctcpAdr string
-	daemon  *exec.Cmd
-	dsock   string
-	dconfig string
-	dmetric string
-	dclient *client.Client
-	dir     string
-	rep     *report
+	s     settings
+	env   *testcluster.Env
+	pgcfg *pgconn.Config
+	// standbyCfg is a SQL session on the standby (standby-sql).
+	standbyCfg *pgconn.Config
+	connstr    string // no password: the passfile holds it
+	echoSrv    *exec.Cmd
+	echoAdr    string
+	ctcpSrv    *exec.Cmd
+	ctcpAdr    string
+	daemon     *exec.Cmd
+	dsock      string
+	dconfig    string
+	dmetric    string
+	dclient    *client.Client
+	dir        string
+	rep        *report
 }
 
 func run(ctx context.Context, s settings) (mdPath, jsonPath string, err error) {
@@ -121,6 +123,10 @@ SELECT standbyd.register_handler(257, 'echo_sql', 'public.bench_echo_sql(bytea)'
 	if b.pgcfg, err = pgconn.ParseConfig(b.connstr); err != nil {
 		return err
 	}
+	if b.standbyCfg, err = pgconn.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=postgres user=postgres application_name=standbyd-bench",
+		env.SocketDir, env.StandbyPort)); err != nil {
+		return err
+	}
 	if b.dir, err = os.MkdirTemp("", "sbdbench-"); err != nil {
 		return err
 	}
@@ -178,8 +184,17 @@ func (b *bench) startDaemon(ctx context.Context) error {
 	b.dmetric = fmt.Sprintf("127.0.0.1:%d", port)
 	b.dconfig = filepath.Join(b.dir, "standbyd.yaml")
 	// Defaults everywhere else (heartbeat every 2 s): the daemon as shipped.
-	cfg := fmt.Sprintf("standby:\n  data_directory: %s\napi:\n  socket: %s\nmetrics:\n  listen: %s\nlog:\n  format: json\n  level: warn\n",
-		b.env.StandbyData, b.dsock, b.dmetric)
+	// The standby's backends (standby-sql) run as postgres: as root, the
+	// socket is given to postgres's group and its directory opened.
+	group := ""
+	if os.Geteuid() == 0 {
+		group = "  socket_group: postgres\n"
+		if err := os.Chmod(b.dir, 0o755); err != nil {
+			return err
+		}
+	}
+	cfg := fmt.Sprintf("standby:\n  data_directory: %s\napi:\n  socket: %s\n%smetrics:\n  listen: %s\nlog:\n  format: json\n  level: warn\n",
+		b.env.StandbyData, b.dsock, group, b.dmetric)
 	if err := os.WriteFile(b.dconfig, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -199,7 +214,7 @@ func (b *bench) startDaemon(ctx context.Context) error {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return b.setStandbySocket(ctx)
 			}
 		}
 		if time.Now().After(deadline) {
@@ -210,6 +225,35 @@ func (b *bench) startDaemon(ctx context.Context) error {
 			return err
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// setStandbySocket points the standby's standbyd.socket (its
+// postgresql.conf) at the daemon, for standbyd.call(), and reloads it.
+func (b *bench) setStandbySocket(ctx context.Context) error {
+	f, err := os.OpenFile(filepath.Join(b.env.StandbyData, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "standbyd.socket = '%s'\n", b.dsock)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("setting standbyd.socket: %w", err)
+	}
+	if _, err := b.env.SQL(ctx, "standby", "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("reloading the standby: %w", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		v, err := b.env.SQL(ctx, "standby", "SHOW standbyd.socket")
+		if err == nil && v == b.dsock {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the standby does not show standbyd.socket = %s (%q, %v)", b.dsock, v, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -361,6 +405,9 @@ func (b *bench) latencyPhase(ctx context.Context, pl placement) error {
 	}
 	for _, c := range cs {
 		for _, w := range workloads {
+			if !runs(c, w) {
+				continue
+			}
 			if _, err := c.Run(ctx, w, b.s.Warmup); err != nil {
 				return fmt.Errorf("warm-up: %w", err)
 			}
@@ -378,6 +425,9 @@ func (b *bench) latencyPhase(ctx context.Context, pl placement) error {
 		for i := range cs {
 			c := cs[(i+r)%len(cs)] // rotate the order each round
 			for _, w := range workloads {
+				if !runs(c, w) {
+					continue
+				}
 				if err := res.batch(ctx, c, w, perRound); err != nil {
 					return err
 				}
@@ -420,6 +470,11 @@ func (b *bench) contenders(ctx context.Context) ([]contender, error) {
 	cs = append(cs, sq,
 		&apiContender{name: "api-fast", c: client.New(b.dsock), backend: backend},
 		&apiContender{name: "api-http", c: newHTTPClient(b.dsock), backend: backend})
+	ssql, err := dialStandbySQL(ctx, b.standbyCfg, backend)
+	if err != nil {
+		return cs, err
+	}
+	cs = append(cs, ssql)
 	return cs, nil
 }
 

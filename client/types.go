@@ -29,6 +29,10 @@ type ErrorDetail struct {
 	Kind     string `json:"kind"`
 	Message  string `json:"message"`
 	SQLState string `json:"sqlstate,omitempty"`
+	// Detail and Hint are the primary's DETAIL and HINT of a
+	// primary_error, when it gave them.
+	Detail string `json:"detail,omitempty"`
+	Hint   string `json:"hint,omitempty"`
 }
 
 // StatusResponse is the body of GET /v1/status.

@@ -59,6 +59,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "standbyd_call.h"
 #include "standbyd_compat.h"
 #include "standbyd_handlers.h"
 #include "standbyd_ops.h"
@@ -175,6 +176,8 @@ _PG_init(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	sbd_call_define_gucs();
 
 	MarkGUCPrefixReserved("standbyd");
 }
@@ -577,7 +580,9 @@ handle_frame(StringInfo in, bool oversize, StringInfo out)
 				snprintf(msg, sizeof(msg),
 						 "reply of %d bytes is larger than the client's maximum frame size (%u bytes)",
 						 out->len, standbyd_client_max_frame);
-				sbd_reply_error(out, req.op, req.id, "54000", msg);
+				/* a hello reply is read before the version applies */
+				sbd_reply_error_full(out, req.op == SBD_OP_HELLO ? 1 : standbyd_session_version,
+									 req.op, req.id, "54000", msg, NULL, NULL);
 			}
 			return;
 		case SBD_PARSE_SHORT:

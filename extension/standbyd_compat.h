@@ -10,7 +10,7 @@
 #define STANDBYD_COMPAT_H
 
 /* The library's own version, shown by PG_MODULE_MAGIC_EXT on 18+. */
-#define STANDBYD_VERSION "1.2"
+#define STANDBYD_VERSION "1.3"
 
 /* Protocol message type names exist from 17 on. */
 #if PG_VERSION_NUM >= 170000

@@ -137,6 +137,7 @@ resolve(SbdHandler *h, Oid func, const char *shown, Oid registry_owner)
 					 shown, h->name, "");
 		return;
 	}
+	h->found = func;
 	proc = (Form_pg_proc) GETSTRUCT(tup);
 	ok = proc->prokind == PROKIND_FUNCTION && !proc->proretset &&
 		proc->prorettype == BYTEAOID && proc->pronargs == 1 &&
@@ -356,6 +357,17 @@ sbd_handler_lookup(uint16 op)
 		return NULL;
 	key.op = op;
 	return bsearch(&key, handlers, nhandlers, sizeof(SbdHandler), compare_ops);
+}
+
+SbdHandler *
+sbd_handler_lookup_name(const char *name)
+{
+	if (!handlers_valid || !fill_complete)
+		fill();
+	for (int i = 0; i < nhandlers; i++)
+		if (strcmp(handlers[i].name, name) == 0)
+			return &handlers[i];
+	return NULL;
 }
 
 MemoryContext

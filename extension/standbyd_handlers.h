@@ -25,6 +25,7 @@ typedef struct SbdHandler
 	uint16		op;
 	char	   *name;
 	Oid			func;			/* InvalidOid: unusable, see err* */
+	Oid			found;			/* the function named, even when unusable */
 	int			errcode;		/* why it is unusable */
 	char	   *errmsg;
 	bool		flinfo_ready;
@@ -44,6 +45,9 @@ extern void sbd_handlers_register_callbacks(void);
  * result is valid until the next call.
  */
 extern SbdHandler *sbd_handler_lookup(uint16 op);
+
+/* The handler registered under name, or NULL; as sbd_handler_lookup. */
+extern SbdHandler *sbd_handler_lookup_name(const char *name);
 
 /* h's FmgrInfo, set up at its first call and kept with the cache. */
 extern FmgrInfo *sbd_handler_fmgr(SbdHandler *h);

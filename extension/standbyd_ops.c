@@ -74,6 +74,17 @@ server_version_num(void)
 	return s ? (uint32) strtoul(s, NULL, 10) : (uint32) PG_VERSION_NUM;
 }
 
+/*
+ * Hello's errors come before a version is chosen (or while it is chosen
+ * again), so they keep the version-1 layout whatever the channel speaks.
+ */
+static void
+hello_error(StringInfo out, const SbdRequest *req, const char *sqlstate,
+			const char *message)
+{
+	sbd_reply_error_full(out, 1, req->op, req->id, sqlstate, message, NULL, NULL);
+}
+
 static void
 op_hello(const SbdRequest *req, StringInfo out)
 {
@@ -89,7 +100,7 @@ op_hello(const SbdRequest *req, StringInfo out)
 
 	if (req->payload_len < 8)
 	{
-		sbd_reply_error(out, req->op, req->id, "22023",
+		hello_error(out, req, "22023",
 						"hello payload must be at least 8 bytes");
 		return;
 	}
@@ -98,7 +109,7 @@ op_hello(const SbdRequest *req, StringInfo out)
 	name_len = req->payload_len - 8;
 	if (name_len > SBD_HELLO_NAME_MAX)
 	{
-		sbd_reply_error(out, req->op, req->id, "22023",
+		hello_error(out, req, "22023",
 						"hello client name is longer than 64 bytes");
 		return;
 	}
@@ -108,7 +119,7 @@ op_hello(const SbdRequest *req, StringInfo out)
 		snprintf(msg, sizeof(msg),
 				 "no common protocol version: client speaks %u to %u, server speaks %u to %u",
 				 min_version, max_version, SBD_PROTOCOL_VERSION_MIN, SBD_PROTOCOL_VERSION_MAX);
-		sbd_reply_error(out, req->op, req->id, "08P01", msg);
+		hello_error(out, req, "08P01", msg);
 		return;
 	}
 	version = Min(max_version, SBD_PROTOCOL_VERSION_MAX);

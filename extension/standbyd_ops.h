@@ -16,9 +16,6 @@ extern int	standbyd_max_frame_size;
 /* The client's maximum frame size from hello (0: not announced). */
 extern uint32 standbyd_client_max_frame;
 
-/* The protocol version hello chose for this channel (1 until hello). */
-extern uint16 standbyd_session_version;
-
 /*
  * Answer one well-formed request: out receives exactly one reply frame (ok or
  * error) for req.  Built-ins that only read shared memory (ping, N, wal) run

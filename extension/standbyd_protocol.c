@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * standbyd_protocol.c
- *		Encoding and decoding of standbyd channel frames (protocol v1, v2).
+ *		Encoding and decoding of standbyd channel frames (protocol v1 to v3).
  *
  * A frame is carried in exactly one CopyData message.  Every frame starts
  * with a 12-byte header (kind, version or status, op, request id, payload
@@ -148,25 +148,57 @@ sbd_reply_finish(StringInfo out)
 }
 
 /*
- * Replace whatever is in out with an error reply.  The message is cut to
- * SBD_ERROR_MESSAGE_MAX bytes on a character boundary.
+ * Append a UTF-8 text cut to at most max bytes on a character boundary,
+ * preceded by its length (u16) when with_length.
+ */
+static void
+put_text(StringInfo out, const char *text, int max, bool with_length)
+{
+	int			len = text ? strlen(text) : 0;
+
+	if (len > max)
+		len = pg_encoding_mbcliplen(PG_UTF8, text, len, max);
+	if (with_length)
+		sbd_put_u16(out, (uint16) len);
+	if (len > 0)
+		appendBinaryStringInfoNT(out, text, len);
+}
+
+/*
+ * Replace whatever is in out with an error reply.  Version 1 and 2: the
+ * SQLSTATE, then the message up to the end of the payload.  Version 3:
+ * the SQLSTATE, then message, detail and hint, each preceded by its length
+ * (u16; 0 when there is none).  Each text is cut on a character boundary
+ * (message and detail at 8000 bytes, hint at 2000), so the payload stays
+ * far below any frame limit.
  */
 void
-sbd_reply_error(StringInfo out, uint16 op, uint32 id,
-				const char *sqlstate, const char *message)
+sbd_reply_error_full(StringInfo out, uint16 version, uint16 op, uint32 id,
+					 const char *sqlstate, const char *message,
+					 const char *detail, const char *hint)
 {
-	int			msglen;
+	bool		v3 = version >= SBD_PROTOCOL_VERSION_ERROR_DETAIL;
 
 	Assert(strlen(sqlstate) == 5);
 
 	sbd_reply_begin(out, op, id);
 	out->data[1] = SBD_STATUS_ERROR;
 	appendBinaryStringInfoNT(out, sqlstate, 5);
-	msglen = strlen(message);
-	if (msglen > SBD_ERROR_MESSAGE_MAX)
-		msglen = pg_mbcliplen(message, msglen, SBD_ERROR_MESSAGE_MAX);
-	appendBinaryStringInfoNT(out, message, msglen);
+	put_text(out, message, SBD_ERROR_MESSAGE_MAX, v3);
+	if (v3)
+	{
+		put_text(out, detail, SBD_ERROR_DETAIL_MAX, true);
+		put_text(out, hint, SBD_ERROR_HINT_MAX, true);
+	}
 	sbd_reply_finish(out);
+}
+
+void
+sbd_reply_error(StringInfo out, uint16 op, uint32 id,
+				const char *sqlstate, const char *message)
+{
+	sbd_reply_error_full(out, standbyd_session_version, op, id, sqlstate,
+						 message, NULL, NULL);
 }
 
 /*

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * standbyd_protocol.h
- *		Frame layout of the standbyd channel, protocol versions 1 and 2.
+ *		Frame layout of the standbyd channel, protocol versions 1 to 3.
  *
  * The byte-by-byte specification is docs/protocol.md; the Go side is
  * internal/protocol.  Everything here is pure byte handling: no I/O, no
@@ -16,11 +16,13 @@
 
 /*
  * Protocol versions the server speaks (hello picks one).  Version 2 lets the
- * client pipeline requests and adds the goodbye frame; the frame layout is
- * the same, so every frame still carries frame version 1.
+ * client pipeline requests and adds the goodbye frame; version 3 adds detail
+ * and hint to the error payload.  The header is the same, so every frame
+ * still carries frame version 1.
  */
 #define SBD_PROTOCOL_VERSION_MIN	1
-#define SBD_PROTOCOL_VERSION_MAX	2
+#define SBD_PROTOCOL_VERSION_MAX	3
+#define SBD_PROTOCOL_VERSION_ERROR_DETAIL	3
 #define SBD_FRAME_VERSION			1
 
 #define SBD_KIND_REQUEST			'Q'
@@ -44,6 +46,8 @@
 
 #define SBD_HELLO_NAME_MAX			64
 #define SBD_ERROR_MESSAGE_MAX		8000
+#define SBD_ERROR_DETAIL_MAX		8000
+#define SBD_ERROR_HINT_MAX			2000
 
 /* A request frame, as read off the wire.  payload points into the buffer. */
 typedef struct SbdRequest
@@ -71,8 +75,25 @@ extern const char *sbd_parse_result_message(SbdParseResult r);
 
 extern void sbd_reply_begin(StringInfo out, uint16 op, uint32 id);
 extern void sbd_reply_finish(StringInfo out);
+/*
+ * The protocol version hello chose for this channel (1 until hello); it
+ * decides the error payload's layout.  Defined in standbyd.c.
+ */
+extern uint16 standbyd_session_version;
+
+/* An error reply in the layout of the channel's version, no detail or hint. */
 extern void sbd_reply_error(StringInfo out, uint16 op, uint32 id,
 							const char *sqlstate, const char *message);
+
+/*
+ * An error reply in the layout of the given protocol version: detail and
+ * hint (UTF-8, NULL for none) are carried from version 3 on and dropped
+ * before.
+ */
+extern void sbd_reply_error_full(StringInfo out, uint16 version, uint16 op,
+								 uint32 id, const char *sqlstate,
+								 const char *message, const char *detail,
+								 const char *hint);
 
 /* Room for a goodbye frame: header, SQLSTATE, a short message. */
 #define SBD_GOODBYE_MAX				(SBD_HEADER_SIZE + 5 + 200)

@@ -97,10 +97,10 @@ release_session_locks(uint16 op)
 }
 
 /*
- * Frames carry UTF-8.  An error message is in the database's encoding;
- * after the rollback no catalog can be read, so only the client encoding's
- * cached conversion is used (standbyd asks for UTF8), and any other case
- * keeps ASCII only.
+ * Frames carry UTF-8.  An error's message, detail and hint are in the
+ * database's encoding; after the rollback no catalog can be read, so only
+ * the client encoding's cached conversion is used (standbyd asks for UTF8),
+ * and any other case keeps ASCII only.
  */
 static const char *
 message_in_utf8(const char *msg)
@@ -169,9 +169,11 @@ sbd_run_in_transaction(const SbdRequest *req, StringInfo out, SbdOpHandler body)
 		RESUME_INTERRUPTS();
 		MemoryContextSwitchTo(reqcxt);
 
-		sbd_reply_error(out, req->op, req->id,
-						unpack_sql_state(edata->sqlerrcode),
-						edata->message ? message_in_utf8(edata->message) : "error without a message");
+		sbd_reply_error_full(out, standbyd_session_version, req->op, req->id,
+							 unpack_sql_state(edata->sqlerrcode),
+							 edata->message ? message_in_utf8(edata->message) : "error without a message",
+							 edata->detail ? message_in_utf8(edata->detail) : NULL,
+							 edata->hint ? message_in_utf8(edata->hint) : NULL);
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();

@@ -421,6 +421,7 @@ func apiConfig(cfg *config.Config, m *metrics.Metrics, log *zap.Logger) api.Serv
 		CallSlots:      slots,
 		Allow:          policy,
 		Denied:         m.APIDenied,
+		SQLCalls:       m.SQLCalls,
 		SlowThreshold:  slow,
 		Logger:         log.Named("api"),
 	}

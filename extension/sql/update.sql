@@ -1,6 +1,6 @@
--- The update path 1.0 -> 1.1 -> 1.2 with handlers registered at 1.1: the
--- registry's regprocedure column becomes the function's qualified name, rows
--- kept, and the result is the same as a fresh install.
+-- The update path 1.0 -> 1.1 -> 1.2 -> 1.3 with handlers registered at 1.1:
+-- the registry's regprocedure column becomes the function's qualified name,
+-- rows kept, and the result is the same as a fresh install.
 \set VERBOSITY terse
 -- Independent of the other tests: start from no extension.
 SET client_min_messages = warning;
@@ -45,6 +45,11 @@ SELECT op, to_regprocedure(handler || '(bytea)') AS resolves_to FROM standbyd.ha
 -- 1.2's register_handler stores names too.
 SELECT standbyd.register_handler(259, 'echo_again', 'regress_up.echo(bytea)');
 SELECT op, name, handler FROM standbyd.handlers WHERE op = 259;
+
+-- 1.3 adds standbyd.call() and leaves the registry alone.
+ALTER EXTENSION standbyd UPDATE TO '1.3';
+SELECT extversion FROM pg_extension WHERE extname = 'standbyd';
+SELECT op, name, handler FROM standbyd.handlers ORDER BY op;
 
 -- The updated extension is the fresh one, object for object.
 CREATE TEMP TABLE updated AS

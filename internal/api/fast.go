@@ -40,6 +40,8 @@ type fastReply struct {
 	id      uint32
 	payload []byte
 	err     *fastproto.ErrorReply
+	// who made the request (nil: not a request, or nobody identified).
+	who *sqlIdentity
 }
 
 // fastConn is one connection speaking the fast path: a reader (this
@@ -49,7 +51,14 @@ type fastConn struct {
 	s        *Server
 	c        *peerConn
 	br       *bufio.Reader
+	version  byte
 	inflight atomic.Int32
+	// fields are the caller's log fields (peer credentials); who, the SQL
+	// session of the last identify frame, nil before one (the reader's).
+	fields []zap.Field
+	who    *sqlIdentity
+	// badIdentLogged: a malformed identify frame was logged (the reader's).
+	badIdentLogged bool
 	// The replies: whoever queues one while nobody writes becomes the
 	// writer until the queue is empty, so that replies that come while a
 	// write is under way go out together in the next one.
@@ -64,12 +73,15 @@ type fastConn struct {
 	cancel  context.CancelFunc
 	// draining: the daemon is stopping; the reader was woken to stop.
 	draining atomic.Bool
+	// gone: the caller closed the connection or stopped reading it; the
+	// calls it left are withdrawn or their replies dropped.
+	gone atomic.Bool
 }
 
 // serveFast answers a connection whose preamble offered version v.
 func (s *Server) serveFast(c *peerConn, v byte) {
-	_ = v // every version offered (>= 1) is answered with version 1
-	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, 32<<10)}
+	fc := &fastConn{s: s, c: c, br: bufio.NewReaderSize(c, 32<<10), version: min(v, fastproto.MaxVersion),
+		fields: slices.Clip(c.peer.fields())}
 	fc.wcond = sync.NewCond(&fc.wmu)
 	fc.ctx, fc.cancel = context.WithCancel(context.Background())
 	defer fc.cancel()
@@ -78,7 +90,7 @@ func (s *Server) serveFast(c *peerConn, v byte) {
 		return
 	}
 	defer s.trackFast(fc, false)
-	pre := fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{Version: fastproto.Version1,
+	pre := fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{Version: fc.version,
 		MaxFrame: uint32(s.fastMaxFrame()), MaxInFlight: uint32(s.cfg.FastMaxInFlight)})
 	if _, err := c.Write(pre); err != nil {
 		c.Close()
@@ -91,7 +103,7 @@ func (s *Server) serveFast(c *peerConn, v byte) {
 		// The caller is gone or stalled: what is still queued for it is
 		// not sent; what is on the wire is read and dropped. After a
 		// framing error the calls in flight go on and are answered.
-		fc.cancel()
+		fc.callerGone()
 	}
 	fc.calls.Wait()
 	fc.flushed()
@@ -128,15 +140,23 @@ func (fc *fastConn) read() error {
 			return fc.readEnded(err, n)
 		}
 		h := fastproto.ParseHeader(hdr[:])
+		if h.Kind == fastproto.KindIdentify && fc.version >= fastproto.Version2 {
+			arm(int(h.Length))
+			if err := fc.identify(h); err != nil {
+				return err
+			}
+			fc.disarm(armed)
+			continue
+		}
 		if h.Kind != fastproto.KindRequest {
 			fc.reply(h.Op, h.ID, nil, client.KindBadRequest, fmt.Sprintf("frame kind %#02x is not a request ('Q'): closing the connection", h.Kind))
-			s.log.Warn("api fast path: closing a connection that sent a frame of unknown kind", fc.c.peer.fields()...)
+			s.log.Warn("api fast path: closing a connection that sent a frame of unknown kind", fc.logFields()...)
 			return fmt.Errorf("%w: %w", errFraming, fastproto.ErrWrongKind)
 		}
 		if int64(h.Length) > int64(maxBody) {
-			fc.reply(h.Op, h.ID, nil, client.KindPayloadTooLarge,
+			fc.replyFor(fc.who, h.Op, h.ID, client.KindPayloadTooLarge,
 				fmt.Sprintf("frame of %d bytes is larger than the maximum of %d: closing the connection", uint64(h.Length)+fastproto.HeaderSize, s.fastMaxFrame()))
-			s.log.Warn("api fast path: closing a connection that sent a frame over the limit", fc.c.peer.fields()...)
+			s.log.Warn("api fast path: closing a connection that sent a frame over the limit", fc.logFields()...)
 			return fmt.Errorf("%w: frame over the limit", errFraming)
 		}
 		arm(int(h.Length))
@@ -156,7 +176,7 @@ func (fc *fastConn) read() error {
 				return fc.readEnded(err, fastproto.HeaderSize+n)
 			}
 			fc.disarm(armed)
-			fc.reply(h.Op, h.ID, nil, client.KindBusy, refusal)
+			fc.replyFor(fc.who, h.Op, h.ID, client.KindBusy, refusal)
 			continue
 		}
 		body := make([]byte, h.Length)
@@ -168,12 +188,12 @@ func (fc *fastConn) read() error {
 		req, err := fastproto.ParseRequestBody(h, body)
 		if err != nil {
 			fc.release()
-			fc.reply(h.Op, h.ID, nil, client.KindBadRequest, err.Error())
+			fc.replyFor(fc.who, h.Op, h.ID, client.KindBadRequest, err.Error())
 			continue
 		}
 		fc.inflight.Add(1)
 		fc.calls.Add(1)
-		go fc.call(req)
+		go fc.call(req, fc.who)
 	}
 }
 
@@ -205,20 +225,20 @@ func (fc *fastConn) readEnded(err error, partial int) error {
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		fc.s.log.Warn("api fast path: closing a connection whose frame did not arrive in time",
-			append(fc.c.peer.fields(), zap.Duration("frame_timeout", fc.s.cfg.FastFrameTimeout), zap.Int("bytes_received", partial))...)
+			append(fc.logFields(), zap.Duration("frame_timeout", fc.s.cfg.FastFrameTimeout), zap.Int("bytes_received", partial))...)
 		return err
 	}
 	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		fc.s.log.Debug("api fast path: connection read", append(fc.c.peer.fields(), zap.Error(err))...)
+		fc.s.log.Debug("api fast path: connection read", append(fc.logFields(), zap.Error(err))...)
 	}
 	return err
 }
 
-// call serves one request, as the HTTP handler does.
-func (fc *fastConn) call(req fastproto.Request) {
+// call serves one request, as the HTTP handler does; who is the SQL
+// session it was made for, if one was identified.
+func (fc *fastConn) call(req fastproto.Request, who *sqlIdentity) {
 	s := fc.s
 	defer fc.calls.Done()
-	defer fc.inflight.Add(-1)
 	defer fc.release()
 	timeout := s.cfg.DefaultTimeout
 	if req.TimeoutMS > 0 {
@@ -231,44 +251,96 @@ func (fc *fastConn) call(req fastproto.Request) {
 	if name != "" {
 		var err error
 		if op, err = s.ch.ResolveOp(ctx, name); err != nil {
-			fc.reply(0, req.ID, nil, client.KindBadRequest, err.Error())
+			fc.answer(errorReply(who, 0, req.ID, client.KindBadRequest, err.Error()))
 			return
 		}
 	} else {
 		name = protocol.OpName(op)
 	}
 	peer := fc.c.peer
+	// The fields are built once per connection or identify frame; append
+	// copies them (their capacity is their length).
+	fields := fc.fields
+	if who != nil {
+		fields = who.fields
+	}
 	if ce := s.log.Check(zap.DebugLevel, "call"); ce != nil {
-		ce.Write(append(peer.fields(), zap.String("op", protocol.OpName(op)))...)
+		ce.Write(append(fields, zap.String("op", protocol.OpName(op)))...)
 	}
 	{
 		if d := s.allowed(op, peer); !d.allowed {
-			s.log.Warn("call refused by api.allow", slices.Clip(append(peer.fields(), zap.String("op", protocol.OpName(op))))...)
+			s.log.Warn("call refused by api.allow", append(fields, zap.String("op", protocol.OpName(op)))...)
 			if s.cfg.Denied != nil {
 				s.cfg.Denied(op)
 			}
-			fc.reply(op, req.ID, nil, client.KindForbidden, deniedMessage(name, peer))
+			fc.answer(errorReply(who, op, req.ID, client.KindForbidden, deniedMessage(name, peer)))
 			return
 		}
 	}
 	if len(req.Payload) > s.cfg.MaxPayload {
-		fc.reply(op, req.ID, nil, client.KindPayloadTooLarge, fmt.Sprintf("payload larger than %d bytes", s.cfg.MaxPayload))
+		fc.answer(errorReply(who, op, req.ID, client.KindPayloadTooLarge, fmt.Sprintf("payload larger than %d bytes", s.cfg.MaxPayload)))
 		return
 	}
 	if s.cfg.SlowThreshold > 0 {
 		start := time.Now()
 		slow := time.AfterFunc(s.cfg.SlowThreshold, func() {
-			s.log.Warn("call slow", append(peer.fields(), zap.String("op", protocol.OpName(op)), zap.Duration("waiting", time.Since(start)))...)
+			s.log.Warn("call slow", append(fields, zap.String("op", protocol.OpName(op)), zap.Duration("waiting", time.Since(start)))...)
 		})
 		defer slow.Stop()
 	}
 	reply, err := s.ch.Call(ctx, op, req.Payload)
 	if err != nil {
 		_, d := classify(err)
-		fc.send(fastReply{op: op, id: req.ID, err: &fastproto.ErrorReply{Kind: d.Kind, SQLState: d.SQLState, Message: d.Message}}, false)
+		if fc.gone.Load() {
+			fc.abandoned(fields, op, d.Kind)
+		}
+		fc.answer(fastReply{op: op, id: req.ID, who: who, err: &fastproto.ErrorReply{Kind: d.Kind, SQLState: d.SQLState,
+			Message: d.Message, Detail: d.Detail, Hint: d.Hint}})
 		return
 	}
-	fc.send(fastReply{op: op, id: req.ID, payload: reply}, false)
+	fc.answer(fastReply{op: op, id: req.ID, who: who, payload: reply})
+}
+
+// callerGone withdraws the connection's calls: the caller closed it (a
+// cancelled SQL statement closes its backend's connection) or stalled.
+func (fc *fastConn) callerGone() {
+	fc.gone.Store(true)
+	if n := fc.inflight.Load(); n > 0 {
+		fc.s.log.Info("api fast path: caller gone with requests in flight",
+			append(fc.logFields(), zap.Int32("in_flight", n))...)
+	}
+	fc.cancel()
+}
+
+// abandoned logs what became of a call whose caller left: withdrawn
+// before it was written to the primary, or sent, its outcome unknown and
+// its reply dropped.
+func (fc *fastConn) abandoned(fields []zap.Field, op uint16, kind string) {
+	switch kind {
+	case client.KindOutcomeUnknown:
+		fc.s.log.Info("call abandoned by its caller after it was sent: its outcome on the primary is unknown, its reply is dropped",
+			append(fields, zap.String("op", protocol.OpName(op)))...)
+	case client.KindChannelUnavailable:
+		fc.s.log.Info("call withdrawn: its caller left before it was sent to the primary",
+			append(fields, zap.String("op", protocol.OpName(op)))...)
+	}
+}
+
+// replyFor queues the reader's error answer to a request of who.
+func (fc *fastConn) replyFor(who *sqlIdentity, op uint16, id uint32, kind, msg string) {
+	fc.send(errorReply(who, op, id, kind, msg), true)
+}
+
+func errorReply(who *sqlIdentity, op uint16, id uint32, kind, msg string) fastReply {
+	return fastReply{op: op, id: id, who: who, err: &fastproto.ErrorReply{Kind: kind, Message: msg}}
+}
+
+// answer queues a call's reply. The call stops counting as in flight
+// first: a caller that has its reply and closes never counts as gone with
+// that call in flight.
+func (fc *fastConn) answer(r fastReply) {
+	fc.inflight.Add(-1)
+	fc.send(r, false)
 }
 
 // reply queues an answer; with a kind it is an error.
@@ -289,6 +361,7 @@ const maxPending = 1 << 20
 // The reader (fromReader) waits while the queue is full; a call's reply
 // is always taken, the in-flight bound limits those.
 func (fc *fastConn) send(r fastReply, fromReader bool) {
+	r.who.counted(r.err)
 	fc.wmu.Lock()
 	for fromReader && fc.writing && !fc.wfailed && len(fc.pend) >= maxPending {
 		fc.wcond.Wait()
@@ -297,7 +370,7 @@ func (fc *fastConn) send(r fastReply, fromReader bool) {
 		fc.wmu.Unlock()
 		return
 	}
-	fc.pend = appendFastReply(fc.pend, r)
+	fc.pend = appendFastReply(fc.pend, fc.version, r)
 	if fc.writing {
 		fc.wmu.Unlock()
 		return
@@ -317,6 +390,7 @@ func (fc *fastConn) send(r fastReply, fromReader bool) {
 		if err != nil {
 			fc.wfailed = true
 			fc.pend = nil
+			fc.gone.Store(true)
 			fc.cancel()
 			// Wake the reader: the caller is gone.
 			_ = fc.c.SetReadDeadline(time.Now())
@@ -337,9 +411,9 @@ func (fc *fastConn) flushed() {
 	fc.wmu.Unlock()
 }
 
-func appendFastReply(dst []byte, r fastReply) []byte {
+func appendFastReply(dst []byte, v byte, r fastReply) []byte {
 	if r.err != nil {
-		return fastproto.AppendError(dst, r.op, r.id, *r.err)
+		return fastproto.AppendErrorV(dst, v, r.op, r.id, *r.err)
 	}
 	return fastproto.AppendReply(dst, r.op, r.id, r.payload)
 }

@@ -401,23 +401,34 @@ func socketPair(t testing.TB) (*net.UnixConn, *net.UnixConn) {
 }
 
 // FuzzFastDecoder feeds any bytes to the daemon's fast path reader, after
-// the preamble. Every complete request frame before the first one that
-// ends the connection gets exactly one well-formed reply with its id, and
+// the preamble of version 1 or 2. Every complete request frame before the
+// first one that ends the connection gets exactly one well-formed reply
+// with its id, a malformed identify frame (version 2) one with id 0, and
 // nothing else comes back.
 // claim: api.fast-fuzzed
 func FuzzFastDecoder(f *testing.F) {
-	f.Add(fastproto.AppendRequest(nil, fastproto.Request{ID: 1, Op: protocol.OpN, Payload: []byte("abc")}))
-	f.Add(fastproto.AppendRequest(fastproto.AppendRequest(nil, fastproto.Request{ID: 2, Name: "ping"}), fastproto.Request{ID: 2, Name: "nosuch", TimeoutMS: 1}))
-	f.Add([]byte{'Q', 0x80, 0, 'N', 0, 0, 0, 7, 0, 0, 0, 4, 0, 0, 0, 0, 'X', 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0})
-	f.Add([]byte{'Q', 0, 0, 'N', 0, 0, 0, 6, 0xff, 0xff, 0xff, 0xff})
-	f.Add([]byte{'Q', 0, 0, 'N', 0, 0, 0, 6, 0, 0, 0, 9, 1})
+	for _, v2 := range []bool{false, true} {
+		f.Add(v2, fastproto.AppendRequest(nil, fastproto.Request{ID: 1, Op: protocol.OpN, Payload: []byte("abc")}))
+		f.Add(v2, fastproto.AppendRequest(fastproto.AppendRequest(nil, fastproto.Request{ID: 2, Name: "ping"}), fastproto.Request{ID: 2, Name: "nosuch", TimeoutMS: 1}))
+		f.Add(v2, []byte{'Q', 0x80, 0, 'N', 0, 0, 0, 7, 0, 0, 0, 4, 0, 0, 0, 0, 'X', 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0})
+		f.Add(v2, []byte{'Q', 0, 0, 'N', 0, 0, 0, 6, 0xff, 0xff, 0xff, 0xff})
+		f.Add(v2, []byte{'Q', 0, 0, 'N', 0, 0, 0, 6, 0, 0, 0, 9, 1})
+		id := fastproto.AppendIdentify(nil, fastproto.Identify{PID: 9, Role: "app", Database: "shop"})
+		f.Add(v2, fastproto.AppendRequest(id, fastproto.Request{ID: 3, Name: "nosuch"}))
+		f.Add(v2, fastproto.AppendRequest(append(id[:len(id):len(id)], 0), fastproto.Request{ID: 4, Op: protocol.OpN}))
+		f.Add(v2, []byte{'I', 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 1})
+	}
 	s := &Server{cfg: ServerConfig{DefaultTimeout: time.Second, MaxTimeout: time.Second, MaxPayload: 64,
 		FastMaxInFlight: 3, FastFrameTimeout: 5 * time.Second}, ch: echoChannel(), log: zap.NewNop(), fastConns: map[*fastConn]struct{}{}}
-	f.Fuzz(func(t *testing.T, in []byte) {
+	f.Fuzz(func(t *testing.T, v2 bool, in []byte) {
+		v := fastproto.Version1
+		if v2 {
+			v = fastproto.Version2
+		}
 		cl, sv := socketPair(t)
 		defer cl.Close()
 		done := make(chan struct{})
-		go func() { defer close(done); s.serveFast(&peerConn{Conn: sv, release: func() {}}, fastproto.Version1) }()
+		go func() { defer close(done); s.serveFast(&peerConn{Conn: sv, release: func() {}}, v) }()
 		go func() { _, _ = cl.Write(in); _ = cl.CloseWrite() }()
 		_ = cl.SetReadDeadline(time.Now().Add(20 * time.Second))
 		out, err := io.ReadAll(cl)
@@ -429,6 +440,16 @@ func FuzzFastDecoder(f *testing.F) {
 		maxBody := s.fastMaxFrame() - fastproto.HeaderSize
 		for rest := in; len(rest) >= fastproto.HeaderSize; {
 			h := fastproto.ParseHeader(rest)
+			if v2 && h.Kind == fastproto.KindIdentify {
+				if len(rest)-fastproto.HeaderSize < int(h.Length) {
+					break
+				}
+				if _, err := fastproto.ParseIdentifyBody(h, rest[fastproto.HeaderSize:fastproto.HeaderSize+int(h.Length)]); err != nil {
+					want[0]++
+				}
+				rest = rest[fastproto.HeaderSize+int(h.Length):]
+				continue
+			}
 			want[h.ID]++
 			if h.Kind != fastproto.KindRequest || int64(h.Length) > int64(maxBody) {
 				break
@@ -453,7 +474,7 @@ func FuzzFastDecoder(f *testing.F) {
 			}
 			body := rest[fastproto.HeaderSize : fastproto.HeaderSize+int(h.Length)]
 			if h.Second == fastproto.StatusError {
-				if _, err := fastproto.ParseError(body); err != nil {
+				if _, err := fastproto.ParseErrorV(v, body); err != nil {
 					t.Fatal(err)
 				}
 			} else if h.Second != fastproto.StatusOK {

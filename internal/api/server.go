@@ -63,7 +63,11 @@ type ServerConfig struct {
 	// FastFrameTimeout: a fast path frame that has begun must be complete
 	// within it, or its connection is closed (0: DefaultFastFrameTimeout).
 	FastFrameTimeout time.Duration
-	Logger           *zap.Logger
+	// SQLCalls gives the counter of the calls of a SQL session's database
+	// and role (identify frames), by result ("ok" or the error kind); nil:
+	// not counted.
+	SQLCalls func(database, role string) func(result string)
+	Logger   *zap.Logger
 }
 
 // Server serves the local API on a Unix socket.
@@ -319,7 +323,8 @@ func classify(err error) (int, client.ErrorDetail) {
 	var ce *conn.CallError
 	switch {
 	case errors.As(err, &se):
-		return http.StatusUnprocessableEntity, client.ErrorDetail{Kind: client.KindPrimaryError, Message: se.Message, SQLState: se.SQLState}
+		return http.StatusUnprocessableEntity, client.ErrorDetail{Kind: client.KindPrimaryError, Message: se.Message, SQLState: se.SQLState,
+			Detail: se.Detail, Hint: se.Hint}
 	case errors.Is(err, conn.ErrBusy):
 		return http.StatusTooManyRequests, client.ErrorDetail{Kind: client.KindBusy, Message: err.Error()}
 	case errors.Is(err, conn.ErrNotStandby):

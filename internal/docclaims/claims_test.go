@@ -19,6 +19,7 @@ var claimDocs = map[string]string{
 	"docs/api.md":       "api.",
 	"docs/extension.md": "extension.",
 	"docs/protocol.md":  "protocol.",
+	"docs/sqlcall.md":   "sqlcall.",
 }
 
 var (

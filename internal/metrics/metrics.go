@@ -55,6 +55,7 @@ type Metrics struct {
 	reloadOK      prometheus.Gauge
 	reloadTime    prometheus.Gauge
 	denied        *prometheus.CounterVec
+	sqlCalls      *sqlCalls
 
 	// userOps holds the registered ops the primary offered in a hello: with
 	// the built-ins, the only op labels; any other op is "other", so that
@@ -156,6 +157,7 @@ func New(version string) *Metrics {
 		Namespace: namespace, Name: "api_denied_total",
 		Help: "Calls refused by api.allow (the caller may not call the op), by op.",
 	}, []string{"op"})
+	m.sqlCalls = newSQLCalls()
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	m.reloadOK.Set(1)
@@ -200,7 +202,7 @@ func New(version string) *Metrics {
 
 	m.reg.MustRegister(up, state, m.connects, m.disconnects, m.connectErrors, m.slowRequests,
 		m.requests, m.duration, m.heartbeatRTT, m.lastReply, m.sessionStart,
-		primaryWAL, m.primaryInfo, buildInfo, m.denied, m.reloads, m.reloadOK, m.reloadTime, m.identity,
+		primaryWAL, m.primaryInfo, buildInfo, m.denied, m.sqlCalls.vec, m.reloads, m.reloadOK, m.reloadTime, m.identity,
 		m.refusals, m.localRecovery, m.localTimeline,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -151,7 +151,7 @@ func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 	wantError(t, ch.call(protocol.OpN, 3, []byte{1, 2, 3}), protocol.OpN, 3, "22023")
 	wantError(t, ch.call(protocol.OpPing, 4, []byte{1}), protocol.OpPing, 4, "22023")
 	wantError(t, ch.call(0x1234, 5, nil), 0x1234, 5, "42883")
-	wantError(t, ch.call(protocol.OpHello, 6, []byte{0, 3, 0, 4, 0, 0, 4, 0}), protocol.OpHello, 6, "08P01") // no common version
+	wantError(t, ch.call(protocol.OpHello, 6, []byte{0, 4, 0, 5, 0, 0, 4, 0}), protocol.OpHello, 6, "08P01") // no common version
 
 	bad := protocol.AppendRequest(nil, protocol.OpN, 7, nil)
 	bad[1] = 2 // frame version 2
@@ -196,7 +196,7 @@ func TestExtensionHelloAndPing(t *testing.T) {
 				t.Fatalf("hello: %v %v", r.Err(), err)
 			}
 			sysid, _ := env.SQL(ctxT(t, 10*time.Second), which, "SELECT system_identifier FROM pg_control_system()")
-			if h.Version != 2 || strconv.FormatUint(h.SystemIdentifier, 10) != sysid || strconv.Itoa(int(h.ServerVersionNum/10000)) != testcluster.Major() ||
+			if h.Version != 3 || strconv.FormatUint(h.SystemIdentifier, 10) != sysid || strconv.Itoa(int(h.ServerVersionNum/10000)) != testcluster.Major() ||
 				h.InRecovery != (which == "standby") || h.MaxFrameSize != 1<<20 || h.Timeline != 1 {
 				t.Fatalf("hello reply %+v (system identifier %s)", h, sysid)
 			}

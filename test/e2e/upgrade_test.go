@@ -121,8 +121,8 @@ func wantHandlersWork(t *testing.T, sess *conn.Session, when string) {
 	}
 }
 
-// ALTER EXTENSION standbyd UPDATE from 1.0 through 1.1 (registry added) to
-// 1.2 (registry by name): a handler registered at 1.1 keeps working, over a
+// ALTER EXTENSION standbyd UPDATE from 1.0 through 1.1 (registry added) and
+// 1.2 (registry by name) to 1.3 (standbyd.call()): a handler registered at 1.1 keeps working, over a
 // channel that stays open through the update, and a dropped function is a
 // clear error reply, not a crash.
 // claim: extension.upgrade-from-10
@@ -166,6 +166,13 @@ func TestUpdate10To11To12WithHandler(t *testing.T) {
 	}
 	wantHandlersWork(t, sess, "same channel after the update to 1.2")
 	wantHandlersWork(t, channelTo(t, "update_e2e"), "new channel at 1.2")
+
+	// 1.3 adds standbyd.call() for standbys and leaves the registry alone.
+	sqlOn(t, pc, "ALTER EXTENSION standbyd UPDATE TO '1.3'")
+	if got := sqlOn(t, pc, "SELECT extversion || ' ' || count(*) FROM pg_extension, pg_proc p WHERE extname = 'standbyd' AND p.oid IN ('standbyd.call(text,bytea,boolean)'::regprocedure, 'standbyd.call(integer,bytea,boolean)'::regprocedure) GROUP BY extversion"); got != "1.3 2" {
+		t.Fatalf("after the update to 1.3: %s", got)
+	}
+	wantHandlersWork(t, sess, "same channel after the update to 1.3")
 
 	// The function goes away: its op answers 42883 naming it, and the
 	// channel goes on.
@@ -228,12 +235,12 @@ SELECT standbyd.register_handler(302, 'plain', 'app.plain(bytea)')`)
 }
 
 // pg_dump and pg_restore of a database with handlers registered, dumped at
-// 1.2 and at 1.1 (restored where CREATE EXTENSION gives 1.2): the registry
+// 1.3, 1.2 and 1.1 (restored where CREATE EXTENSION gives 1.3): the registry
 // comes back and the daemon calls the handlers in the restored database.
 // claim: extension.pg-upgrade-dump-restore
 func TestDumpAndRestoreKeepHandlers(t *testing.T) {
 	needEnv(t)
-	for _, version := range []string{"1.2", "1.1"} {
+	for _, version := range []string{"1.3", "1.2", "1.1"} {
 		t.Run("dumped at "+version, func(t *testing.T) {
 			src, dst := "dump_src_e2e", "dump_dst_e2e"
 			freshDB(t, src)
@@ -255,7 +262,7 @@ func TestDumpAndRestoreKeepHandlers(t *testing.T) {
 				t.Fatalf("pg_restore: %v\n%s", err, out)
 			}
 			rc := dbConn(t, dst)
-			if got := sqlOn(t, rc, "SELECT extversion FROM pg_extension WHERE extname = 'standbyd'"); got != "1.2" {
+			if got := sqlOn(t, rc, "SELECT extversion FROM pg_extension WHERE extname = 'standbyd'"); got != "1.3" {
 				t.Fatalf("restored extension version %s", got)
 			}
 			if got := sqlOn(t, rc, "SELECT string_agg(op || '=' || name || '=' || handler, ',' ORDER BY op) FROM standbyd.handlers"); got != `300=up=app.up,301=odd=app."Odd Name"` {

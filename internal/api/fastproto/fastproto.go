@@ -9,14 +9,21 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Magic starts both preambles. No HTTP request line starts with it (a
 // method is followed by a space), so the daemon can sniff it.
 const Magic = "SBYDFP"
 
-// Version1 is the only framing version so far.
-const Version1 byte = 1
+// The framing versions. Version 2 adds detail and hint to error replies
+// and the identify frame.
+const (
+	Version1 byte = 1
+	Version2 byte = 2
+	// MaxVersion is the highest version this package speaks.
+	MaxVersion = Version2
+)
 
 // preambleEnd ends the version: a daemon that only speaks HTTP reads the
 // client's preamble as a complete, malformed request line and answers 400
@@ -40,6 +47,8 @@ const (
 const (
 	KindRequest byte = 'Q'
 	KindReply   byte = 'A'
+	// KindIdentify (version 2): the caller says who it serves; no reply.
+	KindIdentify byte = 'I'
 
 	// FlagOpByName: the op field is 0 and the body names the op.
 	FlagOpByName byte = 0x01
@@ -58,6 +67,8 @@ var (
 	ErrBadName      = errors.New("bad op name")
 	ErrShortPayload = errors.New("error reply shorter than its fixed fields")
 	ErrBadStatus    = errors.New("unknown reply status")
+	ErrBadIdentify  = errors.New("malformed identify frame")
+	ErrBadError     = errors.New("malformed error reply")
 )
 
 // AppendClientPreamble appends the client's preamble offering version v.
@@ -107,7 +118,7 @@ func ParseServerPreamble(b []byte) (ServerPreamble, error) {
 		MaxFrame:    binary.BigEndian.Uint32(b[8:12]),
 		MaxInFlight: binary.BigEndian.Uint32(b[12:16]),
 	}
-	if p.Version != Version1 || b[7] != preambleEnd {
+	if p.Version < Version1 || p.Version > MaxVersion || b[7] != preambleEnd {
 		return p, fmt.Errorf("%w: %d", ErrBadVersion, p.Version)
 	}
 	return p, nil
@@ -206,16 +217,30 @@ func AppendReply(dst []byte, op uint16, id uint32, payload []byte) []byte {
 }
 
 // ErrorReply is the body of an error reply: the kind of the HTTP API's
-// error body, the SQLSTATE of a primary's error, a message.
+// error body, the SQLSTATE of a primary's error, a message; from version 2
+// a detail and a hint.
 type ErrorReply struct {
 	Kind     string
 	SQLState string // "" when none
 	Message  string
+	Detail   string // version 2; "" when none
+	Hint     string // version 2; "" when none
 }
 
-// AppendError appends an error reply frame. The kind is cut at 255 bytes;
-// a SQLSTATE that is not five bytes is sent as NoSQLState.
+// maxText is the longest message, detail or hint of a version 2 error
+// reply (a u16 length).
+const maxText = 0xffff
+
+// AppendError appends a version 1 error reply frame.
 func AppendError(dst []byte, op uint16, id uint32, e ErrorReply) []byte {
+	return AppendErrorV(dst, Version1, op, id, e)
+}
+
+// AppendErrorV appends an error reply frame in the layout of version v.
+// The kind is cut at 255 bytes; a SQLSTATE that is not five bytes is sent
+// as NoSQLState; in version 2 the texts are cut at 65535 bytes on a
+// character boundary, and version 1 drops detail and hint.
+func AppendErrorV(dst []byte, v byte, op uint16, id uint32, e ErrorReply) []byte {
 	kind := e.Kind
 	if len(kind) > 255 {
 		kind = kind[:255]
@@ -224,23 +249,130 @@ func AppendError(dst []byte, op uint16, id uint32, e ErrorReply) []byte {
 	if len(state) != 5 {
 		state = NoSQLState
 	}
-	n := 1 + len(kind) + 5 + len(e.Message)
+	if v < Version2 {
+		n := 1 + len(kind) + 5 + len(e.Message)
+		dst = appendHeader(dst, Header{Kind: KindReply, Second: StatusError, Op: op, ID: id, Length: uint32(n)})
+		dst = append(dst, byte(len(kind)))
+		dst = append(dst, kind...)
+		dst = append(dst, state...)
+		return append(dst, e.Message...)
+	}
+	msg, detail, hint := cut(e.Message), cut(e.Detail), cut(e.Hint)
+	n := 1 + len(kind) + 5 + 2 + len(msg) + 2 + len(detail) + 2 + len(hint)
 	dst = appendHeader(dst, Header{Kind: KindReply, Second: StatusError, Op: op, ID: id, Length: uint32(n)})
 	dst = append(dst, byte(len(kind)))
 	dst = append(dst, kind...)
 	dst = append(dst, state...)
-	return append(dst, e.Message...)
+	for _, t := range [...]string{msg, detail, hint} {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(t)))
+		dst = append(dst, t...)
+	}
+	return dst
 }
 
-// ParseError parses an error reply's body.
-func ParseError(body []byte) (ErrorReply, error) {
+// cut shortens s to maxText bytes without splitting a character.
+func cut(s string) string {
+	if len(s) <= maxText {
+		return s
+	}
+	n := maxText
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// ParseError parses a version 1 error reply's body.
+func ParseError(body []byte) (ErrorReply, error) { return ParseErrorV(Version1, body) }
+
+// ParseErrorV parses an error reply's body in the layout of version v. In
+// version 2 the lengths must add up to the body exactly.
+func ParseErrorV(v byte, body []byte) (ErrorReply, error) {
 	if len(body) < 1 || len(body) < 1+int(body[0])+5 {
 		return ErrorReply{}, fmt.Errorf("%w: %d bytes", ErrShortPayload, len(body))
 	}
 	k := int(body[0])
-	e := ErrorReply{Kind: string(body[1 : 1+k]), SQLState: string(body[1+k : 6+k]), Message: string(body[6+k:])}
+	e := ErrorReply{Kind: string(body[1 : 1+k]), SQLState: string(body[1+k : 6+k])}
 	if e.SQLState == NoSQLState {
 		e.SQLState = ""
 	}
+	rest := body[6+k:]
+	if v < Version2 {
+		e.Message = string(rest)
+		return e, nil
+	}
+	var texts [3]string
+	for i := range texts {
+		if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest)) {
+			return ErrorReply{}, fmt.Errorf("%w: field %d runs past the body", ErrBadError, i+1)
+		}
+		n := int(binary.BigEndian.Uint16(rest))
+		texts[i] = string(rest[2 : 2+n])
+		rest = rest[2+n:]
+	}
+	if len(rest) != 0 {
+		return ErrorReply{}, fmt.Errorf("%w: %d bytes after the hint", ErrBadError, len(rest))
+	}
+	e.Message, e.Detail, e.Hint = texts[0], texts[1], texts[2]
 	return e, nil
+}
+
+// Identify is the body of an identify frame (version 2): the SQL session
+// a connection's following requests are made for. It is attribution only,
+// never authority.
+type Identify struct {
+	PID      uint32
+	Role     string
+	Database string
+}
+
+// MaxIdentifySize is the largest identify body: the pid and two names of
+// up to 255 bytes with their lengths.
+const MaxIdentifySize = 4 + 1 + 255 + 1 + 255
+
+// AppendIdentify appends an identify frame. Names longer than 255 bytes
+// are the caller's error: they are cut.
+func AppendIdentify(dst []byte, id Identify) []byte {
+	role, db := id.Role, id.Database
+	if len(role) > 255 {
+		role = role[:255]
+	}
+	if len(db) > 255 {
+		db = db[:255]
+	}
+	dst = appendHeader(dst, Header{Kind: KindIdentify, Length: uint32(4 + 1 + len(role) + 1 + len(db))})
+	dst = binary.BigEndian.AppendUint32(dst, id.PID)
+	dst = append(dst, byte(len(role)))
+	dst = append(dst, role...)
+	dst = append(dst, byte(len(db)))
+	return append(dst, db...)
+}
+
+// ParseIdentifyBody parses the body of an identify frame whose header is
+// h: flags, op and id 0, a role and a database of 1 to 255 bytes of
+// UTF-8 (they become metric labels), the lengths adding up to the body.
+func ParseIdentifyBody(h Header, body []byte) (Identify, error) {
+	if h.Second != 0 || h.Op != 0 || h.ID != 0 {
+		return Identify{}, fmt.Errorf("%w: flags, op and id must be 0", ErrBadIdentify)
+	}
+	if len(body) < 4+1 {
+		return Identify{}, fmt.Errorf("%w: %d bytes", ErrBadIdentify, len(body))
+	}
+	pid := binary.BigEndian.Uint32(body)
+	rest := body[4:]
+	var names [2][]byte
+	for i := range names {
+		if len(rest) < 1 || rest[0] == 0 || len(rest) < 1+int(rest[0]) {
+			return Identify{}, fmt.Errorf("%w: name %d is empty or runs past the frame", ErrBadIdentify, i+1)
+		}
+		names[i] = rest[1 : 1+int(rest[0])]
+		if !utf8.Valid(names[i]) {
+			return Identify{}, fmt.Errorf("%w: name %d is not UTF-8", ErrBadIdentify, i+1)
+		}
+		rest = rest[1+int(rest[0]):]
+	}
+	if len(rest) != 0 {
+		return Identify{}, fmt.Errorf("%w: %d bytes after the database", ErrBadIdentify, len(rest))
+	}
+	return Identify{PID: pid, Role: string(names[0]), Database: string(names[1])}, nil
 }

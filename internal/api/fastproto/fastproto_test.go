@@ -3,7 +3,9 @@ package fastproto
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // claim: api.fast-frame-layout
@@ -80,9 +82,120 @@ func TestPreambles(t *testing.T) {
 	if got, err := ParseServerPreamble(sp); err != nil || got.MaxFrame != 0x102 || got.MaxInFlight != 128 {
 		t.Fatalf("%+v %v", got, err)
 	}
-	if _, err := ParseServerPreamble([]byte("SBYDFP\x02\n\x00\x00\x01\x02\x00\x00\x00\x80")); !errors.Is(err, ErrBadVersion) {
+	if got, err := ParseServerPreamble([]byte("SBYDFP\x02\n\x00\x00\x01\x02\x00\x00\x00\x80")); err != nil || got.Version != Version2 {
+		t.Fatalf("version 2: %+v %v", got, err)
+	}
+	if _, err := ParseServerPreamble([]byte("SBYDFP\x03\n\x00\x00\x01\x02\x00\x00\x00\x80")); !errors.Is(err, ErrBadVersion) {
 		t.Fatalf("a version the client does not speak: %v", err)
 	}
+	if string(AppendClientPreamble(nil, Version2)) != "SBYDFP\x02\n" {
+		t.Fatalf("client preamble v2 %q", AppendClientPreamble(nil, Version2))
+	}
+}
+
+// The version 2 error body: kind, SQLSTATE, then message, detail and hint,
+// each with a u16 length.
+// claim: api.fast-v2-error-layout
+func TestErrorLayoutV2(t *testing.T) {
+	e := ErrorReply{Kind: "primary_error", SQLState: "P0001", Message: "no stock", Detail: "item 7", Hint: "order less"}
+	b := AppendErrorV(nil, Version2, 0x100, 3, e)
+	want := append([]byte{'A', 1, 1, 0, 0, 0, 0, 3, 0, 0, 0, 49, 13}, "primary_errorP0001"...)
+	want = append(append(want, 0, 8), "no stock"...)
+	want = append(append(want, 0, 6), "item 7"...)
+	want = append(append(want, 0, 10), "order less"...)
+	if !bytes.Equal(b, want) {
+		t.Fatalf("\n got % x\nwant % x", b, want)
+	}
+	got, err := ParseErrorV(Version2, b[HeaderSize:])
+	if err != nil || got != e {
+		t.Fatalf("parse %+v %v", got, err)
+	}
+	// Version 1 drops detail and hint.
+	if got, err := ParseError(AppendErrorV(nil, Version1, 1, 1, e)[HeaderSize:]); err != nil || got.Message != "no stock" || got.Detail != "" || got.Hint != "" {
+		t.Fatalf("v1 %+v %v", got, err)
+	}
+	// No detail, no hint: zero lengths.
+	b = AppendErrorV(nil, Version2, 0, 1, ErrorReply{Kind: "busy", Message: "m"})
+	if !bytes.HasSuffix(b, []byte{0, 1, 'm', 0, 0, 0, 0}) {
+		t.Fatalf("empty detail and hint % x", b)
+	}
+	// Texts over 65535 bytes are cut on a character boundary.
+	long := strings.Repeat("é", 40000)
+	b = AppendErrorV(nil, Version2, 0, 1, ErrorReply{Kind: "x", Detail: long})
+	got, err = ParseErrorV(Version2, b[HeaderSize:])
+	if err != nil || len(got.Detail) != 65534 || !utf8.ValidString(got.Detail) {
+		t.Fatalf("cut detail: %d bytes, %v", len(got.Detail), err)
+	}
+}
+
+// A version 2 error body whose lengths do not add up is refused.
+// claim: api.fast-v2-error-layout
+func TestErrorV2Malformed(t *testing.T) {
+	ok := AppendErrorV(nil, Version2, 0, 1, ErrorReply{Kind: "busy", Message: "m", Detail: "d", Hint: "h"})[HeaderSize:]
+	for _, b := range [][]byte{
+		ok[:len(ok)-1],                  // hint cut short
+		append(ok[:len(ok):len(ok)], 0), // a byte after the hint
+		ok[:1+4+5+3],                    // no detail length
+		ok[:1+4+5],                      // no message length
+	} {
+		if _, err := ParseErrorV(Version2, b); err == nil {
+			t.Errorf("% x parsed", b)
+		}
+	}
+}
+
+// claim: api.fast-identify
+func TestIdentifyLayout(t *testing.T) {
+	b := AppendIdentify(nil, Identify{PID: 0x01020304, Role: "app", Database: "shop"})
+	want := []byte{'I', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 1, 2, 3, 4, 3, 'a', 'p', 'p', 4, 's', 'h', 'o', 'p'}
+	if !bytes.Equal(b, want) {
+		t.Fatalf("\n got % x\nwant % x", b, want)
+	}
+	id, err := ParseIdentifyBody(ParseHeader(b), b[HeaderSize:])
+	if err != nil || id != (Identify{PID: 0x01020304, Role: "app", Database: "shop"}) {
+		t.Fatalf("parse %+v %v", id, err)
+	}
+	body := b[HeaderSize:]
+	for name, c := range map[string]struct {
+		h    Header
+		body []byte
+	}{
+		"flags":           {Header{Kind: KindIdentify, Second: 1}, body},
+		"op":              {Header{Kind: KindIdentify, Op: 1}, body},
+		"id":              {Header{Kind: KindIdentify, ID: 1}, body},
+		"short":           {Header{Kind: KindIdentify}, body[:4]},
+		"empty role":      {Header{Kind: KindIdentify}, []byte{0, 0, 0, 1, 0, 1, 'd'}},
+		"empty database":  {Header{Kind: KindIdentify}, []byte{0, 0, 0, 1, 1, 'r', 0}},
+		"role past end":   {Header{Kind: KindIdentify}, []byte{0, 0, 0, 1, 9, 'r'}},
+		"trailing byte":   {Header{Kind: KindIdentify}, append(body[:len(body):len(body)], 0)},
+		"database cut":    {Header{Kind: KindIdentify}, body[:len(body)-1]},
+		"not utf-8 role":  {Header{Kind: KindIdentify}, []byte{0, 0, 0, 1, 1, 0xff, 1, 'd'}},
+		"not utf-8 dname": {Header{Kind: KindIdentify}, []byte{0, 0, 0, 1, 1, 'r', 2, 0xc3, 0x28}},
+	} {
+		if _, err := ParseIdentifyBody(c.h, c.body); !errors.Is(err, ErrBadIdentify) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// Whatever the body, parsing an identify frame or a version 2 error never
+// panics, and what is accepted encodes back to the same bytes.
+func FuzzParseV2Bodies(f *testing.F) {
+	f.Add(AppendIdentify(nil, Identify{PID: 1, Role: "r", Database: "d"})[HeaderSize:])
+	f.Add(AppendErrorV(nil, Version2, 0, 0, ErrorReply{Kind: "k", SQLState: "P0001", Message: "m", Detail: "d", Hint: "h"})[HeaderSize:])
+	f.Add([]byte{0, 0, 0, 1, 1, 0xff, 1, 'd'})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if id, err := ParseIdentifyBody(Header{Kind: KindIdentify}, body); err == nil {
+			if back := AppendIdentify(nil, id); !bytes.Equal(back[HeaderSize:], body) {
+				t.Fatalf("identify round trip: % x -> %+v -> % x", body, id, back)
+			}
+		}
+		if e, err := ParseErrorV(Version2, body); err == nil {
+			if back := AppendErrorV(nil, Version2, 0, 0, e); !bytes.Equal(back[HeaderSize:], body) {
+				t.Fatalf("error round trip: % x -> %+v -> % x", body, e, back)
+			}
+		}
+	})
 }
 
 // claim: api.fast-request-errors
