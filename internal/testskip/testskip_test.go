@@ -52,7 +52,10 @@ func TestNoDirectSkips(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata" || p == self) {
+		// build/ and dist/ are build outputs (make deb copies the sources
+		// there), not the project's code.
+		outputs := p == filepath.Join(root, "build") || p == filepath.Join(root, "dist")
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata" || p == self || outputs) {
 			return filepath.SkipDir
 		}
 		if d.IsDir() || !strings.HasSuffix(p, ".go") {
