@@ -102,7 +102,7 @@ func (t *fastTransport) dial(ctx context.Context) (*fastConn, error) {
 		dl = cd
 	}
 	_ = c.SetDeadline(dl)
-	if _, err := c.Write(fastproto.AppendClientPreamble(nil, fastproto.Version1)); err != nil {
+	if _, err := c.Write(fastproto.AppendClientPreamble(nil, fastproto.MaxVersion)); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("fast path preamble: %w", err)
 	}
@@ -120,6 +120,9 @@ func (t *fastTransport) dial(ctx context.Context) (*fastConn, error) {
 		return nil, errNoFastPath
 	}
 	pre, err := fastproto.ParseServerPreamble(b)
+	if err == nil && pre.Version > fastproto.MaxVersion {
+		err = fmt.Errorf("%w: the daemon answered version %d to an offer of %d", fastproto.ErrBadVersion, pre.Version, fastproto.MaxVersion)
+	}
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("fast path preamble: %w", err)
@@ -286,7 +289,11 @@ func (fc *fastConn) read(br *bufio.Reader, maxReply int64) {
 				return fmt.Errorf("the daemon sent a frame of kind %#02x", h.Kind)
 			}
 			var r fastResult
-			if int64(h.Length) > maxReply+fastproto.MaxNameSize+6 {
+			limit := maxReply + fastproto.MaxNameSize + 6
+			if h.Second == fastproto.StatusError {
+				limit += 3 * (2 + 0xffff) // version 2's message, detail and hint
+			}
+			if int64(h.Length) > limit {
 				if _, err := br.Discard(int(h.Length)); err != nil {
 					return err
 				}
@@ -305,11 +312,12 @@ func (fc *fastConn) read(br *bufio.Reader, maxReply int64) {
 						r.payload = body
 					}
 				case fastproto.StatusError:
-					e, err := fastproto.ParseError(body)
+					e, err := fastproto.ParseErrorV(fc.pre.Version, body)
 					if err != nil {
 						return err
 					}
-					r.err = &Error{HTTPStatus: kindStatus(e.Kind), ErrorDetail: ErrorDetail{Kind: e.Kind, Message: e.Message, SQLState: e.SQLState}}
+					r.err = &Error{HTTPStatus: kindStatus(e.Kind), ErrorDetail: ErrorDetail{Kind: e.Kind, Message: e.Message,
+						SQLState: e.SQLState, Detail: e.Detail, Hint: e.Hint}}
 				default:
 					return fmt.Errorf("the daemon sent a reply of status %d", h.Second)
 				}

@@ -72,8 +72,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return callcli.ExitOK
 	}
-	fmt.Fprintln(stderr, "standbyd-call:", err)
-	return callcli.Exit(err, nil).Code
+	ee := callcli.Exit(err, nil)
+	fmt.Fprintln(stderr, "standbyd-call:", ee)
+	return ee.Code
 }
 
 // configSocket reads api.socket as standbyd's configuration would give it,

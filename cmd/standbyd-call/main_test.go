@@ -67,6 +67,10 @@ func fakeDaemon(t *testing.T) string {
 			fail(w, http.StatusBadGateway, "primary_error")
 		case "lost":
 			fail(w, http.StatusGatewayTimeout, "outcome_unknown")
+		case "explains":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			fmt.Fprint(w, `{"error":{"kind":"primary_error","message":"out of stock","sqlstate":"P0042","detail":"item 7 has 0 left","hint":"order fewer"}}`)
 		default:
 			fail(w, http.StatusNotFound, "bad_request")
 		}
@@ -255,5 +259,23 @@ func TestCallBinaryLinksLittle(t *testing.T) {
 		if strings.Contains(pkg, ".") {
 			t.Errorf("internal/api/fastproto imports %s: only the standard library is allowed", pkg)
 		}
+	}
+}
+
+// A primary's error is printed with its DETAIL and HINT on lines of their
+// own, as psql prints them; without them, the message alone.
+// claim: api.call-detail-hint
+func TestCallPrintsDetailAndHint(t *testing.T) {
+	sock := fakeDaemon(t)
+	var out, errb bytes.Buffer
+	code := run([]string{"--socket=" + sock, "explains"}, strings.NewReader(""), &out, &errb)
+	want := "standbyd-call: primary_error: out of stock (SQLSTATE P0042)\nDETAIL:  item 7 has 0 left\nHINT:  order fewer\n"
+	if code != callcli.ExitPrimaryErr || errb.String() != want || out.Len() != 0 {
+		t.Fatalf("exit %d, stderr %q, stdout %q; want exit %d, stderr %q", code, errb.String(), out.String(), callcli.ExitPrimaryErr, want)
+	}
+	errb.Reset()
+	if code := run([]string{"--socket=" + sock, "raises"}, strings.NewReader(""), &out, &errb); code != callcli.ExitPrimaryErr ||
+		strings.Contains(errb.String(), "DETAIL") || strings.Contains(errb.String(), "HINT") || strings.Count(errb.String(), "\n") != 1 {
+		t.Fatalf("without detail: exit %d, stderr %q", code, errb.String())
 	}
 }

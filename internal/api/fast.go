@@ -57,6 +57,8 @@ type fastConn struct {
 	// session of the last identify frame, nil before one (the reader's).
 	fields []zap.Field
 	who    *sqlIdentity
+	// badIdentLogged: a malformed identify frame was logged (the reader's).
+	badIdentLogged bool
 	// The replies: whoever queues one while nobody writes becomes the
 	// writer until the queue is empty, so that replies that come while a
 	// write is under way go out together in the next one.
@@ -71,6 +73,9 @@ type fastConn struct {
 	cancel  context.CancelFunc
 	// draining: the daemon is stopping; the reader was woken to stop.
 	draining atomic.Bool
+	// gone: the caller closed the connection or stopped reading it; the
+	// calls it left are withdrawn or their replies dropped.
+	gone atomic.Bool
 }
 
 // serveFast answers a connection whose preamble offered version v.
@@ -98,7 +103,7 @@ func (s *Server) serveFast(c *peerConn, v byte) {
 		// The caller is gone or stalled: what is still queued for it is
 		// not sent; what is on the wire is read and dropped. After a
 		// framing error the calls in flight go on and are answered.
-		fc.cancel()
+		fc.callerGone()
 	}
 	fc.calls.Wait()
 	fc.flushed()
@@ -234,7 +239,6 @@ func (fc *fastConn) readEnded(err error, partial int) error {
 func (fc *fastConn) call(req fastproto.Request, who *sqlIdentity) {
 	s := fc.s
 	defer fc.calls.Done()
-	defer fc.inflight.Add(-1)
 	defer fc.release()
 	timeout := s.cfg.DefaultTimeout
 	if req.TimeoutMS > 0 {
@@ -247,7 +251,7 @@ func (fc *fastConn) call(req fastproto.Request, who *sqlIdentity) {
 	if name != "" {
 		var err error
 		if op, err = s.ch.ResolveOp(ctx, name); err != nil {
-			fc.replyFor(who, 0, req.ID, client.KindBadRequest, err.Error())
+			fc.answer(errorReply(who, 0, req.ID, client.KindBadRequest, err.Error()))
 			return
 		}
 	} else {
@@ -269,12 +273,12 @@ func (fc *fastConn) call(req fastproto.Request, who *sqlIdentity) {
 			if s.cfg.Denied != nil {
 				s.cfg.Denied(op)
 			}
-			fc.replyFor(who, op, req.ID, client.KindForbidden, deniedMessage(name, peer))
+			fc.answer(errorReply(who, op, req.ID, client.KindForbidden, deniedMessage(name, peer)))
 			return
 		}
 	}
 	if len(req.Payload) > s.cfg.MaxPayload {
-		fc.replyFor(who, op, req.ID, client.KindPayloadTooLarge, fmt.Sprintf("payload larger than %d bytes", s.cfg.MaxPayload))
+		fc.answer(errorReply(who, op, req.ID, client.KindPayloadTooLarge, fmt.Sprintf("payload larger than %d bytes", s.cfg.MaxPayload)))
 		return
 	}
 	if s.cfg.SlowThreshold > 0 {
@@ -287,16 +291,56 @@ func (fc *fastConn) call(req fastproto.Request, who *sqlIdentity) {
 	reply, err := s.ch.Call(ctx, op, req.Payload)
 	if err != nil {
 		_, d := classify(err)
-		fc.send(fastReply{op: op, id: req.ID, who: who, err: &fastproto.ErrorReply{Kind: d.Kind, SQLState: d.SQLState,
-			Message: d.Message, Detail: d.Detail, Hint: d.Hint}}, false)
+		if fc.gone.Load() {
+			fc.abandoned(fields, op, d.Kind)
+		}
+		fc.answer(fastReply{op: op, id: req.ID, who: who, err: &fastproto.ErrorReply{Kind: d.Kind, SQLState: d.SQLState,
+			Message: d.Message, Detail: d.Detail, Hint: d.Hint}})
 		return
 	}
-	fc.send(fastReply{op: op, id: req.ID, who: who, payload: reply}, false)
+	fc.answer(fastReply{op: op, id: req.ID, who: who, payload: reply})
 }
 
-// replyFor queues an error answer to a request of who.
+// callerGone withdraws the connection's calls: the caller closed it (a
+// cancelled SQL statement closes its backend's connection) or stalled.
+func (fc *fastConn) callerGone() {
+	fc.gone.Store(true)
+	if n := fc.inflight.Load(); n > 0 {
+		fc.s.log.Info("api fast path: caller gone with requests in flight",
+			append(fc.logFields(), zap.Int32("in_flight", n))...)
+	}
+	fc.cancel()
+}
+
+// abandoned logs what became of a call whose caller left: withdrawn
+// before it was written to the primary, or sent, its outcome unknown and
+// its reply dropped.
+func (fc *fastConn) abandoned(fields []zap.Field, op uint16, kind string) {
+	switch kind {
+	case client.KindOutcomeUnknown:
+		fc.s.log.Info("call abandoned by its caller after it was sent: its outcome on the primary is unknown, its reply is dropped",
+			append(fields, zap.String("op", protocol.OpName(op)))...)
+	case client.KindChannelUnavailable:
+		fc.s.log.Info("call withdrawn: its caller left before it was sent to the primary",
+			append(fields, zap.String("op", protocol.OpName(op)))...)
+	}
+}
+
+// replyFor queues the reader's error answer to a request of who.
 func (fc *fastConn) replyFor(who *sqlIdentity, op uint16, id uint32, kind, msg string) {
-	fc.send(fastReply{op: op, id: id, who: who, err: &fastproto.ErrorReply{Kind: kind, Message: msg}}, true)
+	fc.send(errorReply(who, op, id, kind, msg), true)
+}
+
+func errorReply(who *sqlIdentity, op uint16, id uint32, kind, msg string) fastReply {
+	return fastReply{op: op, id: id, who: who, err: &fastproto.ErrorReply{Kind: kind, Message: msg}}
+}
+
+// answer queues a call's reply. The call stops counting as in flight
+// first: a caller that has its reply and closes never counts as gone with
+// that call in flight.
+func (fc *fastConn) answer(r fastReply) {
+	fc.inflight.Add(-1)
+	fc.send(r, false)
 }
 
 // reply queues an answer; with a kind it is an error.
@@ -346,6 +390,7 @@ func (fc *fastConn) send(r fastReply, fromReader bool) {
 		if err != nil {
 			fc.wfailed = true
 			fc.pend = nil
+			fc.gone.Store(true)
 			fc.cancel()
 			// Wake the reader: the caller is gone.
 			_ = fc.c.SetReadDeadline(time.Now())

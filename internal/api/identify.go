@@ -84,7 +84,12 @@ func (fc *fastConn) identify(h fastproto.Header) error {
 	return nil
 }
 
+// badIdentify answers a malformed identify frame. Only a connection's
+// first one is logged: a caller repeating it cannot flood the log.
 func (fc *fastConn) badIdentify(err error) {
-	fc.s.log.Warn("api fast path: malformed identify frame", append(fc.logFields(), zap.Error(err))...)
+	if !fc.badIdentLogged {
+		fc.badIdentLogged = true
+		fc.s.log.Warn("api fast path: malformed identify frame", append(fc.logFields(), zap.Error(err))...)
+	}
 	fc.reply(0, 0, nil, client.KindBadRequest, err.Error())
 }

@@ -150,6 +150,11 @@ func TestFastPathIdentifyAttributes(t *testing.T) {
 	if h, _ := roundTrip(fastproto.Request{ID: 7, Op: protocol.OpN}); h.ID != 7 || h.Second != fastproto.StatusOK {
 		t.Fatalf("after a malformed identify: %+v", h)
 	}
+	// Another one is answered too, but not logged again.
+	_, _ = c.Write(append(bad, 0))
+	if h, body := readFrame(t, c); h.ID != 0 || errorKind(t, h, body) != client.KindBadRequest {
+		t.Fatalf("second malformed identify: %+v %q", h, body)
+	}
 
 	if got := rec.get("shop", "app", "ok"); got != 3 {
 		t.Errorf("shop/app ok: %d", got)

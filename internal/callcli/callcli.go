@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -158,7 +159,7 @@ func Exit(err error, other func(error) (int, bool)) *ExitError {
 	if errors.As(err, &ae) {
 		switch ae.Kind {
 		case client.KindPrimaryError:
-			return &ExitError{Code: ExitPrimaryErr, Err: err}
+			return &ExitError{Code: ExitPrimaryErr, Err: withDetail(err, ae.Detail, ae.Hint)}
 		case client.KindChannelUnavailable, client.KindShuttingDown, client.KindBusy:
 			return &ExitError{Code: ExitUnavailable, Err: err}
 		case client.KindOutcomeUnknown:
@@ -179,7 +180,7 @@ func Exit(err error, other func(error) (int, bool)) *ExitError {
 	}
 	var se *protocol.ServerError
 	if errors.As(err, &se) {
-		return &ExitError{Code: ExitPrimaryErr, Err: err}
+		return &ExitError{Code: ExitPrimaryErr, Err: withDetail(err, se.Detail, se.Hint)}
 	}
 	if other != nil {
 		if code, ok := other(err); ok {
@@ -190,3 +191,33 @@ func Exit(err error, other func(error) (int, bool)) *ExitError {
 	// could not send: no channel from here.
 	return &ExitError{Code: ExitUnavailable, Err: err}
 }
+
+// detailError shows a primary's error as psql does: its DETAIL and HINT
+// on lines of their own after the message.
+type detailError struct {
+	err          error
+	detail, hint string
+}
+
+func withDetail(err error, detail, hint string) error {
+	if detail == "" && hint == "" {
+		return err
+	}
+	return &detailError{err: err, detail: detail, hint: hint}
+}
+
+func (e *detailError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.err.Error())
+	if e.detail != "" {
+		b.WriteString("\nDETAIL:  ")
+		b.WriteString(e.detail)
+	}
+	if e.hint != "" {
+		b.WriteString("\nHINT:  ")
+		b.WriteString(e.hint)
+	}
+	return b.String()
+}
+
+func (e *detailError) Unwrap() error { return e.err }

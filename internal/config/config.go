@@ -146,7 +146,7 @@ var defaults = map[string]any{
 	"channel.idempotent_ops":      []string{},
 	"channel.sessions":            1,
 	"channel.max_in_flight":       16,
-	"channel.protocol_version":    2,
+	"channel.protocol_version":    3,
 	"channel.check_identity":      true,
 	"api.socket":                  "/run/standbyd/standbyd.sock",
 	"api.socket_mode":             "0660",

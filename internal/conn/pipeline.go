@@ -340,6 +340,13 @@ func (p *pipe) deliver(data []byte) error {
 		return &ProtocolError{Msg: fmt.Sprintf("reply for request %d op %s while waiting for request %d op %s",
 			reply.ID, protocol.OpName(reply.Op), f.id, protocol.OpName(f.op))}
 	}
+	// A malformed error leaves the request in the queue: the session ends
+	// and its outcome is unknown.
+	se, err := reply.ServerErr(p.sess.hello.Version)
+	if err != nil {
+		p.mu.Unlock()
+		return &ProtocolError{Msg: fmt.Sprintf("reply for request %d op %s: %v", reply.ID, protocol.OpName(reply.Op), err)}
+	}
 	p.queue[0] = nil
 	p.queue = p.queue[1:]
 	p.mu.Unlock()
@@ -347,18 +354,21 @@ func (p *pipe) deliver(data []byte) error {
 	case p.freed <- struct{}{}:
 	default:
 	}
-	return p.finish(f, reply)
+	var rerr error
+	if se != nil {
+		rerr = se
+	}
+	return p.finish(f, reply, rerr)
 }
 
 // finish hands a reply to whoever waits for it. A heartbeat's reply that
 // cannot be read ends the session.
-func (p *pipe) finish(f *inflight, reply protocol.Reply) error {
+func (p *pipe) finish(f *inflight, reply protocol.Reply, rerr error) error {
 	s := p.s
 	if f.slow != nil {
 		s.inFlight.Add(-1)
 		f.slow.Stop()
 	}
-	rerr := reply.Err()
 	if rerr == nil || isServerError(rerr) {
 		s.noteReply()
 	}

@@ -334,8 +334,12 @@ func (s *Session) Call(ctx context.Context, op uint16, payload []byte) ([]byte, 
 		return nil, s.protocolError(name, fmt.Sprintf("reply for request %d op %s while waiting for request %d op %s",
 			reply.ID, protocol.OpName(reply.Op), id, name))
 	}
-	if err := reply.Err(); err != nil {
-		return nil, err
+	se, err := reply.ServerErr(s.hello.Version)
+	if err != nil {
+		return nil, s.protocolError(name, fmt.Sprintf("reply for request %d op %s: %v", id, name, err))
+	}
+	if se != nil {
+		return nil, se
 	}
 	out := make([]byte, len(reply.Payload))
 	copy(out, reply.Payload)

@@ -19,8 +19,11 @@ const (
 	// Version2 lets the client pipeline requests and adds the goodbye
 	// frame; the frame layout is version 1's.
 	Version2 uint16 = 2
+	// Version3 is version 2 whose error replies carry the error's detail
+	// and hint.
+	Version3 uint16 = 3
 	// MaxVersion is the highest protocol version this side speaks.
-	MaxVersion = Version2
+	MaxVersion = Version3
 
 	HeaderSize = 12
 
@@ -125,6 +128,64 @@ func (r Reply) Err() error {
 		return &ServerError{SQLState: "XX000", Message: "error reply without a SQLSTATE"}
 	}
 	return &ServerError{SQLState: string(r.Payload[:5]), Message: string(r.Payload[5:])}
+}
+
+// ServerErr returns the error of an error reply (nil for an ok reply),
+// read in the layout of the channel's version v: from version 3 message,
+// detail and hint with their lengths, which must add up to the payload
+// exactly (else ErrBadErrorPayload: the reply is malformed). Hello's
+// errors keep the version-1 layout, as they may come before a version is
+// chosen.
+func (r Reply) ServerErr(v uint16) (*ServerError, error) {
+	if r.Status == StatusOK {
+		return nil, nil
+	}
+	if v < Version3 || r.Op == OpHello {
+		return r.Err().(*ServerError), nil
+	}
+	return ParseErrorPayloadV3(r.Payload)
+}
+
+// ErrBadErrorPayload: a version-3 error reply whose lengths do not add up.
+var ErrBadErrorPayload = errors.New("malformed error reply payload")
+
+// ParseErrorPayloadV3 parses a version-3 error payload: SQLSTATE, then
+// message, detail and hint, each after its u16 length.
+func ParseErrorPayloadV3(p []byte) (*ServerError, error) {
+	if len(p) < 5 {
+		return nil, fmt.Errorf("%w: %d bytes, no SQLSTATE", ErrBadErrorPayload, len(p))
+	}
+	se := &ServerError{SQLState: string(p[:5])}
+	rest := p[5:]
+	for _, f := range [...]struct {
+		name string
+		dst  *string
+	}{{"message", &se.Message}, {"detail", &se.Detail}, {"hint", &se.Hint}} {
+		if len(rest) < 2 {
+			return nil, fmt.Errorf("%w: no %s length", ErrBadErrorPayload, f.name)
+		}
+		n := int(binary.BigEndian.Uint16(rest))
+		if len(rest)-2 < n {
+			return nil, fmt.Errorf("%w: %s of %d bytes runs past the payload", ErrBadErrorPayload, f.name, n)
+		}
+		*f.dst = string(rest[2 : 2+n])
+		rest = rest[2+n:]
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the hint", ErrBadErrorPayload, len(rest))
+	}
+	return se, nil
+}
+
+// AppendErrorPayloadV3 appends a version-3 error payload (for tests and
+// fake peers); texts over 65535 bytes are the caller's error.
+func AppendErrorPayloadV3(dst []byte, se ServerError) []byte {
+	dst = append(dst, se.SQLState...)
+	for _, t := range [...]string{se.Message, se.Detail, se.Hint} {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(t)))
+		dst = append(dst, t...)
+	}
+	return dst
 }
 
 // ServerError is an error reply from the primary: the request reached the

@@ -131,7 +131,7 @@ func TestPingAndStatusDescribeThePrimary(t *testing.T) {
 	if out, e, code := d.cli("status"); code != 0 || !strings.Contains(out, "channel:      ready") || !strings.Contains(out, sysid) {
 		t.Fatalf("standbyd status: exit %d\n%s%s", code, out, e)
 	}
-	if st.State != "ready" || st.Primary == nil || st.Primary.SystemIdentifier != sysid || st.Primary.ProtocolVersion != 2 {
+	if st.State != "ready" || st.Primary == nil || st.Primary.SystemIdentifier != sysid || st.Primary.ProtocolVersion != 3 {
 		t.Fatalf("status %+v, primary system identifier %s", st, sysid)
 	}
 	// The session the daemon holds is the channel backend on the primary, as

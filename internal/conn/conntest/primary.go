@@ -384,9 +384,20 @@ func (c *Conn) Reply(req Request, payload []byte) bool {
 	return c.Send(AppendReply(nil, req.Op, req.ID, protocol.StatusOK, payload))
 }
 
-// ErrorReply answers req with an error reply.
+// ErrorReply answers req with an error reply in the layout of the
+// connection's version.
 func (c *Conn) ErrorReply(req Request, sqlstate, msg string) bool {
-	return c.Send(AppendErrorReply(nil, req.Op, req.ID, sqlstate, msg))
+	return c.ErrorReplyFull(req, protocol.ServerError{SQLState: sqlstate, Message: msg})
+}
+
+// ErrorReplyFull answers req with an error reply carrying a detail and a
+// hint on a version-3 channel (dropped before; hello's errors keep the
+// version-1 layout, as the extension's do).
+func (c *Conn) ErrorReplyFull(req Request, se protocol.ServerError) bool {
+	if c.version.Load() < uint32(protocol.Version3) || req.Op == protocol.OpHello {
+		return c.Send(AppendErrorReply(nil, req.Op, req.ID, se.SQLState, se.Message))
+	}
+	return c.Send(AppendReply(nil, req.Op, req.ID, protocol.StatusError, protocol.AppendErrorPayloadV3(nil, se)))
 }
 
 // Fatal sends a FATAL ErrorResponse and closes the connection.
