@@ -179,14 +179,14 @@ func TestHelloNegotiation(t *testing.T) {
 	needEnv(t)
 	ch := enter(t, superuser(t, "primary", ""))
 	r := ch.call(protocol.OpHello, 1, protocol.HelloRequest{MinVersion: 1, MaxVersion: 9, MaxFrameSize: 1 << 20, ClientName: "e2e"}.Append(nil))
-	if h, err := protocol.ParseHelloReply(r.Payload); r.Err() != nil || err != nil || h.Version != 2 {
+	if h, err := protocol.ParseHelloReply(r.Payload); r.Err() != nil || err != nil || h.Version != 3 {
 		t.Fatalf("hello 1..9: version %d, %v %v", h.Version, r.Err(), err)
 	}
 	r = ch.call(protocol.OpHello, 6, protocol.HelloRequest{MinVersion: 1, MaxVersion: 1, MaxFrameSize: 1 << 20}.Append(nil))
 	if h, err := protocol.ParseHelloReply(r.Payload); r.Err() != nil || err != nil || h.Version != 1 {
 		t.Fatalf("hello 1..1: version %d, %v %v", h.Version, r.Err(), err)
 	}
-	wantError(t, ch.call(protocol.OpHello, 2, protocol.HelloRequest{MinVersion: 3, MaxVersion: 9, MaxFrameSize: 1 << 20}.Append(nil)), protocol.OpHello, 2, "08P01")
+	wantError(t, ch.call(protocol.OpHello, 2, protocol.HelloRequest{MinVersion: 4, MaxVersion: 9, MaxFrameSize: 1 << 20}.Append(nil)), protocol.OpHello, 2, "08P01")
 	wantError(t, ch.call(protocol.OpHello, 3, []byte{0, 1, 0, 1, 0, 0, 4}), protocol.OpHello, 3, "22023")
 	// By hand: HelloRequest.Append cuts the name to 64 bytes.
 	long := append(protocol.HelloRequest{MinVersion: 1, MaxVersion: 1, MaxFrameSize: 1 << 20}.Append(nil), strings.Repeat("n", 65)...)

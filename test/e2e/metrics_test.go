@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/standbyd/standbyd/internal/api/fastproto"
+	"github.com/standbyd/standbyd/internal/protocol"
 )
 
 func scrape(t *testing.T, d *daemon) string {
@@ -47,6 +50,18 @@ func TestMetricsAsDocumented(t *testing.T) {
 	d.waitReady(30 * time.Second)
 	if _, _, code := d.call("N", "1", "2", "3"); code != 0 {
 		t.Fatal("call")
+	}
+	// An identified caller (as a standby backend's standbyd.call() is):
+	// standbyd_api_sql_calls_total has a series once one has called.
+	c, _ := fastRawV(t, d.socket, fastproto.Version2)
+	req := fastproto.AppendIdentify(nil, fastproto.Identify{PID: 4242, Role: "app", Database: "shop"})
+	req = fastproto.AppendRequest(req, fastproto.Request{ID: 1, Op: protocol.OpPing})
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	var hdr [fastproto.HeaderSize]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		t.Fatalf("the identified ping got no reply: %v", err)
 	}
 	// A heartbeat or two, and a reading of the standby's replay position.
 	d.poll(10*time.Second, func() bool { v, ok := d.metric("standbyd_standby_replay_lag_bytes"); return ok && !math.IsNaN(v) })
