@@ -156,6 +156,8 @@ type sqlcallOptions struct {
 	// channel and api are lines added to those sections (indented by two
 	// spaces).
 	channel, api string
+	// logLevel is log.level (default debug).
+	logLevel string
 }
 
 // sqlcallDaemonWith is sqlcallDaemon with options.
@@ -163,6 +165,9 @@ func sqlcallDaemonWith(t *testing.T, e *testcluster.Env, o sqlcallOptions) *daem
 	t.Helper()
 	if o.callTimeout == "" {
 		o.callTimeout = "60s"
+	}
+	if o.logLevel == "" {
+		o.logLevel = "debug"
 	}
 	sqlcallInstall(t, e)
 	dir, err := os.MkdirTemp("", "sbd-") // short: Unix socket paths are limited
@@ -203,8 +208,8 @@ metrics:
   listen: %s
 log:
   format: json
-  level: debug
-`, e.StandbyData, o.channel, b.socket, o.callTimeout, o.api, b.metrics)
+  level: %s
+`, e.StandbyData, o.channel, b.socket, o.callTimeout, o.api, b.metrics, o.logLevel)
 	if err := os.WriteFile(filepath.Join(dir, "standbyd.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
