@@ -26,14 +26,15 @@ const pendingReadTimeout = 100 * time.Millisecond
 // the session is over. A nil error means nothing was seen (a broken path can
 // still hide; the reply timeout covers that).
 func (s *Session) checkConn() error {
-	// The last exchange left its deadline on the socket; a passed deadline
-	// would fail the peek before it looks.
-	_ = s.netConn.SetDeadline(time.Time{})
 	for i := 0; i < 8; i++ {
-		pending, err := peek(s.netConn)
+		// Beside the socket's deadline, which the last exchange left there
+		// and a peek through the poller would fail on: no deadline to clear
+		// on every call.
+		pending, err := peekBeside(s.netConn)
 		if err != nil || !pending {
 			return err
 		}
+		_ = s.netConn.SetWriteDeadline(time.Time{})
 		_ = s.netConn.SetReadDeadline(time.Now().Add(pendingReadTimeout))
 		msg, err := s.pc.ReceiveMessage(context.Background())
 		_ = s.netConn.SetReadDeadline(time.Time{})
@@ -66,16 +67,11 @@ func (s *Session) checkConn() error {
 	return nil
 }
 
-// peek reports whether bytes wait on c's socket, or the error (EOF, reset)
-// that a read would return, without consuming anything.
-func peek(c any) (bool, error) { return peekWith(c, false) }
-
-// peekBeside is peek while another goroutine may be blocked reading c (a
-// pipelined session's reader): it does not take the socket's read lock,
-// which that reader holds while it waits.
-func peekBeside(c any) (bool, error) { return peekWith(c, true) }
-
-func peekWith(c any, beside bool) (bool, error) {
+// peekBeside reports whether bytes wait on c's socket, or the error (EOF,
+// reset) that a read would return, without consuming anything. It does not
+// take the socket's read lock (a pipelined session's reader holds it while
+// it waits) and ignores the socket's deadlines.
+func peekBeside(c any) (bool, error) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
@@ -93,12 +89,7 @@ func peekWith(c any, beside bool) (bool, error) {
 	look := func(fd uintptr) {
 		n, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	}
-	if beside {
-		err = raw.Control(look)
-	} else {
-		err = raw.Read(func(fd uintptr) bool { look(fd); return true })
-	}
-	if err != nil {
+	if err := raw.Control(look); err != nil {
 		return false, nil
 	}
 	switch {

@@ -100,6 +100,10 @@ type Session struct {
 	wbuf       []byte
 	err        error // why the session ended; nil while usable
 	name       string
+	// fire cuts a call short when its context ends (made once: no
+	// allocation per call); fired says it has finished.
+	fire  func()
+	fired chan struct{}
 }
 
 // Dial connects to the primary, enters the channel and says hello. The
@@ -170,8 +174,7 @@ func Dial(ctx context.Context, opts DialOptions) (*Session, error) {
 // enter sends CALL in the simple Query protocol (the only one that works)
 // and waits for CopyBothResponse.
 func (s *Session) enter(ctx context.Context, proc string) error {
-	stop := s.watch(ctx)
-	defer stop()
+	defer s.unwatch(s.watch(ctx))
 
 	s.pc.Frontend().Send(&pgproto3.Query{String: "CALL " + proc + "()"})
 	if err := s.pc.Frontend().Flush(); err != nil {
@@ -376,8 +379,7 @@ func (s *Session) callRaw(ctx context.Context, op uint16, payload []byte) ([]byt
 // as sent.
 func (s *Session) exchange(ctx context.Context, name string) ([]byte, error) {
 	binary.BigEndian.PutUint32(s.wbuf[1:5], uint32(len(s.wbuf)-1))
-	stop := s.watch(ctx)
-	defer stop()
+	defer s.unwatch(s.watch(ctx))
 	if err := s.pc.Frontend().SendUnbufferedEncodedCopyData(s.wbuf); err != nil {
 		// A write that failed before any byte left is safe to send again
 		// elsewhere; one that failed part way may have reached the primary.
@@ -460,25 +462,30 @@ func channelEnded(msg pgproto3.BackendMessage) error {
 }
 
 // watch applies ctx's deadline and cancellation to the socket, so that a
-// read or write stuck on a silent peer returns. It returns a func that
-// undoes it. Cheaper than pgconn's context watcher on the hot path.
-func (s *Session) watch(ctx context.Context) func() {
+// read or write stuck on a silent peer returns. unwatch undoes it with
+// what watch returned. Cheaper than pgconn's context watcher on the hot
+// path.
+func (s *Session) watch(ctx context.Context) func() bool {
 	dl, _ := ctx.Deadline() // zero time: no deadline
 	_ = s.netConn.SetDeadline(dl)
 	if ctx.Done() == nil {
-		return func() {}
+		return nil
 	}
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(fired)
-		_ = s.netConn.SetDeadline(time.Unix(1, 0))
-	})
-	return func() {
-		if !stop() {
-			// The AfterFunc started: let it finish before the next call sets
-			// its own deadline, or it could cut that call short.
-			<-fired
+	if s.fire == nil {
+		s.fired = make(chan struct{}, 1)
+		s.fire = func() {
+			_ = s.netConn.SetDeadline(time.Unix(1, 0))
+			s.fired <- struct{}{}
 		}
+	}
+	return context.AfterFunc(ctx, s.fire)
+}
+
+func (s *Session) unwatch(stop func() bool) {
+	if stop != nil && !stop() {
+		// The func started: let it finish before the next call sets its
+		// own deadline, or it could cut that call short.
+		<-s.fired
 	}
 }
 
@@ -525,8 +532,7 @@ func (s *Session) Close(ctx context.Context) error {
 	if s.mode == ModeRaw {
 		return s.pc.Close(ctx)
 	}
-	stop := s.watch(ctx)
-	defer stop()
+	defer s.unwatch(s.watch(ctx))
 	s.pc.Frontend().Send(&pgproto3.CopyDone{})
 	if err := s.pc.Frontend().Flush(); err != nil {
 		_ = s.pc.Close(ctx)
