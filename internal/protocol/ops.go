@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Built-in operations (docs/protocol.md, "Operations").
@@ -42,36 +43,58 @@ func OpName(op uint16) string {
 	if n, ok := builtinNames[op]; ok {
 		return n
 	}
-	return fmt.Sprintf("0x%04X", op)
+	if n := hexNames[op].Load(); n != nil {
+		return *n
+	}
+	n := fmt.Sprintf("0x%04X", op)
+	hexNames[op].Store(&n)
+	return n
 }
+
+// hexNames keeps the names OpName made: a handler's op is named on every
+// call (metrics, logs). Untouched, the table costs no memory.
+var hexNames [1 << 16]atomic.Pointer[string]
 
 // ParseOp reads an op from a built-in's name ("ping", "N", case-insensitive)
 // or a number ("256", "0x0100"). Names of operations registered on the
 // primary are resolved with the primary's hello (ResolveOp).
 func ParseOp(s string) (uint16, error) {
+	if op, ok := parseOp(s); ok {
+		return op, nil
+	}
+	return 0, parseOpError(s)
+}
+
+// parseOp is ParseOp without the error, which is only built when it is
+// returned: a handler's name is resolved on every call.
+func parseOp(s string) (uint16, bool) {
 	for op, name := range builtinNames {
 		if strings.EqualFold(s, name) {
-			return op, nil
+			return op, true
 		}
 	}
+	if s != "" && s[0] >= '0' && s[0] <= '9' {
+		if v, err := strconv.ParseUint(s, 0, 16); err == nil {
+			return uint16(v), true
+		}
+	}
+	return 0, false
+}
+
+func parseOpError(s string) error {
 	if s == "" {
-		return 0, fmt.Errorf("empty op")
+		return fmt.Errorf("empty op")
 	}
 	if c := s[0]; c >= '0' && c <= '9' {
-		v, err := strconv.ParseUint(s, 0, 16)
-		if err != nil {
-			return 0, fmt.Errorf("op %q is not a number from 0 to 65535", s)
-		}
-		return uint16(v), nil
+		return fmt.Errorf("op %q is not a number from 0 to 65535", s)
 	}
-	return 0, fmt.Errorf("unknown op %q: use a built-in name (ping, N, setting, wal, page), a registered handler's name, or a number", s)
+	return fmt.Errorf("unknown op %q: use a built-in name (ping, N, setting, wal, page), a registered handler's name, or a number", s)
 }
 
 // ResolveOp is ParseOp that also knows the operations a primary offered in
 // its hello (registered handlers, by exact name).
 func ResolveOp(s string, offered []OpInfo) (uint16, error) {
-	op, err := ParseOp(s)
-	if err == nil {
+	if op, ok := parseOp(s); ok {
 		return op, nil
 	}
 	for _, o := range offered {
@@ -79,5 +102,5 @@ func ResolveOp(s string, offered []OpInfo) (uint16, error) {
 			return o.Op, nil
 		}
 	}
-	return 0, err
+	return 0, parseOpError(s)
 }
