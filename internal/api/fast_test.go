@@ -23,28 +23,11 @@ import (
 	"github.com/standbyd/standbyd/internal/protocol"
 )
 
-// fastDial opens a fast path connection by hand and reads the daemon's
-// preamble.
+// fastDial opens a fast path connection by hand (version 1) and reads the
+// daemon's preamble.
 func fastDial(t *testing.T, sock string) (net.Conn, fastproto.ServerPreamble) {
 	t.Helper()
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write(fastproto.AppendClientPreamble(nil, fastproto.Version1)); err != nil {
-		t.Fatal(err)
-	}
-	var b [fastproto.ServerPreambleSize]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
-		t.Fatal(err)
-	}
-	p, err := fastproto.ParseServerPreamble(b[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, p
+	return fastDialV(t, sock, fastproto.Version1)
 }
 
 // readFrame reads one reply frame.

@@ -26,14 +26,7 @@ func fastDialV(t *testing.T, sock string, v byte) (net.Conn, fastproto.ServerPre
 	}
 	t.Cleanup(func() { c.Close() })
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write(fastproto.AppendClientPreamble(nil, v)); err != nil {
-		t.Fatal(err)
-	}
-	var b [fastproto.ServerPreambleSize]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
-		t.Fatal(err)
-	}
-	p, err := fastproto.ParseServerPreamble(b[:])
+	p, err := fastproto.Handshake(c, v)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,27 +15,10 @@ import (
 	"github.com/standbyd/standbyd/internal/protocol"
 )
 
-// fastRaw opens a fast path connection to the daemon by hand.
+// fastRaw opens a fast path connection to the daemon by hand (version 1).
 func fastRaw(t *testing.T, sock string) (net.Conn, fastproto.ServerPreamble) {
 	t.Helper()
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-	if _, err := c.Write(fastproto.AppendClientPreamble(nil, fastproto.Version1)); err != nil {
-		t.Fatal(err)
-	}
-	var b [fastproto.ServerPreambleSize]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
-		t.Fatal(err)
-	}
-	p, err := fastproto.ParseServerPreamble(b[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, p
+	return fastRawV(t, sock, fastproto.Version1)
 }
 
 type fastFrame struct {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -37,14 +36,7 @@ func fastRawV(t *testing.T, sock string, v byte) (net.Conn, fastproto.ServerPrea
 	}
 	t.Cleanup(func() { c.Close() })
 	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-	if _, err := c.Write(fastproto.AppendClientPreamble(nil, v)); err != nil {
-		t.Fatal(err)
-	}
-	var b [fastproto.ServerPreambleSize]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
-		t.Fatal(err)
-	}
-	p, err := fastproto.ParseServerPreamble(b[:])
+	p, err := fastproto.Handshake(c, v)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,13 +2,15 @@
 // (docs/api.md, "The fast path"): a preamble that tells it apart from HTTP
 // on the same socket, then length-prefixed frames that reuse the channel's
 // 12-byte header. The daemon (internal/api) and the Go client (client) both
-// use it, so that they cannot disagree. No I/O here.
+// use it, so that they cannot disagree. No I/O here but Handshake, over
+// whatever connection its caller gives it.
 package fastproto
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"unicode/utf8"
 )
 
@@ -106,6 +108,20 @@ func AppendServerPreamble(dst []byte, p ServerPreamble) []byte {
 	dst = append(dst, p.Version, preambleEnd)
 	dst = binary.BigEndian.AppendUint32(dst, p.MaxFrame)
 	return binary.BigEndian.AppendUint32(dst, p.MaxInFlight)
+}
+
+// Handshake sends the client's preamble offering version v on rw and reads
+// the daemon's answer. (The Go client reads the answer its own way, to
+// fall back to HTTP on a daemon that answers as HTTP.)
+func Handshake(rw io.ReadWriter, v byte) (ServerPreamble, error) {
+	if _, err := rw.Write(AppendClientPreamble(nil, v)); err != nil {
+		return ServerPreamble{}, fmt.Errorf("sending the fast path preamble: %w", err)
+	}
+	var b [ServerPreambleSize]byte
+	if _, err := io.ReadFull(rw, b[:]); err != nil {
+		return ServerPreamble{}, fmt.Errorf("reading the daemon's preamble: %w", err)
+	}
+	return ParseServerPreamble(b[:])
 }
 
 // ParseServerPreamble reads the daemon's preamble.

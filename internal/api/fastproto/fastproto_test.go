@@ -3,6 +3,8 @@ package fastproto
 import (
 	"bytes"
 	"errors"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -236,4 +238,37 @@ func FuzzParseRequestBody(f *testing.F) {
 			t.Fatalf("round trip: % x -> %+v -> % x", body, r, back)
 		}
 	})
+}
+
+// Handshake offers the client's version and returns the daemon's answer;
+// an answer that is not a preamble is refused.
+func TestHandshake(t *testing.T) {
+	for _, tc := range []struct {
+		answer string
+		want   error
+	}{
+		{string(AppendServerPreamble(nil, ServerPreamble{Version: Version2, MaxFrame: 4096, MaxInFlight: 128})), nil},
+		{"HTTP/1.1 400 Bad Request\r\n", ErrNotFastPath},
+	} {
+		client, daemon := net.Pipe()
+		got := make(chan []byte, 1)
+		go func() {
+			b := make([]byte, 8)
+			_, _ = io.ReadFull(daemon, b)
+			got <- b
+			_, _ = daemon.Write([]byte(tc.answer))
+			daemon.Close()
+		}()
+		p, err := Handshake(client, Version2)
+		client.Close()
+		if string(<-got) != "SBYDFP\x02\n" {
+			t.Fatal("the client's preamble was not sent first")
+		}
+		if !errors.Is(err, tc.want) {
+			t.Fatalf("answer %q: %v, want %v", tc.answer, err, tc.want)
+		}
+		if tc.want == nil && (p.Version != Version2 || p.MaxFrame != 4096 || p.MaxInFlight != 128) {
+			t.Fatalf("preamble %+v", p)
+		}
+	}
 }
