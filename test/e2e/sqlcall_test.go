@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,6 +254,46 @@ func TestSQLCallTerminate(t *testing.T) {
 	}
 	sqlConnect(t, env, "standby", scUser).mustCall(scEcho, []byte("new session"), false, "echo:new session")
 	waitAbandoned(t, d, s.pid())
+}
+
+// The standby's postmaster dies while a backend waits for the reply to its
+// call: the backend exits at once (it waits with WL_EXIT_ON_PM_DEATH, as a
+// backend waiting on any socket does) instead of waiting for the handler
+// on the primary to end.
+// claim: sqlcall.postmaster-death
+func TestSQLCallPostmasterDeath(t *testing.T) {
+	needEnv(t)
+	e := testcluster.New(t, testcluster.Options{Standby: true})
+	d := sqlcallDaemon(t, e)
+	s := sqlConnect(t, e, "standby", scUser)
+	s.mustCall(scEcho, []byte("up"), false, "echo:up")
+	backend := sqlChannelBackend(t, d)
+	res := s.asyncCall(scNap, []byte("30"))
+	waitHandlerSleeping(t, e, backend)
+	b, err := os.ReadFile(filepath.Join(e.StandbyData, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	postmaster, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	if err != nil || postmaster <= 0 {
+		t.Fatalf("postmaster.pid: %q", b)
+	}
+	if err := syscall.Kill(postmaster, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The handler sleeps 30 s on the primary; the backend must not.
+	gone := func() bool { _, err := os.Stat(fmt.Sprintf("/proc/%d", s.pid())); return os.IsNotExist(err) }
+	if !pollFor(10*time.Second, gone) {
+		t.Fatalf("standby backend %d still runs 10 s after its postmaster died", s.pid())
+	}
+	select {
+	case r := <-res:
+		if r.err == nil {
+			t.Fatal("the call of a backend whose postmaster died returned no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not end within 10 s of its backend's exit")
+	}
 }
 
 // The daemon down: 08001 naming the socket, nothing sent; once it is back
