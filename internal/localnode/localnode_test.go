@@ -103,17 +103,7 @@ func TestWatcherReportsChanges(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	waitFor := func(what string, ok func(Node) bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			if ok(w.Current()) {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		t.Fatalf("%s: last reading %+v", what, w.Current())
-	}
+	waitFor := func(what string, ok func(Node) bool) { t.Helper(); waitForReading(t, w, what, 5*time.Second, ok) }
 	waitFor("first reading", func(n Node) bool { return n.Role == RoleStandby && n.Timeline == 1 })
 	// A promotion as PostgreSQL does it: the history file of the new
 	// timeline, standby.signal removed, state in production.
@@ -193,14 +183,7 @@ func TestWatcherRereadsAnUnreadableControlFile(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	waitFor := func(what string, within time.Duration, ok func(Node) bool) {
 		t.Helper()
-		deadline := time.Now().Add(within)
-		for time.Now().Before(deadline) {
-			if ok(w.Current()) {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		t.Fatalf("%s: last reading %+v", what, w.Current())
+		waitForReading(t, w, what, within, ok)
 	}
 	waitFor("first reading", 5*time.Second, func(n Node) bool { return n.Role == RoleStandby })
 	// A promotion whose pg_control is caught half-written.
@@ -215,4 +198,17 @@ func TestWatcherRereadsAnUnreadableControlFile(t *testing.T) {
 	setControl(t, dir, pgcontrol.DBInProduction, 1)
 	// Well within SafetyInterval: the unknown reading is retried.
 	waitFor("the reading after pg_control was written", SafetyInterval/3, func(n Node) bool { return n.Role == RolePrimary })
+}
+
+// waitForReading waits until w's current reading satisfies ok.
+func waitForReading(t *testing.T, w *Watcher, what string, within time.Duration, ok func(Node) bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if ok(w.Current()) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s: last reading %+v", what, w.Current())
 }
