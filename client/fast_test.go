@@ -29,8 +29,18 @@ type fakeFast struct {
 
 func serveFast(t *testing.T, f *fakeFast, inFlight uint32) {
 	t.Helper()
-	f.sock = socketPath(t)
-	ln, err := net.Listen("unix", f.sock)
+	f.sock = serveUnix(t, func(c net.Conn) {
+		f.conns.Add(1)
+		f.serve(c, inFlight)
+	})
+}
+
+// serveUnix listens on a new socket and serves each connection with serve
+// (which the connection's close follows) until the test ends.
+func serveUnix(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	sock := socketPath(t)
+	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,12 +53,12 @@ func serveFast(t *testing.T, f *fakeFast, inFlight uint32) {
 			if err != nil {
 				return
 			}
-			f.conns.Add(1)
 			wg.Add(1)
-			go func() { defer wg.Done(); defer c.Close(); f.serve(c, inFlight) }()
+			go func() { defer wg.Done(); defer c.Close(); serve(c) }()
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return sock
 }
 
 func (f *fakeFast) serve(c net.Conn, inFlight uint32) {

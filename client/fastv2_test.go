@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,50 +16,30 @@ import (
 // the version it chose; offered receives the version each client offered.
 func serveErrorDaemon(t *testing.T, max byte, e fastproto.ErrorReply) (string, <-chan byte) {
 	t.Helper()
-	sock := socketPath(t)
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	offered := make(chan byte, 16)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	sock := serveUnix(t, func(c net.Conn) {
+		var pre [fastproto.ClientPreambleSize]byte
+		if _, err := io.ReadFull(c, pre[:]); err != nil {
+			return
+		}
+		v, _ := fastproto.ParseClientPreamble(pre[:])
+		offered <- v
+		v = min(v, max)
+		_, _ = c.Write(fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{Version: v, MaxFrame: 1 << 16, MaxInFlight: 8}))
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			var hdr [fastproto.HeaderSize]byte
+			if _, err := io.ReadFull(c, hdr[:]); err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				var pre [fastproto.ClientPreambleSize]byte
-				if _, err := io.ReadFull(c, pre[:]); err != nil {
-					return
-				}
-				v, _ := fastproto.ParseClientPreamble(pre[:])
-				offered <- v
-				v = min(v, max)
-				_, _ = c.Write(fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{Version: v, MaxFrame: 1 << 16, MaxInFlight: 8}))
-				for {
-					var hdr [fastproto.HeaderSize]byte
-					if _, err := io.ReadFull(c, hdr[:]); err != nil {
-						return
-					}
-					h := fastproto.ParseHeader(hdr[:])
-					if _, err := io.CopyN(io.Discard, c, int64(h.Length)); err != nil {
-						return
-					}
-					if _, err := c.Write(fastproto.AppendErrorV(nil, v, h.Op, h.ID, e)); err != nil {
-						return
-					}
-				}
-			}()
+			h := fastproto.ParseHeader(hdr[:])
+			if _, err := io.CopyN(io.Discard, c, int64(h.Length)); err != nil {
+				return
+			}
+			if _, err := c.Write(fastproto.AppendErrorV(nil, v, h.Op, h.ID, e)); err != nil {
+				return
+			}
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	})
 	return sock, offered
 }
 
