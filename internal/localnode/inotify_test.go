@@ -10,18 +10,27 @@ import (
 	"github.com/standbyd/standbyd/internal/pgcontrol"
 )
 
-// runWatcher runs w until the test ends.
-func runWatcher(t *testing.T, w *Watcher) {
+// runWatcher runs w until the test ends, or until stop (which may be
+// called again) is called.
+func runWatcher(t *testing.T, w *Watcher) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
 }
 
+// waitRole waits up to 5 s until w's reading satisfies ok.
 func waitRole(t *testing.T, w *Watcher, what string, ok func(Node) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitRoleWithin(t, w, what, 5*time.Second, ok)
+}
+
+func waitRoleWithin(t *testing.T, w *Watcher, what string, within time.Duration, ok func(Node) bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for !ok(w.Current()) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: last reading %+v", what, w.Current())

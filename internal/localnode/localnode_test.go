@@ -99,20 +99,15 @@ func TestWatcherReportsChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	waitFor := func(what string, ok func(Node) bool) { t.Helper(); waitForReading(t, w, what, 5*time.Second, ok) }
-	waitFor("first reading", func(n Node) bool { return n.Role == RoleStandby && n.Timeline == 1 })
+	stop := runWatcher(t, w)
+	waitRole(t, w, "first reading", func(n Node) bool { return n.Role == RoleStandby && n.Timeline == 1 })
 	// A promotion as PostgreSQL does it: the history file of the new
 	// timeline, standby.signal removed, state in production.
 	os.WriteFile(filepath.Join(dir, "pg_wal", "00000002.history"), []byte("1\t0/3000000\tno recovery target specified\n"), 0o600)
 	os.Remove(filepath.Join(dir, "standby.signal"))
 	setControl(t, dir, pgcontrol.DBInProduction, 1)
-	waitFor("promotion", func(n Node) bool { return n.Role == RolePrimary && n.Timeline == 2 })
-	cancel()
-	<-done
+	waitRole(t, w, "promotion", func(n Node) bool { return n.Role == RolePrimary && n.Timeline == 2 })
+	stop()
 	mu.Lock()
 	defer mu.Unlock()
 	if len(seen) < 2 || seen[0].Role != RoleStandby || seen[len(seen)-1].Role != RolePrimary {
@@ -149,10 +144,7 @@ func TestWatcherNoticesSignalBetweenReadings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runWatcher(t, w)
 	deadline := time.Now().Add(5 * time.Second)
 	for w.Current().Role != RoleStandby && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
@@ -177,15 +169,8 @@ func TestWatcherRereadsAnUnreadableControlFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	waitFor := func(what string, within time.Duration, ok func(Node) bool) {
-		t.Helper()
-		waitForReading(t, w, what, within, ok)
-	}
-	waitFor("first reading", 5*time.Second, func(n Node) bool { return n.Role == RoleStandby })
+	runWatcher(t, w)
+	waitRole(t, w, "first reading", func(n Node) bool { return n.Role == RoleStandby })
 	// A promotion whose pg_control is caught half-written.
 	ctl := filepath.Join(dir, "global", "pg_control")
 	if err := os.WriteFile(ctl, nil, 0o600); err != nil {
@@ -194,21 +179,8 @@ func TestWatcherRereadsAnUnreadableControlFile(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "standby.signal")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("the unreadable reading", 5*time.Second, func(n Node) bool { return n.Role == RoleUnknown })
+	waitRole(t, w, "the unreadable reading", func(n Node) bool { return n.Role == RoleUnknown })
 	setControl(t, dir, pgcontrol.DBInProduction, 1)
 	// Well within SafetyInterval: the unknown reading is retried.
-	waitFor("the reading after pg_control was written", SafetyInterval/3, func(n Node) bool { return n.Role == RolePrimary })
-}
-
-// waitForReading waits until w's current reading satisfies ok.
-func waitForReading(t *testing.T, w *Watcher, what string, within time.Duration, ok func(Node) bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if ok(w.Current()) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("%s: last reading %+v", what, w.Current())
+	waitRoleWithin(t, w, "the reading after pg_control was written", SafetyInterval/3, func(n Node) bool { return n.Role == RolePrimary })
 }
