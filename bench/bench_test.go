@@ -17,6 +17,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(tcpEchoEnv) != "" {
 		serveTCPEcho() // the harness re-executes the test binary as its echo server
 	}
+	if v := os.Getenv(goRelayEnv); v != "" {
+		serveGoRelay(v) // and as its Go relay
+	}
 	os.Exit(m.Run())
 }
 
@@ -84,6 +87,17 @@ func TestQuickRun(t *testing.T) {
 		for _, c := range []string{"session", "sql"} {
 			if v := p.BackendCPUPerRequestUS[c]["echo-8B"]; v <= 0 {
 				t.Errorf("%s: backend CPU per request of %s is %v", p.Name, c, v)
+			}
+		}
+		for _, w := range workloads {
+			h, ok := p.Hops[w.Name]
+			if !ok || h.CRelayUS == 0 || h.GoRelayUS == 0 || h.DaemonUS == 0 || h.APIOverSessionAtCHop <= 0 {
+				t.Errorf("%s %s: local hop %+v", p.Name, w.Name, h)
+			}
+		}
+		for _, c := range []string{"api-fast", "api-http", "c-relay", "go-relay"} {
+			if v := p.HopCPUPerRequestUS[c]["echo-8B"]; v <= 0 {
+				t.Errorf("%s: hop CPU per request of %s is %v", p.Name, c, v)
 			}
 		}
 		if p.HandlerKinds["median"] <= 0 || p.HandlerKinds["backend_cpu"] <= 0 {

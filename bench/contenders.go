@@ -88,6 +88,13 @@ type contender interface {
 	Close()
 }
 
+// hopContender is a contender that goes through a process on the standby
+// host's side (the daemon, a relay), whose CPU time is read around a batch
+// too.
+type hopContender interface {
+	HopPID() int
+}
+
 // checkEcho checks a reply against its request.
 func checkEcho(w workload, want, got []byte) error {
 	if w.Ping {
@@ -213,6 +220,57 @@ func tcpEchoServe() error {
 	}
 }
 
+// goRelayServe is the Go relay: on the Unix socket path, each connection
+// gets its own connection to upstream, and each request frame goes there
+// and its reply back, by one goroutine with blocking reads and writes: what
+// a local hop costs in Go with nothing else to do (the c-relay's twin).
+func goRelayServe(path, upstream string) error {
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	fmt.Println(path)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			up, err := net.Dial("tcp", upstream)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "go relay:", err)
+				return
+			}
+			defer up.Close()
+			buf := make([]byte, protocol.HeaderSize+relayMaxPayload)
+			for carryFrame(c, up, buf) == nil && carryFrame(up, c, buf) == nil {
+			}
+		}()
+	}
+}
+
+// relayMaxPayload is the largest frame payload the relays carry (ctcp's
+// MAX_PAYLOAD).
+const relayMaxPayload = 1 << 20
+
+// carryFrame reads one frame (header, then the payload its length gives)
+// from one connection and writes it to the other in one write.
+func carryFrame(from io.Reader, to io.Writer, buf []byte) error {
+	if _, err := io.ReadFull(from, buf[:protocol.HeaderSize]); err != nil {
+		return err
+	}
+	m := int(binary.BigEndian.Uint32(buf[8:protocol.HeaderSize]))
+	if m > relayMaxPayload {
+		return fmt.Errorf("frame payload of %d bytes, more than %d", m, relayMaxPayload)
+	}
+	if _, err := io.ReadFull(from, buf[protocol.HeaderSize:protocol.HeaderSize+m]); err != nil {
+		return err
+	}
+	_, err := to.Write(buf[:protocol.HeaderSize+m])
+	return err
+}
+
 // ---- C programs run once per batch: the C limit and libpq ----
 
 // runLatencies runs a C client that times its own requests and prints each
@@ -254,6 +312,24 @@ func (c *ctcpContender) Close()          {}
 
 func (c *ctcpContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
 	return runLatencies(ctx, "c-tcp", n, nil, c.bin, "ping", c.addr, strconv.Itoa(w.Size), strconv.Itoa(n))
+}
+
+// relayContender pings the C echo server through a relay process on the
+// standby host's side (c-relay: ctcp relay; go-relay: goRelayServe) with
+// the same C client as c-tcp: the difference from c-tcp is the least a local
+// hop costs, in C and in Go.
+type relayContender struct {
+	name, bin, path string
+	pid             int // the relay's process
+}
+
+func (c *relayContender) Name() string    { return c.name }
+func (c *relayContender) BackendPID() int { return 0 }
+func (c *relayContender) HopPID() int     { return c.pid }
+func (c *relayContender) Close()          {}
+
+func (c *relayContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	return runLatencies(ctx, c.name, n, nil, c.bin, "ping", c.path, strconv.Itoa(w.Size), strconv.Itoa(n))
 }
 
 // libpqContender runs bench/libpq/chanbench, a blocking libpq client, for
@@ -434,10 +510,12 @@ type apiContender struct {
 	name    string
 	c       *client.Client
 	backend int // the daemon's channel backend, read once
+	daemon  int // the daemon's process
 }
 
 func (a *apiContender) Name() string    { return a.name }
 func (a *apiContender) BackendPID() int { return a.backend }
+func (a *apiContender) HopPID() int     { return a.daemon }
 func (a *apiContender) Close()          { a.c.Close() }
 
 func (a *apiContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {

@@ -9,7 +9,8 @@
 //	standbyd-bench [flags]          run and write bench/results/<date>.{md,json}
 //
 // Started with STANDBYD_BENCH_TCP_ECHO=1 in its environment, it is the raw
-// TCP echo server instead (the harness starts it so, as its own process).
+// TCP echo server instead; with STANDBYD_BENCH_RELAY="PATH HOST:PORT", the
+// Go relay (the harness starts both so, as their own processes).
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -39,6 +41,9 @@ type settings struct {
 func main() {
 	if os.Getenv(tcpEchoEnv) != "" {
 		serveTCPEcho()
+	}
+	if v := os.Getenv(goRelayEnv); v != "" {
+		serveGoRelay(v)
 	}
 	var s settings
 	flag.IntVar(&s.Count, "count", 5000, "timed requests per contender and workload, split over the rounds")
@@ -77,6 +82,18 @@ func main() {
 
 // tcpEchoEnv in the environment makes the program the raw TCP echo server.
 const tcpEchoEnv = "STANDBYD_BENCH_TCP_ECHO"
+
+// goRelayEnv in the environment ("PATH HOST:PORT") makes the program the
+// Go relay.
+const goRelayEnv = "STANDBYD_BENCH_RELAY"
+
+// serveGoRelay runs the Go relay and never returns.
+func serveGoRelay(v string) {
+	path, upstream, _ := strings.Cut(v, " ")
+	err := goRelayServe(path, upstream)
+	fmt.Fprintln(os.Stderr, "go relay:", err)
+	os.Exit(1)
+}
 
 // serveTCPEcho runs the echo server and never returns.
 func serveTCPEcho() {

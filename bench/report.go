@@ -43,8 +43,15 @@ type placementResult struct {
 	// (from /proc/<pid>/schedstat around each batch), for the contenders
 	// whose backend is known.
 	BackendCPUPerRequestUS map[string]map[string]float64 `json:"backend_cpu_per_request_us"`
+	// HopCPUPerRequestUS: CPU time of the process on the standby host's
+	// side that a request goes through (the daemon for api-fast and
+	// api-http, the relay for c-relay and go-relay) per request.
+	HopCPUPerRequestUS map[string]map[string]float64 `json:"hop_cpu_per_request_us"`
 	// Ratios of medians by workload: "session/tcp" and the like.
 	Ratios map[string]map[string]float64 `json:"median_ratios"`
+	// Hops by workload: what one local hop adds to the median, in C, in Go
+	// and through the daemon.
+	Hops map[string]hopFigures `json:"local_hop"`
 	// HandlerKinds: the LANGUAGE sql handler over the PL/pgSQL one through
 	// the session (echo 8 B): "median" and "backend_cpu".
 	HandlerKinds map[string]float64 `json:"sqlfn_over_plpgsql_session_echo_8b"`
@@ -55,6 +62,18 @@ type placementResult struct {
 
 	lat        map[string]map[string][]time.Duration
 	backendCPU map[string]map[string]time.Duration
+	hopCPU     map[string]map[string]time.Duration
+}
+
+// hopFigures is one workload's local hop: the median added by a relay in C
+// (c-relay over c-tcp), in Go (go-relay over c-tcp) and by the daemon
+// (api-fast over session), in µs; and the api-fast/session ratio that the
+// C relay's hop would give, the best a local hop can do on this machine.
+type hopFigures struct {
+	CRelayUS             float64 `json:"c_relay_us"`
+	GoRelayUS            float64 `json:"go_relay_us"`
+	DaemonUS             float64 `json:"daemon_us"`
+	APIOverSessionAtCHop float64 `json:"api_fast_over_session_with_the_c_hop"`
 }
 
 type throughputFigures struct {
@@ -114,16 +133,23 @@ func newPlacementResult(pl placement) *placementResult {
 	return &placementResult{placement: pl,
 		lat:        map[string]map[string][]time.Duration{},
 		backendCPU: map[string]map[string]time.Duration{},
+		hopCPU:     map[string]map[string]time.Duration{},
 	}
 }
 
 // batch runs n requests of c and keeps their latencies and, where c has a
-// backend, the backend's CPU time.
+// backend or goes through a local hop, that process's CPU time.
 func (p *placementResult) batch(ctx context.Context, c contender, w workload, n int) error {
-	pid := c.BackendPID()
-	var c0 time.Duration
+	pid, hop := c.BackendPID(), 0
+	if h, ok := c.(hopContender); ok {
+		hop = h.HopPID()
+	}
+	var c0, h0 time.Duration
 	if pid != 0 {
 		c0, _ = cpuTime(pid)
+	}
+	if hop != 0 {
+		h0, _ = cpuTime(hop)
 	}
 	lat, err := c.Run(ctx, w, n)
 	if err != nil {
@@ -131,10 +157,12 @@ func (p *placementResult) batch(ctx context.Context, c contender, w workload, n 
 	}
 	if pid != 0 {
 		if c1, err := cpuTime(pid); err == nil {
-			if p.backendCPU[c.Name()] == nil {
-				p.backendCPU[c.Name()] = map[string]time.Duration{}
-			}
-			p.backendCPU[c.Name()][w.Name] += c1 - c0
+			addCPU(p.backendCPU, c.Name(), w.Name, c1-c0)
+		}
+	}
+	if hop != 0 {
+		if h1, err := cpuTime(hop); err == nil {
+			addCPU(p.hopCPU, c.Name(), w.Name, h1-h0)
 		}
 	}
 	if p.lat[c.Name()] == nil {
@@ -142,6 +170,13 @@ func (p *placementResult) batch(ctx context.Context, c contender, w workload, n 
 	}
 	p.lat[c.Name()][w.Name] = append(p.lat[c.Name()][w.Name], lat...)
 	return nil
+}
+
+func addCPU(m map[string]map[string]time.Duration, c, w string, d time.Duration) {
+	if m[c] == nil {
+		m[c] = map[string]time.Duration{}
+	}
+	m[c][w] += d
 }
 
 func (p *placementResult) sampleMemory(daemon, backend int) {
@@ -158,23 +193,38 @@ func (p *placementResult) sampleMemory(daemon, backend int) {
 var ratioPairs = [][2]string{
 	{"session", "c-tcp"}, {"libpq-c", "c-tcp"}, {"go-tcp", "c-tcp"}, {"session", "libpq-c"},
 	{"sql", "session"}, {"api-fast", "session"}, {"api-fast", "sql"}, {"api-http", "session"},
-	{"standby-sql", "sql"}, {"standby-sql", "api-fast"},
+	{"standby-sql", "sql"}, {"standby-sql", "api-fast"}, {"c-relay", "c-tcp"}, {"go-relay", "c-tcp"},
 }
 
 func (r *report) addPlacement(p *placementResult) {
 	p.Latency = map[string]map[string]Summary{}
 	p.BackendCPUPerRequestUS = map[string]map[string]float64{}
+	p.HopCPUPerRequestUS = map[string]map[string]float64{}
+	perRequest := func(out map[string]map[string]float64, in map[string]map[string]time.Duration, c, w string, n int) {
+		if cpu, ok := in[c][w]; ok && n > 0 {
+			if out[c] == nil {
+				out[c] = map[string]float64{}
+			}
+			out[c][w] = float64(cpu) / float64(time.Microsecond) / float64(n)
+		}
+	}
 	for c, byW := range p.lat {
 		p.Latency[c] = map[string]Summary{}
 		for w, lat := range byW {
 			p.Latency[c][w] = summarise(lat)
-			if cpu, ok := p.backendCPU[c][w]; ok && len(lat) > 0 {
-				if p.BackendCPUPerRequestUS[c] == nil {
-					p.BackendCPUPerRequestUS[c] = map[string]float64{}
-				}
-				p.BackendCPUPerRequestUS[c][w] = float64(cpu) / float64(time.Microsecond) / float64(len(lat))
-			}
+			perRequest(p.BackendCPUPerRequestUS, p.backendCPU, c, w, len(lat))
+			perRequest(p.HopCPUPerRequestUS, p.hopCPU, c, w, len(lat))
 		}
+	}
+	p.Hops = map[string]hopFigures{}
+	for _, w := range workloads {
+		l := func(c string) float64 { return p.Latency[c][w.Name].MedianUS }
+		if l("c-tcp") <= 0 || l("c-relay") <= 0 || l("go-relay") <= 0 || l("session") <= 0 || l("api-fast") <= 0 {
+			continue
+		}
+		h := hopFigures{CRelayUS: l("c-relay") - l("c-tcp"), GoRelayUS: l("go-relay") - l("c-tcp"), DaemonUS: l("api-fast") - l("session")}
+		h.APIOverSessionAtCHop = ratio(l("session")+h.CRelayUS, l("session"))
+		p.Hops[w.Name] = h
 	}
 	p.Ratios = map[string]map[string]float64{}
 	for _, w := range workloads {
@@ -233,7 +283,7 @@ func (r *report) write(dir string) (string, string, error) {
 }
 
 // contenderOrder is how tables list the contenders.
-var contenderOrder = []string{"c-tcp", "go-tcp", "libpq-c", "session", "sql", "api-fast", "api-http", "standby-sql", "cli", "call-process"}
+var contenderOrder = []string{"c-tcp", "go-tcp", "c-relay", "go-relay", "libpq-c", "session", "sql", "api-fast", "api-http", "standby-sql", "cli", "call-process"}
 
 // processContenders start one process per request; the report gives their
 // figures in milliseconds too.
@@ -242,6 +292,8 @@ var processContenders = []string{"cli", "call-process"}
 var contenderText = map[string]string{
 	"c-tcp":        "TCP ping-pong in C between two processes, blocking read/write, frames of the channel's shape: the loopback limit",
 	"go-tcp":       "the same ping-pong in Go (net.Conn, bufio): what Go's runtime adds to the limit",
+	"c-relay":      "c-tcp's client and echo server with a C relay process between them on the client's side (Unix socket in, TCP out, one blocking thread): the least a local hop such as the daemon's can cost",
+	"go-relay":     "the same with the relay in Go (net.Conn, one goroutine per connection, nothing else): what Go's runtime adds to a local hop",
 	"libpq-c":      "C, libpq PQputCopyData/PQgetCopyData, blocking, on the channel",
 	"session":      "standbyd's session in process (internal/conn Session.Call)",
 	"sql":          "plain SQL through pgconn: prepared SELECT public.bench_echo($1) (echo-8B-sqlfn: SELECT public.bench_echo_sql($1), which the planner inlines; ping: clock_timestamp(), pg_current_wal_flush_lsn(), pg_is_in_recovery())",
@@ -266,18 +318,21 @@ func (r *report) markdown() string {
 	}
 	for _, p := range r.Placements {
 		f("\n## Placement %s: client side on CPU %s, primary side on CPU %s\n\n", p.Name, p.ClientCPUs, p.ServerCPUs)
-		f("| contender | workload | median µs | p90 µs | p99 µs | req/s | backend CPU µs/req |\n|---|---|---:|---:|---:|---:|---:|\n")
+		f("| contender | workload | median µs | p90 µs | p99 µs | req/s | backend CPU µs/req | hop CPU µs/req |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, w := range workloads {
 			for _, c := range contenderOrder {
 				s, ok := p.Latency[c][w.Name]
 				if !ok {
 					continue
 				}
-				cpu := "–"
+				cpu, hop := "–", "–"
 				if v, ok := p.BackendCPUPerRequestUS[c][w.Name]; ok {
 					cpu = fmt.Sprintf("%.1f", v)
 				}
-				f("| %s | %s | %.1f | %.1f | %.1f | %.0f | %s |\n", c, w.Name, s.MedianUS, s.P90US, s.P99US, s.PerSecond, cpu)
+				if v, ok := p.HopCPUPerRequestUS[c][w.Name]; ok {
+					hop = fmt.Sprintf("%.1f", v)
+				}
+				f("| %s | %s | %.1f | %.1f | %.1f | %.0f | %s | %s |\n", c, w.Name, s.MedianUS, s.P90US, s.P99US, s.PerSecond, cpu, hop)
 			}
 		}
 		f("\nRatios of medians:\n\n| workload |")
@@ -295,6 +350,12 @@ func (r *report) markdown() string {
 				}
 			}
 			f("\n")
+		}
+		f("\nThe local hop: what one process between the caller and the server adds to the median, in µs (c-relay − c-tcp, go-relay − c-tcp, api-fast − session), and the api-fast/session ratio the C relay's hop would give:\n\n| workload | C relay | Go relay | daemon | api-fast/session at the C hop |\n|---|---:|---:|---:|---:|\n")
+		for _, w := range workloads {
+			if h, ok := p.Hops[w.Name]; ok {
+				f("| %s | %.1f | %.1f | %.1f | %.2f |\n", w.Name, h.CRelayUS, h.GoRelayUS, h.DaemonUS, h.APIOverSessionAtCHop)
+			}
 		}
 		f("\nLANGUAGE sql handler ÷ PL/pgSQL handler, through the session, echo 8 B: median %.2f, backend CPU per request %.2f.\n",
 			p.HandlerKinds["median"], p.HandlerKinds["backend_cpu"])

@@ -43,13 +43,16 @@ type bench struct {
 	echoAdr    string
 	ctcpSrv    *exec.Cmd
 	ctcpAdr    string
-	daemon     *exec.Cmd
-	dsock      string
-	dconfig    string
-	dmetric    string
-	dclient    *client.Client
-	dir        string
-	rep        *report
+	// The relays in front of the C echo server (c-relay, go-relay).
+	cRelay, goRelay         *exec.Cmd
+	cRelayPath, goRelayPath string
+	daemon                  *exec.Cmd
+	dsock                   string
+	dconfig                 string
+	dmetric                 string
+	dclient                 *client.Client
+	dir                     string
+	rep                     *report
 }
 
 func run(ctx context.Context, s settings) (mdPath, jsonPath string, err error) {
@@ -152,6 +155,14 @@ SELECT standbyd.register_handler(257, 'echo_sql', 'public.bench_echo_sql(bytea)'
 	b.echoAdr = strings.TrimSpace(line)
 	if b.ctcpSrv, b.ctcpAdr, err = startServer(exec.Command(b.s.ctcp, "serve")); err != nil {
 		return fmt.Errorf("c tcp echo server: %w", err)
+	}
+	if b.cRelay, b.cRelayPath, err = startServer(exec.Command(b.s.ctcp, "relay", filepath.Join(b.dir, "c-relay.sock"), b.ctcpAdr)); err != nil {
+		return fmt.Errorf("c relay: %w", err)
+	}
+	goRelay := exec.Command(self)
+	goRelay.Env = append(os.Environ(), goRelayEnv+"="+filepath.Join(b.dir, "go-relay.sock")+" "+b.ctcpAdr)
+	if b.goRelay, b.goRelayPath, err = startServer(goRelay); err != nil {
+		return fmt.Errorf("go relay: %w", err)
 	}
 	return b.startDaemon(ctx)
 }
@@ -283,7 +294,7 @@ func (b *bench) stop() {
 	if b.dclient != nil {
 		b.dclient.Close()
 	}
-	for _, srv := range []*exec.Cmd{b.echoSrv, b.ctcpSrv} {
+	for _, srv := range []*exec.Cmd{b.echoSrv, b.ctcpSrv, b.cRelay, b.goRelay} {
 		if srv != nil && srv.Process != nil {
 			_ = srv.Process.Kill()
 			_ = srv.Wait()
@@ -313,7 +324,7 @@ func allCPUs() string { return fmt.Sprintf("0-%d", runtime.NumCPU()-1) }
 
 // pinAll pins the standby host's side and the primary's side.
 func (b *bench) pinAll(clientCPUs, serverCPUs string) error {
-	client := []int{os.Getpid(), b.daemon.Process.Pid}
+	client := []int{os.Getpid(), b.daemon.Process.Pid, b.cRelay.Process.Pid, b.goRelay.Process.Pid}
 	if pid, err := b.env.PostmasterPID("standby"); err == nil {
 		client = append(client, pid)
 		client = append(client, childPIDs(pid)...)
@@ -467,9 +478,12 @@ func (b *bench) contenders(ctx context.Context) ([]contender, error) {
 		return cs, err
 	}
 	backend := b.daemonBackend()
+	daemon := b.daemon.Process.Pid
 	cs = append(cs, sq,
-		&apiContender{name: "api-fast", c: client.New(b.dsock), backend: backend},
-		&apiContender{name: "api-http", c: newHTTPClient(b.dsock), backend: backend})
+		&apiContender{name: "api-fast", c: client.New(b.dsock), backend: backend, daemon: daemon},
+		&apiContender{name: "api-http", c: newHTTPClient(b.dsock), backend: backend, daemon: daemon},
+		&relayContender{name: "c-relay", bin: b.s.ctcp, path: b.cRelayPath, pid: b.cRelay.Process.Pid},
+		&relayContender{name: "go-relay", bin: b.s.ctcp, path: b.goRelayPath, pid: b.goRelay.Process.Pid})
 	ssql, err := dialStandbySQL(ctx, b.standbyCfg, backend)
 	if err != nil {
 		return cs, err

@@ -2,7 +2,8 @@
  *
  * ctcp.c
  *	  The loopback limit of the benchmark: a two-process TCP ping-pong of
- *	  frames of the channel's shape, in C, with blocking sockets.
+ *	  frames of the channel's shape, in C, with blocking sockets; and the
+ *	  same through a relay process, the least a local hop can cost.
  *
  * Nothing that runs over loopback TCP can answer a request faster than this
  * pair: one write() and one read() on each side per round trip, no poll(),
@@ -16,10 +17,19 @@
  *			header (payload length at offset 8, big-endian) and its payload;
  *			the reply is the same header with kind 'A' and the same payload,
  *			or, for an empty payload, 21 bytes (the size of a ping reply).
- *		ctcp ping HOST:PORT SIZE COUNT
- *			Connect, make 100 untimed round trips, then COUNT timed ones with
- *			a SIZE-byte payload, and print each latency in nanoseconds, one a
- *			line.  Each reply is checked (length, and for SIZE > 0 the bytes).
+ *		ctcp relay PATH HOST:PORT
+ *			Listen on the Unix socket PATH, print PATH on stdout, and for each
+ *			connection, one at a time, connect to HOST:PORT and carry each
+ *			request frame there and its reply back: one blocking read and
+ *			one write per frame and direction, one thread.  This is the least
+ *			a local hop (the daemon between a program and the primary) can
+ *			cost: the benchmark's c-relay contender pings through it.
+ *		ctcp ping ADDRESS SIZE COUNT
+ *			Connect to ADDRESS (HOST:PORT, or a Unix socket path: one that
+ *			starts with '/'), make 100 untimed round trips, then COUNT timed
+ *			ones with a SIZE-byte payload, and print each latency in
+ *			nanoseconds, one a line.  Each reply is checked (length, and for
+ *			SIZE > 0 the bytes).
  *
  * Any failure is reported on stderr and the exit status is 1.
  *
@@ -34,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -189,34 +200,144 @@ now_ns(void)
 	return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/*
+ * Connect to HOST:PORT (TCP, no Nagle) or to a Unix socket path; -1 after a
+ * message on stderr for an address that cannot be read.
+ */
 static int
-ping(const char *hostport, long size, long count)
+dial(const char *address)
+{
+	int			fd;
+
+	if (address[0] == '/')
+	{
+		struct sockaddr_un addr;
+
+		if (strlen(address) >= sizeof(addr.sun_path))
+		{
+			fprintf(stderr, "ctcp: socket path \"%s\" is too long\n", address);
+			return -1;
+		}
+		memset(&addr, 0, sizeof(addr));
+		addr.sun_family = AF_UNIX;
+		strcpy(addr.sun_path, address);
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (fd < 0)
+			die("socket");
+		if (connect(fd, (struct sockaddr *) &addr, sizeof(addr)) != 0)
+			die("connect");
+	}
+	else
+	{
+		char		host[64];
+		const char *colon = strrchr(address, ':');
+		struct sockaddr_in addr;
+
+		if (colon == NULL || (size_t) (colon - address) >= sizeof(host))
+		{
+			fprintf(stderr, "ctcp: address must be HOST:PORT or a socket path\n");
+			return -1;
+		}
+		memcpy(host, address, (size_t) (colon - address));
+		host[colon - address] = '\0';
+		memset(&addr, 0, sizeof(addr));
+		addr.sin_family = AF_INET;
+		addr.sin_port = htons((uint16_t) atoi(colon + 1));
+		if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+		{
+			fprintf(stderr, "ctcp: bad IPv4 address \"%s\"\n", host);
+			return -1;
+		}
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd < 0)
+			die("socket");
+		if (connect(fd, (struct sockaddr *) &addr, sizeof(addr)) != 0)
+			die("connect");
+		nodelay(fd);
+	}
+	return fd;
+}
+
+/*
+ * Carry one frame (12-byte header, then the payload its length gives) from
+ * one socket to the other; -1 when either end is gone or the frame is too
+ * large.
+ */
+static int
+carry_frame(int from, int to, unsigned char *buf)
+{
+	uint32_t	m;
+
+	if (read_full(from, buf, HEADER_SIZE) != 0)
+		return -1;
+	m = get_u32(buf + 8);
+	if (m > MAX_PAYLOAD)
+		return -1;
+	if (read_full(from, buf + HEADER_SIZE, m) != 0)
+		return -1;
+	return write_full(to, buf, HEADER_SIZE + m);
+}
+
+static void relay(const char *path, const char *upstream) __attribute__((noreturn));
+
+static void
+relay(const char *path, const char *upstream)
+{
+	struct sockaddr_un addr;
+	unsigned char *buf = malloc(HEADER_SIZE + MAX_PAYLOAD);
+	int			ln;
+
+	if (buf == NULL)
+		die("out of memory");
+	if (strlen(path) >= sizeof(addr.sun_path))
+	{
+		fprintf(stderr, "ctcp: socket path \"%s\" is too long\n", path);
+		exit(1);
+	}
+	memset(&addr, 0, sizeof(addr));
+	addr.sun_family = AF_UNIX;
+	strcpy(addr.sun_path, path);
+	ln = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (ln < 0)
+		die("socket");
+	if (bind(ln, (struct sockaddr *) &addr, sizeof(addr)) != 0)
+		die("bind");
+	if (listen(ln, 16) != 0)
+		die("listen");
+	printf("%s\n", path);
+	if (fflush(stdout) != 0)
+		die("stdout");
+	for (;;)
+	{
+		int			fd = accept(ln, NULL, NULL);
+		int			up;
+
+		if (fd < 0)
+		{
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			die("accept");
+		}
+		up = dial(upstream);
+		if (up < 0)
+			exit(1);
+		while (carry_frame(fd, up, buf) == 0 && carry_frame(up, fd, buf) == 0)
+			;
+		close(up);
+		close(fd);
+	}
+}
+
+static int
+ping(const char *address, long size, long count)
 {
 	static char outbuf[1024 * 1024];
-	char		host[64];
-	const char *colon = strrchr(hostport, ':');
-	struct sockaddr_in addr;
 	unsigned char *req;
 	unsigned char *rep;
 	int64_t    *lat;
 	size_t		want = HEADER_SIZE + (size == 0 ? PING_REPLY_SIZE : (size_t) size);
 	int			fd;
 
-	if (colon == NULL || (size_t) (colon - hostport) >= sizeof(host))
-	{
-		fprintf(stderr, "ctcp: address must be HOST:PORT\n");
-		return 1;
-	}
-	memcpy(host, hostport, (size_t) (colon - hostport));
-	host[colon - hostport] = '\0';
-	memset(&addr, 0, sizeof(addr));
-	addr.sin_family = AF_INET;
-	addr.sin_port = htons((uint16_t) atoi(colon + 1));
-	if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
-	{
-		fprintf(stderr, "ctcp: bad IPv4 address \"%s\"\n", host);
-		return 1;
-	}
 	req = malloc(HEADER_SIZE + (size_t) size);
 	rep = malloc(want);
 	lat = malloc(sizeof(int64_t) * (size_t) count);
@@ -229,12 +350,9 @@ ping(const char *hostport, long size, long count)
 	for (long j = 0; j < size; j++)
 		req[HEADER_SIZE + j] = (unsigned char) ((j * 31 + 7) & 0xff);
 
-	fd = socket(AF_INET, SOCK_STREAM, 0);
+	fd = dial(address);
 	if (fd < 0)
-		die("socket");
-	if (connect(fd, (struct sockaddr *) &addr, sizeof(addr)) != 0)
-		die("connect");
-	nodelay(fd);
+		return 1;
 
 	for (long i = -WARMUP; i < count; i++)
 	{
@@ -291,6 +409,8 @@ main(int argc, char **argv)
 {
 	if (argc == 2 && strcmp(argv[1], "serve") == 0)
 		serve();
+	if (argc == 4 && strcmp(argv[1], "relay") == 0)
+		relay(argv[2], argv[3]);
 	if (argc == 5 && strcmp(argv[1], "ping") == 0)
 	{
 		long		count = number(argv[4], MAX_COUNT);
@@ -302,6 +422,6 @@ main(int argc, char **argv)
 		}
 		return ping(argv[2], number(argv[3], MAX_PAYLOAD), count);
 	}
-	fprintf(stderr, "usage: ctcp serve | ctcp ping HOST:PORT SIZE COUNT\n");
+	fprintf(stderr, "usage: ctcp serve | ctcp relay PATH HOST:PORT | ctcp ping ADDRESS SIZE COUNT\n");
 	return 1;
 }
