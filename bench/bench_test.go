@@ -91,11 +91,11 @@ func TestQuickRun(t *testing.T) {
 		}
 		for _, w := range workloads {
 			h, ok := p.Hops[w.Name]
-			if !ok || h.CRelayUS == 0 || h.GoRelayUS == 0 || h.DaemonUS == 0 || h.APIOverSessionAtCHop <= 0 {
+			if !ok || h.CRelayUS == 0 || h.GoRelayUS == 0 || h.DaemonUS == 0 || h.DaemonCCallerUS == 0 || h.APIOverSessionAtCHop <= 0 {
 				t.Errorf("%s %s: local hop %+v", p.Name, w.Name, h)
 			}
 		}
-		for _, c := range []string{"api-fast", "api-http", "c-relay", "go-relay"} {
+		for _, c := range []string{"api-fast", "api-c", "api-http", "c-relay", "go-relay"} {
 			if v := p.HopCPUPerRequestUS[c]["echo-8B"]; v <= 0 {
 				t.Errorf("%s: hop CPU per request of %s is %v", p.Name, c, v)
 			}

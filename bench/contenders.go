@@ -332,6 +332,23 @@ func (c *relayContender) Run(ctx context.Context, w workload, n int) ([]time.Dur
 	return runLatencies(ctx, c.name, n, nil, c.bin, "ping", c.path, strconv.Itoa(w.Size), strconv.Itoa(n))
 }
 
+// apiCContender calls through the daemon's fast path from C (ctcp
+// fastping, op codes, blocking): the daemon's hop with a caller that is not
+// Go, next to api-fast's Go client.
+type apiCContender struct {
+	bin, socket     string
+	backend, daemon int
+}
+
+func (a *apiCContender) Name() string    { return "api-c" }
+func (a *apiCContender) BackendPID() int { return a.backend }
+func (a *apiCContender) HopPID() int     { return a.daemon }
+func (a *apiCContender) Close()          {}
+
+func (a *apiCContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	return runLatencies(ctx, "api-c", n, nil, a.bin, "fastping", a.socket, strconv.Itoa(int(w.op())), strconv.Itoa(w.Size), strconv.Itoa(n))
+}
+
 // libpqContender runs bench/libpq/chanbench, a blocking libpq client, for
 // each batch.
 type libpqContender struct {

@@ -73,6 +73,7 @@ type hopFigures struct {
 	CRelayUS             float64 `json:"c_relay_us"`
 	GoRelayUS            float64 `json:"go_relay_us"`
 	DaemonUS             float64 `json:"daemon_us"`
+	DaemonCCallerUS      float64 `json:"daemon_c_caller_us"`
 	APIOverSessionAtCHop float64 `json:"api_fast_over_session_with_the_c_hop"`
 }
 
@@ -194,6 +195,7 @@ var ratioPairs = [][2]string{
 	{"session", "c-tcp"}, {"libpq-c", "c-tcp"}, {"go-tcp", "c-tcp"}, {"session", "libpq-c"},
 	{"sql", "session"}, {"api-fast", "session"}, {"api-fast", "sql"}, {"api-http", "session"},
 	{"standby-sql", "sql"}, {"standby-sql", "api-fast"}, {"c-relay", "c-tcp"}, {"go-relay", "c-tcp"},
+	{"api-c", "session"},
 }
 
 func (r *report) addPlacement(p *placementResult) {
@@ -223,6 +225,9 @@ func (r *report) addPlacement(p *placementResult) {
 			continue
 		}
 		h := hopFigures{CRelayUS: l("c-relay") - l("c-tcp"), GoRelayUS: l("go-relay") - l("c-tcp"), DaemonUS: l("api-fast") - l("session")}
+		if l("api-c") > 0 {
+			h.DaemonCCallerUS = l("api-c") - l("session")
+		}
 		h.APIOverSessionAtCHop = ratio(l("session")+h.CRelayUS, l("session"))
 		p.Hops[w.Name] = h
 	}
@@ -283,7 +288,7 @@ func (r *report) write(dir string) (string, string, error) {
 }
 
 // contenderOrder is how tables list the contenders.
-var contenderOrder = []string{"c-tcp", "go-tcp", "c-relay", "go-relay", "libpq-c", "session", "sql", "api-fast", "api-http", "standby-sql", "cli", "call-process"}
+var contenderOrder = []string{"c-tcp", "go-tcp", "c-relay", "go-relay", "libpq-c", "session", "sql", "api-fast", "api-c", "api-http", "standby-sql", "cli", "call-process"}
 
 // processContenders start one process per request; the report gives their
 // figures in milliseconds too.
@@ -298,6 +303,7 @@ var contenderText = map[string]string{
 	"session":      "standbyd's session in process (internal/conn Session.Call)",
 	"sql":          "plain SQL through pgconn: prepared SELECT public.bench_echo($1) (echo-8B-sqlfn: SELECT public.bench_echo_sql($1), which the planner inlines; ping: clock_timestamp(), pg_current_wal_flush_lsn(), pg_is_in_recovery())",
 	"api-fast":     "through the daemon's local API with the Go client's default transport (client.New(socket).Call)",
+	"api-c":        "through the daemon's fast path from a blocking C client (ctcp fastping, op codes): the daemon's hop with a caller that is not Go",
 	"api-http":     "through the daemon's local API with the Go client held to HTTP over the Unix socket",
 	"standby-sql":  "standbyd.call() from a SQL session on the standby through pgconn: prepared SELECT standbyd.call(256, $1) (echo-8B-sqlfn: 257), the standby's backend through the daemon to the same handler; registered handlers only, so no ping",
 	"cli":          "`standbyd call` as a process through the daemon, start-up included",
@@ -351,10 +357,10 @@ func (r *report) markdown() string {
 			}
 			f("\n")
 		}
-		f("\nThe local hop: what one process between the caller and the server adds to the median, in µs (c-relay − c-tcp, go-relay − c-tcp, api-fast − session), and the api-fast/session ratio the C relay's hop would give:\n\n| workload | C relay | Go relay | daemon | api-fast/session at the C hop |\n|---|---:|---:|---:|---:|\n")
+		f("\nThe local hop: what one process between the caller and the server adds to the median, in µs (c-relay − c-tcp, go-relay − c-tcp, api-fast − session, api-c − session), and the api-fast/session ratio the C relay's hop would give:\n\n| workload | C relay | Go relay | daemon | daemon, C caller | api-fast/session at the C hop |\n|---|---:|---:|---:|---:|---:|\n")
 		for _, w := range workloads {
 			if h, ok := p.Hops[w.Name]; ok {
-				f("| %s | %.1f | %.1f | %.1f | %.2f |\n", w.Name, h.CRelayUS, h.GoRelayUS, h.DaemonUS, h.APIOverSessionAtCHop)
+				f("| %s | %.1f | %.1f | %.1f | %.1f | %.2f |\n", w.Name, h.CRelayUS, h.GoRelayUS, h.DaemonUS, h.DaemonCCallerUS, h.APIOverSessionAtCHop)
 			}
 		}
 		f("\nLANGUAGE sql handler ÷ PL/pgSQL handler, through the session, echo 8 B: median %.2f, backend CPU per request %.2f.\n",

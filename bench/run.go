@@ -482,6 +482,7 @@ func (b *bench) contenders(ctx context.Context) ([]contender, error) {
 	cs = append(cs, sq,
 		&apiContender{name: "api-fast", c: client.New(b.dsock), backend: backend, daemon: daemon},
 		&apiContender{name: "api-http", c: newHTTPClient(b.dsock), backend: backend, daemon: daemon},
+		&apiCContender{bin: b.s.ctcp, socket: b.dsock, backend: backend, daemon: daemon},
 		&relayContender{name: "c-relay", bin: b.s.ctcp, path: b.cRelayPath, pid: b.cRelay.Process.Pid},
 		&relayContender{name: "go-relay", bin: b.s.ctcp, path: b.goRelayPath, pid: b.goRelay.Process.Pid})
 	ssql, err := dialStandbySQL(ctx, b.standbyCfg, backend)

@@ -24,6 +24,12 @@
  *			one write per frame and direction, one thread.  This is the least
  *			a local hop (the daemon between a program and the primary) can
  *			cost: the benchmark's c-relay contender pings through it.
+ *		ctcp fastping PATH OP SIZE COUNT
+ *			The same timed round trips through standbyd's local API at the
+ *			Unix socket PATH, in its fast path framing (docs/api.md, version
+ *			1): the preamble, then requests for op code OP with a SIZE-byte
+ *			payload and the daemon's default timeout.  Each reply must be a
+ *			success of 21 bytes (SIZE 0: the ping) or the payload echoed.
  *		ctcp ping ADDRESS SIZE COUNT
  *			Connect to ADDRESS (HOST:PORT, or a Unix socket path: one that
  *			starts with '/'), make 100 untimed round trips, then COUNT timed
@@ -388,6 +394,86 @@ ping(const char *address, long size, long count)
 	return 0;
 }
 
+#define FAST_PREAMBLE		"SBYDFP\x01\n"
+#define FAST_PREAMBLE_SIZE	8
+#define FAST_SERVER_PREAMBLE_SIZE 16
+#define FAST_TIMEOUT_SIZE	4
+
+static int
+fastping(const char *path, long op, long size, long count)
+{
+	static char outbuf[1024 * 1024];
+	unsigned char pre[FAST_SERVER_PREAMBLE_SIZE];
+	size_t		reqlen = HEADER_SIZE + FAST_TIMEOUT_SIZE + (size_t) size;
+	uint32_t	want = size == 0 ? PING_REPLY_SIZE : (uint32_t) size;
+	unsigned char *req = calloc(1, reqlen);
+	unsigned char *rep = malloc(HEADER_SIZE + want);
+	int64_t    *lat = malloc(sizeof(int64_t) * (size_t) count);
+	int			fd;
+
+	if (req == NULL || rep == NULL || lat == NULL)
+		die("out of memory");
+	if (path[0] != '/')
+	{
+		fprintf(stderr, "ctcp: fastping needs a Unix socket path\n");
+		return 1;
+	}
+	fd = dial(path);
+	if (fd < 0)
+		return 1;
+	if (write_full(fd, (const unsigned char *) FAST_PREAMBLE, FAST_PREAMBLE_SIZE) != 0 ||
+		read_full(fd, pre, sizeof(pre)) != 0)
+		die("fast path preamble");
+	if (memcmp(pre, FAST_PREAMBLE, 6) != 0 || pre[6] < 1)
+	{
+		fprintf(stderr, "ctcp: the daemon did not answer with the fast path's preamble\n");
+		return 1;
+	}
+	/* 'Q', no flags, the op, the id (set per request), the body's length. */
+	req[0] = 'Q';
+	req[2] = (unsigned char) (op >> 8);
+	req[3] = (unsigned char) op;
+	put_u32(req + 8, (uint32_t) (FAST_TIMEOUT_SIZE + size));
+	for (long j = 0; j < size; j++)
+		req[HEADER_SIZE + FAST_TIMEOUT_SIZE + j] = (unsigned char) ((j * 31 + 7) & 0xff);
+
+	for (long i = -WARMUP; i < count; i++)
+	{
+		int64_t		t0 = now_ns();
+
+		put_u32(req + 4, (uint32_t) (i + WARMUP + 1));
+		if (write_full(fd, req, reqlen) != 0)
+			die("write");
+		if (read_full(fd, rep, HEADER_SIZE) != 0)
+			die("read");
+		if (rep[0] != 'A' || rep[1] != 0 || get_u32(rep + 8) != want ||
+			memcmp(rep + 4, req + 4, 4) != 0)
+		{
+			fprintf(stderr, "ctcp: reply of the wrong shape (kind %#x, status %u, %u bytes)\n",
+					rep[0], rep[1], get_u32(rep + 8));
+			return 1;
+		}
+		if (read_full(fd, rep + HEADER_SIZE, want) != 0)
+			die("read");
+		if (i >= 0)
+			lat[i] = now_ns() - t0;
+		if (size > 0 && memcmp(rep + HEADER_SIZE, req + HEADER_SIZE + FAST_TIMEOUT_SIZE, (size_t) size) != 0)
+		{
+			fprintf(stderr, "ctcp: reply is not an echo of the request\n");
+			return 1;
+		}
+	}
+	close(fd);
+	if (setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf)) != 0)
+		die("setvbuf");
+	for (long i = 0; i < count; i++)
+		if (printf("%lld\n", (long long) lat[i]) < 0)
+			die("stdout");
+	if (fflush(stdout) != 0)
+		die("stdout");
+	return 0;
+}
+
 static long
 number(const char *s, long max)
 {
@@ -411,6 +497,17 @@ main(int argc, char **argv)
 		serve();
 	if (argc == 4 && strcmp(argv[1], "relay") == 0)
 		relay(argv[2], argv[3]);
+	if (argc == 6 && strcmp(argv[1], "fastping") == 0)
+	{
+		long		count = number(argv[5], MAX_COUNT);
+
+		if (count == 0)
+		{
+			fprintf(stderr, "ctcp: COUNT must be at least 1\n");
+			return 1;
+		}
+		return fastping(argv[2], number(argv[3], 65535), number(argv[4], MAX_PAYLOAD), count);
+	}
 	if (argc == 5 && strcmp(argv[1], "ping") == 0)
 	{
 		long		count = number(argv[4], MAX_COUNT);
@@ -422,6 +519,6 @@ main(int argc, char **argv)
 		}
 		return ping(argv[2], number(argv[3], MAX_PAYLOAD), count);
 	}
-	fprintf(stderr, "usage: ctcp serve | ctcp relay PATH HOST:PORT | ctcp ping ADDRESS SIZE COUNT\n");
+	fprintf(stderr, "usage: ctcp serve | ctcp relay PATH HOST:PORT | ctcp ping ADDRESS SIZE COUNT | ctcp fastping PATH OP SIZE COUNT\n");
 	return 1;
 }
