@@ -1,22 +1,26 @@
 package client
 
-import "time"
+import (
+	"time"
+
+	"github.com/standbyd/standbyd/internal/api/fastproto"
+)
 
 // Error kinds, the "kind" field of an error response.
 const (
-	KindBadRequest         = "bad_request"
-	KindPayloadTooLarge    = "payload_too_large"
-	KindChannelUnavailable = "channel_unavailable"
-	KindOutcomeUnknown     = "outcome_unknown"
-	KindPrimaryError       = "primary_error"
-	KindShuttingDown       = "shutting_down"
-	KindBusy               = "busy"
+	KindBadRequest         = fastproto.ErrorKindBadRequest
+	KindPayloadTooLarge    = fastproto.ErrorKindPayloadTooLarge
+	KindChannelUnavailable = fastproto.ErrorKindChannelUnavailable
+	KindOutcomeUnknown     = fastproto.ErrorKindOutcomeUnknown
+	KindPrimaryError       = fastproto.ErrorKindPrimaryError
+	KindShuttingDown       = fastproto.ErrorKindShuttingDown
+	KindBusy               = fastproto.ErrorKindBusy
 	// KindForbidden: the daemon's api.allow list does not let this caller
 	// (its uid and groups) call this op. Nothing was sent.
-	KindForbidden = "forbidden"
+	KindForbidden = fastproto.ErrorKindForbidden
 	// KindNotStandby: the node the daemon runs on is no longer a standby
 	// (it was promoted): the daemon serves only standbys. Nothing was sent.
-	KindNotStandby = "not_standby"
+	KindNotStandby = fastproto.ErrorKindNotStandby
 )
 
 // ErrorBody is the JSON body of every error response.

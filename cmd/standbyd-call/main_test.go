@@ -2,31 +2,31 @@ package main
 
 import (
 	"bytes"
-	"context"
+	"debug/elf"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/standbyd/standbyd/internal/api/fastproto"
 	"github.com/standbyd/standbyd/internal/callcli"
 	"github.com/standbyd/standbyd/internal/testskip"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fakeDaemon serves the API's call endpoint on a Unix socket: N adds 300 to
-// each int32, echo returns the body, and a few op names answer with the
-// daemon's error kinds. It is stopped at the test's end.
+// fakeDaemon speaks the local API's fast path (version 2) on a Unix
+// socket: N adds 300 to each int32, echo returns the payload, and a few op
+// names answer with the daemon's error kinds. It is stopped at the test's
+// end.
 func fakeDaemon(t *testing.T) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sbcall")
@@ -38,51 +38,90 @@ func fakeDaemon(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fail := func(w http.ResponseWriter, status int, kind string) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		fmt.Fprintf(w, `{"error":{"kind":%q,"message":"%s from the fake daemon","sqlstate":"P0001"}}`, kind, kind)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/call/{op}", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		switch r.PathValue("op") {
+	answer := func(name string, payload []byte) ([]byte, *fastproto.ErrorReply) {
+		fail := func(kind string) *fastproto.ErrorReply {
+			return &fastproto.ErrorReply{Kind: kind, Message: kind + " from the fake daemon", SQLState: "P0001"}
+		}
+		switch name {
 		case "N":
-			if len(body) != 12 {
-				fail(w, http.StatusBadRequest, "bad_request")
-				return
+			if len(payload) != 12 {
+				return nil, fail("bad_request")
 			}
 			out := make([]byte, 12)
 			for i := 0; i < 12; i += 4 {
-				binary.BigEndian.PutUint32(out[i:], binary.BigEndian.Uint32(body[i:])+300)
+				binary.BigEndian.PutUint32(out[i:], binary.BigEndian.Uint32(payload[i:])+300)
 			}
-			_, _ = w.Write(out)
+			return out, nil
 		case "echo":
-			_, _ = w.Write(body)
+			return payload, nil
 		case "refused":
-			fail(w, http.StatusForbidden, "forbidden")
+			return nil, fail("forbidden")
 		case "crowded":
-			fail(w, http.StatusTooManyRequests, "busy")
+			return nil, fail("busy")
 		case "raises":
-			fail(w, http.StatusBadGateway, "primary_error")
+			return nil, fail("primary_error")
 		case "lost":
-			fail(w, http.StatusGatewayTimeout, "outcome_unknown")
+			return nil, fail("outcome_unknown")
 		case "explains":
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnprocessableEntity)
-			fmt.Fprint(w, `{"error":{"kind":"primary_error","message":"out of stock","sqlstate":"P0042","detail":"item 7 has 0 left","hint":"order fewer"}}`)
-		default:
-			fail(w, http.StatusNotFound, "bad_request")
+			return nil, &fastproto.ErrorReply{Kind: "primary_error", Message: "out of stock", SQLState: "P0042",
+				Detail: "item 7 has 0 left", Hint: "order fewer"}
 		}
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
+		return nil, fail("bad_request")
+	}
+	serve := func(c net.Conn) {
+		defer c.Close()
+		var pre [fastproto.ClientPreambleSize]byte
+		if _, err := io.ReadFull(c, pre[:]); err != nil {
+			return
+		}
+		v, err := fastproto.ParseClientPreamble(pre[:])
+		if err != nil {
+			return
+		}
+		v = min(v, fastproto.Version2)
+		if _, err := c.Write(fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{Version: v, MaxFrame: 1 << 20, MaxInFlight: 8})); err != nil {
+			return
+		}
+		for {
+			var hdr [fastproto.HeaderSize]byte
+			if _, err := io.ReadFull(c, hdr[:]); err != nil {
+				return
+			}
+			h := fastproto.ParseHeader(hdr[:])
+			body := make([]byte, h.Length)
+			if _, err := io.ReadFull(c, body); err != nil {
+				return
+			}
+			req, err := fastproto.ParseRequestBody(h, body)
+			if err != nil {
+				return
+			}
+			out, e := answer(req.Name, req.Payload)
+			frame := fastproto.AppendReply(nil, h.Op, h.ID, out)
+			if e != nil {
+				frame = fastproto.AppendErrorV(nil, v, h.Op, h.ID, *e)
+			}
+			if _, err := c.Write(frame); err != nil {
+				return
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); serve(c) }()
+		}
+	}()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
+		ln.Close()
+		wg.Wait()
 		os.RemoveAll(dir)
 	})
 	return sock
@@ -239,6 +278,9 @@ func TestCallBinaryLinksLittle(t *testing.T) {
 		"google.golang.org/protobuf", "go.uber.org/zap", "github.com/jackc/pgx",
 		"github.com/standbyd/standbyd/internal/config", "github.com/standbyd/standbyd/internal/conn",
 		"github.com/standbyd/standbyd/internal/metrics", "github.com/standbyd/standbyd/internal/api",
+		// The Go client's HTTP fallback: net/http and TLS cost a process
+		// about a millisecond more to start.
+		"github.com/standbyd/standbyd/client", "net/http", "crypto/tls",
 	}
 	for _, pkg := range strings.Fields(string(out)) {
 		if pkg == "github.com/standbyd/standbyd/internal/api/fastproto" {
@@ -277,5 +319,33 @@ func TestCallPrintsDetailAndHint(t *testing.T) {
 	if code := run([]string{"--socket=" + sock, "raises"}, strings.NewReader(""), &out, &errb); code != callcli.ExitPrimaryErr ||
 		strings.Contains(errb.String(), "DETAIL") || strings.Contains(errb.String(), "HINT") || strings.Count(errb.String(), "\n") != 1 {
 		t.Fatalf("without detail: exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// make build links standbyd-call statically: no dynamic loader, no shared
+// libraries (cgo's start-up and the loader cost a process that makes one
+// call about 1.5 ms on the machine the benchmark runs on).
+//
+// claim: api.call-binary-static
+func TestCallBinaryIsStatic(t *testing.T) {
+	if testing.Short() {
+		testskip.Skip(t, "builds with make; run by make test, not make test-unit")
+	}
+	bin := filepath.Join(t.TempDir(), "standbyd-call")
+	if out, err := exec.Command("make", "-s", "-C", "../..", "build-call", "CALL_BIN="+bin).CombinedOutput(); err != nil {
+		t.Fatalf("make build-call: %v\n%s", err, out)
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("%s has a program interpreter (PT_INTERP): it is linked dynamically", bin)
+		}
+	}
+	if libs, err := f.ImportedLibraries(); err != nil || len(libs) > 0 {
+		t.Errorf("%s needs shared libraries %v (%v)", bin, libs, err)
 	}
 }

@@ -1,20 +1,19 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/standbyd/standbyd/client"
 	"github.com/standbyd/standbyd/internal/api/fastproto"
+	"github.com/standbyd/standbyd/internal/callcli"
 )
 
 // fakeDaemon accepts connections on a Unix socket and does to each what
@@ -47,66 +46,12 @@ func fakeDaemon(t *testing.T, serve func(net.Conn)) string {
 	return sock
 }
 
-// readHead reads a request's head (the calls here have no body).
-func readHead(c net.Conn) {
-	r := bufio.NewReader(c)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil || line == "\r\n" {
-			return
-		}
-	}
-}
-
 func exitOf(err error) int {
 	var ee *exitError
 	if errors.As(callExit(err), &ee) {
 		return ee.code
 	}
 	return -1
-}
-
-// Exit 4 only when nothing was written to the daemon; once the request was
-// handed over, a daemon that dies or does not answer in time is exit 5.
-func TestCallExitCodes(t *testing.T) {
-	call := func(sock string, timeout time.Duration) error {
-		c := client.New(sock, client.WithHTTP())
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		_, err := c.Call(ctx, "N", nil)
-		return err
-	}
-	stop := make(chan struct{})
-	defer close(stop)
-	cases := []struct {
-		name  string
-		serve func(net.Conn)
-		want  int
-	}{
-		{"accepts, reads and closes", func(c net.Conn) { readHead(c) }, exitUnknown},
-		{"reads and never answers", func(c net.Conn) { readHead(c); <-stop }, exitUnknown},
-		{"forbidden", func(c net.Conn) {
-			readHead(c)
-			body := `{"error":{"kind":"forbidden","message":"op N is restricted"}}`
-			_, _ = io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: "+
-				itoa(len(body))+"\r\n\r\n"+body)
-		}, exitDenied},
-		{"busy", func(c net.Conn) {
-			readHead(c)
-			body := `{"error":{"kind":"busy","message":"1000 calls wait"}}`
-			_, _ = io.WriteString(c, "HTTP/1.1 429 Too Many Requests\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
-		}, exitUnavailable},
-	}
-	for _, c := range cases {
-		sock := fakeDaemon(t, c.serve)
-		if got := exitOf(call(sock, 300*time.Millisecond)); got != c.want {
-			t.Errorf("%s: exit %d, want %d", c.name, got, c.want)
-		}
-	}
-	if got := exitOf(call("/nonexistent/standbyd.sock", time.Second)); got != exitUnavailable {
-		t.Errorf("no daemon: exit %d, want %d", got, exitUnavailable)
-	}
 }
 
 // fastHandshake answers the fast path's preamble and reads one request
@@ -130,16 +75,16 @@ func fastHandshake(c net.Conn) (fastproto.Header, bool) {
 	return h, true
 }
 
-// The same rules on the fast path: "handed over" is a request frame fully
-// written.
+// Exit 4 only when nothing was written to the daemon; once the request was
+// handed over (its whole frame written on the fast path, which is what
+// `standbyd call` speaks), a daemon that dies or does not answer in time
+// is exit 5.
 // claim: api.fast-exit-codes
 func TestCallExitCodesFastPath(t *testing.T) {
 	call := func(sock string, timeout time.Duration) error {
-		c := client.New(sock)
-		defer c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		_, err := c.Call(ctx, "N", nil)
+		_, err := callcli.ViaDaemon(ctx, sock, callcli.Request{Name: "N"})
 		return err
 	}
 	stop := make(chan struct{})
@@ -157,6 +102,9 @@ func TestCallExitCodesFastPath(t *testing.T) {
 		want  int
 	}{
 		{"closes before its preamble", func(c net.Conn) {}, exitUnavailable},
+		{"answers as HTTP (a daemon without the fast path)", func(c net.Conn) {
+			_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		}, exitUnavailable},
 		{"never answers the preamble", func(c net.Conn) { <-stop }, exitUnavailable},
 		{"reads the request and closes", func(c net.Conn) { fastHandshake(c) }, exitUnknown},
 		{"reads the request, never answers", func(c net.Conn) { fastHandshake(c); <-stop }, exitUnknown},
@@ -171,6 +119,8 @@ func TestCallExitCodesFastPath(t *testing.T) {
 			t.Errorf("%s: exit %d, want %d", c.name, got, c.want)
 		}
 	}
+	if got := exitOf(call("/nonexistent/standbyd.sock", time.Second)); got != exitUnavailable {
+		t.Errorf("no daemon: exit %d, want %d", got, exitUnavailable)
+	}
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }

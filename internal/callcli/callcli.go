@@ -16,7 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/standbyd/standbyd/client"
+	"github.com/standbyd/standbyd/internal/api/fastproto"
 	"github.com/standbyd/standbyd/internal/opfmt"
 	"github.com/standbyd/standbyd/internal/protocol"
 )
@@ -125,11 +125,10 @@ func (f *Flags) Socket(loadSocket func() (string, error)) string {
 	return DefaultSocket
 }
 
-// ViaDaemon sends the request through the daemon at socket.
+// ViaDaemon sends the request through the daemon at socket, on its fast
+// path (fast.go).
 func ViaDaemon(ctx context.Context, socket string, r Request) ([]byte, error) {
-	c := client.New(socket)
-	defer c.Close()
-	return c.Call(ctx, r.Name, r.Payload)
+	return viaFastPath(ctx, socket, r.Name, r.Payload)
 }
 
 // Print writes the reply in the --out format.
@@ -155,27 +154,27 @@ func Exit(err error, other func(error) (int, bool)) *ExitError {
 	if errors.As(err, &ee) {
 		return ee
 	}
-	var ae *client.Error
-	if errors.As(err, &ae) {
-		switch ae.Kind {
-		case client.KindPrimaryError:
-			return &ExitError{Code: ExitPrimaryErr, Err: withDetail(err, ae.Detail, ae.Hint)}
-		case client.KindChannelUnavailable, client.KindShuttingDown, client.KindBusy:
+	var de *DaemonError
+	if errors.As(err, &de) {
+		switch de.Kind {
+		case fastproto.ErrorKindPrimaryError:
+			return &ExitError{Code: ExitPrimaryErr, Err: withDetail(err, de.Detail, de.Hint)}
+		case fastproto.ErrorKindChannelUnavailable, fastproto.ErrorKindShuttingDown, fastproto.ErrorKindBusy:
 			return &ExitError{Code: ExitUnavailable, Err: err}
-		case client.KindOutcomeUnknown:
+		case fastproto.ErrorKindOutcomeUnknown:
 			return &ExitError{Code: ExitUnknown, Err: err}
-		case client.KindBadRequest, client.KindPayloadTooLarge:
+		case fastproto.ErrorKindBadRequest, fastproto.ErrorKindPayloadTooLarge:
 			return &ExitError{Code: ExitUsage, Err: err}
-		case client.KindForbidden:
+		case fastproto.ErrorKindForbidden:
 			return &ExitError{Code: ExitDenied, Err: err}
-		case client.KindNotStandby:
+		case fastproto.ErrorKindNotStandby:
 			return &ExitError{Code: ExitNotStandby, Err: err}
 		}
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
 	// The daemon got the request and then died, or gave no answer in time:
 	// it may have passed it on.
-	if errors.Is(err, client.ErrOutcomeUnknown) {
+	if errors.Is(err, ErrOutcomeUnknown) {
 		return &ExitError{Code: ExitUnknown, Err: err}
 	}
 	var se *protocol.ServerError
@@ -187,7 +186,7 @@ func Exit(err error, other func(error) (int, bool)) *ExitError {
 			return &ExitError{Code: code, Err: err}
 		}
 	}
-	// Nothing reached the daemon (client.ErrDaemonUnreachable), or --direct
+	// Nothing reached the daemon (ErrDaemonUnreachable), or --direct
 	// could not send: no channel from here.
 	return &ExitError{Code: ExitUnavailable, Err: err}
 }

@@ -59,6 +59,20 @@ const (
 	StatusError byte = 1
 )
 
+// The kinds of an error reply (the HTTP API's "kind" field too, and
+// client.Kind*: the Go client exports these).
+const (
+	ErrorKindBadRequest         = "bad_request"
+	ErrorKindPayloadTooLarge    = "payload_too_large"
+	ErrorKindChannelUnavailable = "channel_unavailable"
+	ErrorKindOutcomeUnknown     = "outcome_unknown"
+	ErrorKindPrimaryError       = "primary_error"
+	ErrorKindShuttingDown       = "shutting_down"
+	ErrorKindBusy               = "busy"
+	ErrorKindForbidden          = "forbidden"
+	ErrorKindNotStandby         = "not_standby"
+)
+
 // Errors of parsing. Use errors.Is.
 var (
 	ErrNotFastPath  = errors.New("not the fast path's preamble")
