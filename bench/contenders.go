@@ -583,3 +583,24 @@ func (c *cliContender) Run(ctx context.Context, w workload, n int) ([]time.Durat
 		return checkEcho(w, payload, got)
 	})
 }
+
+// trueContender starts /bin/true per request, as the process contenders
+// start theirs: what starting any process costs on the machine, the floor
+// under cli and call-process.
+type trueContender struct{}
+
+func (trueContender) Name() string    { return "true-process" }
+func (trueContender) BackendPID() int { return 0 }
+func (trueContender) Close()          {}
+
+func (trueContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	payload := pattern(w.Size)
+	return timeLoop(ctx, n, func() error {
+		cmd := exec.CommandContext(ctx, "/bin/true")
+		cmd.Stdin = bytes.NewReader(payload)
+		if _, err := cmd.Output(); err != nil {
+			return fmt.Errorf("true-process: %w", err)
+		}
+		return nil
+	})
+}

@@ -288,11 +288,11 @@ func (r *report) write(dir string) (string, string, error) {
 }
 
 // contenderOrder is how tables list the contenders.
-var contenderOrder = []string{"c-tcp", "go-tcp", "c-relay", "go-relay", "libpq-c", "session", "sql", "api-fast", "api-c", "api-http", "standby-sql", "cli", "call-process"}
+var contenderOrder = []string{"c-tcp", "go-tcp", "c-relay", "go-relay", "libpq-c", "session", "sql", "api-fast", "api-c", "api-http", "standby-sql", "cli", "call-process", "true-process"}
 
 // processContenders start one process per request; the report gives their
 // figures in milliseconds too.
-var processContenders = []string{"cli", "call-process"}
+var processContenders = []string{"cli", "call-process", "true-process"}
 
 var contenderText = map[string]string{
 	"c-tcp":        "TCP ping-pong in C between two processes, blocking read/write, frames of the channel's shape: the loopback limit",
@@ -308,6 +308,7 @@ var contenderText = map[string]string{
 	"standby-sql":  "standbyd.call() from a SQL session on the standby through pgconn: prepared SELECT standbyd.call(256, $1) (echo-8B-sqlfn: 257), the standby's backend through the daemon to the same handler; registered handlers only, so no ping",
 	"cli":          "`standbyd call` as a process through the daemon, start-up included",
 	"call-process": "`standbyd-call` (the small call binary) as a process through the daemon, start-up included",
+	"true-process": "`/bin/true` as a process, started as the two above are: what any process costs here, the floor under them",
 }
 
 func (r *report) markdown() string {

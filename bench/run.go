@@ -413,6 +413,7 @@ func (b *bench) latencyPhase(ctx context.Context, pl placement) error {
 	clis := []contender{
 		&cliContender{name: "cli", bin: b.s.standbyd, args: []string{"call"}, cfg: b.dconfig},
 		&cliContender{name: "call-process", bin: b.s.call, cfg: b.dconfig},
+		trueContender{},
 	}
 	for _, c := range cs {
 		for _, w := range workloads {
