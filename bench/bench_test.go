@@ -103,6 +103,9 @@ func TestQuickRun(t *testing.T) {
 		if p.HandlerKinds["median"] <= 0 || p.HandlerKinds["backend_cpu"] <= 0 {
 			t.Errorf("%s: sql over PL/pgSQL handler: %v", p.Name, p.HandlerKinds)
 		}
+		if p.Ratios["echo-8B"]["sql-c/libpq-c"] <= 0 || p.Ratios["ping"]["sql-c/libpq-c"] <= 0 {
+			t.Errorf("%s: no sql-c/libpq-c ratios: %v", p.Name, p.Ratios["echo-8B"])
+		}
 		if p.Ratios["echo-8B"]["standby-sql/sql"] <= 0 || p.Ratios["echo-8B"]["standby-sql/api-fast"] <= 0 {
 			t.Errorf("%s: no standby-sql ratios: %v", p.Name, p.Ratios["echo-8B"])
 		}

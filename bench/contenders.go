@@ -369,6 +369,30 @@ func (l *libpqContender) Run(ctx context.Context, w workload, n int) ([]time.Dur
 		l.bin, l.conninfo, strconv.Itoa(int(w.op())), strconv.Itoa(w.Size), strconv.Itoa(n))
 }
 
+// sqlCContender is the sql contender's statements from the same blocking
+// C client (chanbench with CHANBENCH_SQL): plain SQL against libpq-c's
+// channel without Go's costs on either.
+type sqlCContender struct {
+	bin      string
+	conninfo string
+}
+
+func (l *sqlCContender) Name() string    { return "sql-c" }
+func (l *sqlCContender) BackendPID() int { return 0 }
+func (l *sqlCContender) Close()          {}
+
+func (l *sqlCContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
+	stmt, expectEcho := sqlEcho, "1"
+	switch {
+	case w.Ping:
+		stmt, expectEcho = sqlPing, "0"
+	case w.SQLFn:
+		stmt = sqlEchoSQL
+	}
+	return runLatencies(ctx, "libpq sql client", n, []string{"CHANBENCH_SQL=" + stmt, "CHANBENCH_EXPECT_ECHO=" + expectEcho},
+		l.bin, l.conninfo, "0", strconv.Itoa(w.Size), strconv.Itoa(n))
+}
+
 // ---- standbyd's session, in process ----
 
 type sessionContender struct{ s *conn.Session }

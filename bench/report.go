@@ -195,7 +195,7 @@ var ratioPairs = [][2]string{
 	{"session", "c-tcp"}, {"libpq-c", "c-tcp"}, {"go-tcp", "c-tcp"}, {"session", "libpq-c"},
 	{"sql", "session"}, {"api-fast", "session"}, {"api-fast", "sql"}, {"api-http", "session"},
 	{"standby-sql", "sql"}, {"standby-sql", "api-fast"}, {"c-relay", "c-tcp"}, {"go-relay", "c-tcp"},
-	{"api-c", "session"},
+	{"api-c", "session"}, {"sql-c", "libpq-c"},
 }
 
 func (r *report) addPlacement(p *placementResult) {
@@ -288,7 +288,7 @@ func (r *report) write(dir string) (string, string, error) {
 }
 
 // contenderOrder is how tables list the contenders.
-var contenderOrder = []string{"c-tcp", "go-tcp", "c-relay", "go-relay", "libpq-c", "session", "sql", "api-fast", "api-c", "api-http", "standby-sql", "cli", "call-process", "true-process"}
+var contenderOrder = []string{"c-tcp", "go-tcp", "c-relay", "go-relay", "libpq-c", "sql-c", "session", "sql", "api-fast", "api-c", "api-http", "standby-sql", "cli", "call-process", "true-process"}
 
 // processContenders start one process per request; the report gives their
 // figures in milliseconds too.
@@ -300,6 +300,7 @@ var contenderText = map[string]string{
 	"c-relay":      "c-tcp's client and echo server with a C relay process between them on the client's side (Unix socket in, TCP out, one blocking thread): the least a local hop such as the daemon's can cost",
 	"go-relay":     "the same with the relay in Go (net.Conn, one goroutine per connection, nothing else): what Go's runtime adds to a local hop",
 	"libpq-c":      "C, libpq PQputCopyData/PQgetCopyData, blocking, on the channel",
+	"sql-c":        "the sql contender's statements from libpq-c's blocking C client (PQexecPrepared, binary parameter and result): plain SQL against the channel without Go's costs",
 	"session":      "standbyd's session in process (internal/conn Session.Call)",
 	"sql":          "plain SQL through pgconn: prepared SELECT public.bench_echo($1) (echo-8B-sqlfn: SELECT public.bench_echo_sql($1), which the planner inlines; ping: clock_timestamp(), pg_current_wal_flush_lsn(), pg_is_in_recovery())",
 	"api-fast":     "through the daemon's local API with the Go client's default transport (client.New(socket).Call)",

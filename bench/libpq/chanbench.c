@@ -20,6 +20,13 @@
  * With CHANBENCH_EXPECT_ECHO=1 in the environment, each reply payload must
  * equal the request payload byte for byte (an echo handler).
  *
+ * With CHANBENCH_SQL="SELECT ..." in the environment it does not enter the
+ * channel: it prepares that statement (one bytea parameter $1 when SIZE is
+ * above 0, none otherwise) and times PQexecPrepared with binary parameter
+ * and result, one row expected (with CHANBENCH_EXPECT_ECHO=1, the payload
+ * back in its first column).  OP is then ignored.  This is plain SQL from
+ * the same blocking C client: the channel against SQL without Go's costs.
+ *
  * Any failure is reported on stderr and the exit status is 1.  The conninfo
  * is never printed, as it may hold a password.
  *
@@ -388,6 +395,72 @@ close_channel(PGconn *conn)
 		fail(conn, "closing the channel failed");
 }
 
+static int64_t elapsed_ns(const struct timespec *start, const struct timespec *end);
+
+/* Print the latencies, one a line, and free them. */
+static void
+print_latencies(int64_t *latencies, long count)
+{
+	for (long i = 0; i < count; i++)
+	{
+		if (printf("%lld\n", (long long) latencies[i]) < 0)
+			fail(NULL, "could not write to stdout: %s", strerror(errno));
+	}
+	free(latencies);
+	if (fflush(stdout) != 0)
+		fail(NULL, "could not write to stdout: %s", strerror(errno));
+}
+
+/*
+ * Time COUNT executions of the prepared statement sql (after the warm-up)
+ * into latencies.
+ */
+static void
+run_sql(PGconn *conn, const char *sql, const char *payload, size_t size,
+		long count, int expect_echo, int64_t *latencies)
+{
+	const Oid	bytea_oid = 17;
+	const char *values[1] = {payload};
+	int			lengths[1] = {(int) size};
+	int			formats[1] = {1};
+	int			nparams = size > 0 ? 1 : 0;
+	PGresult   *res;
+
+	res = PQprepare(conn, "q", sql, nparams, &bytea_oid);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		PQclear(res);
+		fail_pq(conn, "could not prepare the statement");
+	}
+	PQclear(res);
+	for (long i = -WARMUP_REQUESTS; i < count; i++)
+	{
+		struct timespec start;
+		struct timespec end;
+
+		if (clock_gettime(CLOCK_MONOTONIC, &start) != 0)
+			fail(conn, "clock_gettime failed: %s", strerror(errno));
+		res = PQexecPrepared(conn, "q", nparams, values, lengths, formats, 1);
+		if (clock_gettime(CLOCK_MONOTONIC, &end) != 0)
+			fail(conn, "clock_gettime failed: %s", strerror(errno));
+		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		{
+			PQclear(res);
+			fail_pq(conn, "the statement failed");
+		}
+		if (expect_echo &&
+			((size_t) PQgetlength(res, 0, 0) != size ||
+			 memcmp(PQgetvalue(res, 0, 0), payload, size) != 0))
+		{
+			PQclear(res);
+			fail(conn, "the statement's result is not an echo of its parameter");
+		}
+		PQclear(res);
+		if (i >= 0)
+			latencies[i] = elapsed_ns(&start, &end);
+	}
+}
+
 static int64_t
 elapsed_ns(const struct timespec *start, const struct timespec *end)
 {
@@ -446,6 +519,15 @@ main(int argc, char **argv)
 	if (PQstatus(conn) != CONNECTION_OK)
 		fail_pq(conn, "could not connect");
 
+	if (getenv("CHANBENCH_SQL") != NULL)
+	{
+		run_sql(conn, getenv("CHANBENCH_SQL"), frame + FRAME_HEADER_SIZE, size, count, expect_echo, latencies);
+		PQfinish(conn);
+		free(frame);
+		print_latencies(latencies, count);
+		return 0;
+	}
+
 	open_channel(conn);
 
 	for (i = -WARMUP_REQUESTS; i < count; i++)
@@ -484,13 +566,6 @@ main(int argc, char **argv)
 	PQfinish(conn);
 	free(frame);
 
-	for (i = 0; i < count; i++)
-	{
-		if (printf("%lld\n", (long long) latencies[i]) < 0)
-			fail(NULL, "could not write to stdout: %s", strerror(errno));
-	}
-	free(latencies);
-	if (fflush(stdout) != 0)
-		fail(NULL, "could not write to stdout: %s", strerror(errno));
+	print_latencies(latencies, count);
 	return 0;
 }
