@@ -183,6 +183,39 @@ func tcpEchoServe() error {
 		return err
 	}
 	fmt.Println(ln.Addr().String())
+	return serveEach(ln, func(c net.Conn) {
+		br := bufio.NewReaderSize(c, 128<<10)
+		var hdr [protocol.HeaderSize]byte
+		var buf []byte
+		for {
+			if _, err := io.ReadFull(br, hdr[:]); err != nil {
+				return
+			}
+			m := int(binary.BigEndian.Uint32(hdr[8:]))
+			out := m
+			if m == 0 {
+				out = protocol.PingReplySize
+			}
+			if cap(buf) < protocol.HeaderSize+out {
+				buf = make([]byte, protocol.HeaderSize+out)
+			}
+			frame := buf[:protocol.HeaderSize+out]
+			if _, err := io.ReadFull(br, frame[protocol.HeaderSize:protocol.HeaderSize+m]); err != nil {
+				return
+			}
+			copy(frame, hdr[:])
+			frame[0] = 'A'
+			binary.BigEndian.PutUint32(frame[8:], uint32(out))
+			if _, err := c.Write(frame); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// serveEach serves each connection ln accepts with serve, in a goroutine
+// of its own, closing it after; it returns when accepting fails.
+func serveEach(ln net.Listener, serve func(net.Conn)) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -190,32 +223,7 @@ func tcpEchoServe() error {
 		}
 		go func() {
 			defer c.Close()
-			br := bufio.NewReaderSize(c, 128<<10)
-			var hdr [protocol.HeaderSize]byte
-			var buf []byte
-			for {
-				if _, err := io.ReadFull(br, hdr[:]); err != nil {
-					return
-				}
-				m := int(binary.BigEndian.Uint32(hdr[8:]))
-				out := m
-				if m == 0 {
-					out = protocol.PingReplySize
-				}
-				if cap(buf) < protocol.HeaderSize+out {
-					buf = make([]byte, protocol.HeaderSize+out)
-				}
-				frame := buf[:protocol.HeaderSize+out]
-				if _, err := io.ReadFull(br, frame[protocol.HeaderSize:protocol.HeaderSize+m]); err != nil {
-					return
-				}
-				copy(frame, hdr[:])
-				frame[0] = 'A'
-				binary.BigEndian.PutUint32(frame[8:], uint32(out))
-				if _, err := c.Write(frame); err != nil {
-					return
-				}
-			}
+			serve(c)
 		}()
 	}
 }
@@ -230,24 +238,17 @@ func goRelayServe(path, upstream string) error {
 		return err
 	}
 	fmt.Println(path)
-	for {
-		c, err := ln.Accept()
+	return serveEach(ln, func(c net.Conn) {
+		up, err := net.Dial("tcp", upstream)
 		if err != nil {
-			return err
+			fmt.Fprintln(os.Stderr, "go relay:", err)
+			return
 		}
-		go func() {
-			defer c.Close()
-			up, err := net.Dial("tcp", upstream)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "go relay:", err)
-				return
-			}
-			defer up.Close()
-			buf := make([]byte, protocol.HeaderSize+relayMaxPayload)
-			for carryFrame(c, up, buf) == nil && carryFrame(up, c, buf) == nil {
-			}
-		}()
-	}
+		defer up.Close()
+		buf := make([]byte, protocol.HeaderSize+relayMaxPayload)
+		for carryFrame(c, up, buf) == nil && carryFrame(up, c, buf) == nil {
+		}
+	})
 }
 
 // relayMaxPayload is the largest frame payload the relays carry (ctcp's
@@ -350,47 +351,40 @@ func (a *apiCContender) Run(ctx context.Context, w workload, n int) ([]time.Dura
 }
 
 // libpqContender runs bench/libpq/chanbench, a blocking libpq client, for
-// each batch.
+// each batch: on the channel (libpq-c), or with sql set the sql contender's
+// statements (sql-c, CHANBENCH_SQL): plain SQL against the channel without
+// Go's costs on either.
 type libpqContender struct {
 	bin      string
 	conninfo string
+	sql      bool
 }
 
-func (l *libpqContender) Name() string    { return "libpq-c" }
+func (l *libpqContender) Name() string {
+	if l.sql {
+		return "sql-c"
+	}
+	return "libpq-c"
+}
 func (l *libpqContender) BackendPID() int { return 0 }
 func (l *libpqContender) Close()          {}
 
 func (l *libpqContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
-	expectEcho := "1"
+	env, op := []string{"CHANBENCH_EXPECT_ECHO=1"}, strconv.Itoa(int(w.op()))
 	if w.Ping {
-		expectEcho = "0"
+		env[0] = "CHANBENCH_EXPECT_ECHO=0"
 	}
-	return runLatencies(ctx, "libpq client", n, []string{"CHANBENCH_EXPECT_ECHO=" + expectEcho},
-		l.bin, l.conninfo, strconv.Itoa(int(w.op())), strconv.Itoa(w.Size), strconv.Itoa(n))
-}
-
-// sqlCContender is the sql contender's statements from the same blocking
-// C client (chanbench with CHANBENCH_SQL): plain SQL against libpq-c's
-// channel without Go's costs on either.
-type sqlCContender struct {
-	bin      string
-	conninfo string
-}
-
-func (l *sqlCContender) Name() string    { return "sql-c" }
-func (l *sqlCContender) BackendPID() int { return 0 }
-func (l *sqlCContender) Close()          {}
-
-func (l *sqlCContender) Run(ctx context.Context, w workload, n int) ([]time.Duration, error) {
-	stmt, expectEcho := sqlEcho, "1"
-	switch {
-	case w.Ping:
-		stmt, expectEcho = sqlPing, "0"
-	case w.SQLFn:
-		stmt = sqlEchoSQL
+	if l.sql {
+		stmt := sqlEcho
+		switch {
+		case w.Ping:
+			stmt = sqlPing
+		case w.SQLFn:
+			stmt = sqlEchoSQL
+		}
+		env, op = append(env, "CHANBENCH_SQL="+stmt), "0"
 	}
-	return runLatencies(ctx, "libpq sql client", n, []string{"CHANBENCH_SQL=" + stmt, "CHANBENCH_EXPECT_ECHO=" + expectEcho},
-		l.bin, l.conninfo, "0", strconv.Itoa(w.Size), strconv.Itoa(n))
+	return runLatencies(ctx, l.Name(), n, env, l.bin, l.conninfo, op, strconv.Itoa(w.Size), strconv.Itoa(n))
 }
 
 // ---- standbyd's session, in process ----

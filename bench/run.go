@@ -468,7 +468,7 @@ func (b *bench) contenders(ctx context.Context) ([]contender, error) {
 	if err != nil {
 		return cs, err
 	}
-	cs = append(cs, tcp, &libpqContender{bin: b.s.chanbench, conninfo: b.connstr}, &sqlCContender{bin: b.s.chanbench, conninfo: b.connstr})
+	cs = append(cs, tcp, &libpqContender{bin: b.s.chanbench, conninfo: b.connstr}, &libpqContender{bin: b.s.chanbench, conninfo: b.connstr, sql: true})
 	sess, err := dialSession(ctx, b.pgcfg)
 	if err != nil {
 		return cs, err

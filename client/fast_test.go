@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/standbyd/standbyd/internal/api/fastproto"
+	"github.com/standbyd/standbyd/internal/testsock"
 )
 
 // fakeFast is a daemon that speaks the fast path: it echoes payloads,
@@ -29,36 +30,10 @@ type fakeFast struct {
 
 func serveFast(t *testing.T, f *fakeFast, inFlight uint32) {
 	t.Helper()
-	f.sock = serveUnix(t, func(c net.Conn) {
+	f.sock = testsock.Serve(t, func(c net.Conn) {
 		f.conns.Add(1)
 		f.serve(c, inFlight)
 	})
-}
-
-// serveUnix listens on a new socket and serves each connection with serve
-// (which the connection's close follows) until the test ends.
-func serveUnix(t *testing.T, serve func(net.Conn)) string {
-	t.Helper()
-	sock := socketPath(t)
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); defer c.Close(); serve(c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return sock
 }
 
 func (f *fakeFast) serve(c net.Conn, inFlight uint32) {
@@ -70,14 +45,9 @@ func (f *fakeFast) serve(c net.Conn, inFlight uint32) {
 	reqs := make(chan fastproto.Request, 1024)
 	go func() {
 		defer close(reqs)
-		var hdr [fastproto.HeaderSize]byte
 		for {
-			if _, err := io.ReadFull(c, hdr[:]); err != nil {
-				return
-			}
-			h := fastproto.ParseHeader(hdr[:])
-			body := make([]byte, h.Length)
-			if _, err := io.ReadFull(c, body); err != nil {
+			h, body, err := fastproto.ReadFrame(c, 1<<20)
+			if err != nil {
 				return
 			}
 			r, _ := fastproto.ParseRequestBody(h, body)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/standbyd/standbyd/internal/api/fastproto"
+	"github.com/standbyd/standbyd/internal/testsock"
 )
 
 // serveErrorDaemon runs a daemon that speaks the fast path up to version
@@ -17,7 +18,7 @@ import (
 func serveErrorDaemon(t *testing.T, max byte, e fastproto.ErrorReply) (string, <-chan byte) {
 	t.Helper()
 	offered := make(chan byte, 16)
-	sock := serveUnix(t, func(c net.Conn) {
+	sock := testsock.Serve(t, func(c net.Conn) {
 		var pre [fastproto.ClientPreambleSize]byte
 		if _, err := io.ReadFull(c, pre[:]); err != nil {
 			return

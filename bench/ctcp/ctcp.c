@@ -334,10 +334,24 @@ relay(const char *path, const char *upstream)
 	}
 }
 
+/* Print each latency in nanoseconds, one a line. */
+static void
+print_latencies(const int64_t *lat, long count)
+{
+	static char outbuf[1024 * 1024];
+
+	if (setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf)) != 0)
+		die("setvbuf");
+	for (long i = 0; i < count; i++)
+		if (printf("%lld\n", (long long) lat[i]) < 0)
+			die("stdout");
+	if (fflush(stdout) != 0)
+		die("stdout");
+}
+
 static int
 ping(const char *address, long size, long count)
 {
-	static char outbuf[1024 * 1024];
 	unsigned char *req;
 	unsigned char *rep;
 	int64_t    *lat;
@@ -384,13 +398,7 @@ ping(const char *address, long size, long count)
 		}
 	}
 	close(fd);
-	if (setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf)) != 0)
-		die("setvbuf");
-	for (long i = 0; i < count; i++)
-		if (printf("%lld\n", (long long) lat[i]) < 0)
-			die("stdout");
-	if (fflush(stdout) != 0)
-		die("stdout");
+	print_latencies(lat, count);
 	return 0;
 }
 
@@ -402,7 +410,6 @@ ping(const char *address, long size, long count)
 static int
 fastping(const char *path, long op, long size, long count)
 {
-	static char outbuf[1024 * 1024];
 	unsigned char pre[FAST_SERVER_PREAMBLE_SIZE];
 	size_t		reqlen = HEADER_SIZE + FAST_TIMEOUT_SIZE + (size_t) size;
 	uint32_t	want = size == 0 ? PING_REPLY_SIZE : (uint32_t) size;
@@ -464,13 +471,7 @@ fastping(const char *path, long op, long size, long count)
 		}
 	}
 	close(fd);
-	if (setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf)) != 0)
-		die("setvbuf");
-	for (long i = 0; i < count; i++)
-		if (printf("%lld\n", (long long) lat[i]) < 0)
-			die("stdout");
-	if (fflush(stdout) != 0)
-		die("stdout");
+	print_latencies(lat, count);
 	return 0;
 }
 

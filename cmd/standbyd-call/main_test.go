@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -19,6 +18,7 @@ import (
 	"github.com/standbyd/standbyd/internal/api/fastproto"
 	"github.com/standbyd/standbyd/internal/callcli"
 	"github.com/standbyd/standbyd/internal/testskip"
+	"github.com/standbyd/standbyd/internal/testsock"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -29,15 +29,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // end.
 func fakeDaemon(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sbcall")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "api.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	answer := func(name string, payload []byte) ([]byte, *fastproto.ErrorReply) {
 		fail := func(kind string) *fastproto.ErrorReply {
 			return &fastproto.ErrorReply{Kind: kind, Message: kind + " from the fake daemon", SQLState: "P0001"}
@@ -68,8 +59,7 @@ func fakeDaemon(t *testing.T) string {
 		}
 		return nil, fail("bad_request")
 	}
-	serve := func(c net.Conn) {
-		defer c.Close()
+	return testsock.Serve(t, func(c net.Conn) {
 		var pre [fastproto.ClientPreambleSize]byte
 		if _, err := io.ReadFull(c, pre[:]); err != nil {
 			return
@@ -83,13 +73,8 @@ func fakeDaemon(t *testing.T) string {
 			return
 		}
 		for {
-			var hdr [fastproto.HeaderSize]byte
-			if _, err := io.ReadFull(c, hdr[:]); err != nil {
-				return
-			}
-			h := fastproto.ParseHeader(hdr[:])
-			body := make([]byte, h.Length)
-			if _, err := io.ReadFull(c, body); err != nil {
+			h, body, err := fastproto.ReadFrame(c, 1<<20)
+			if err != nil {
 				return
 			}
 			req, err := fastproto.ParseRequestBody(h, body)
@@ -105,26 +90,7 @@ func fakeDaemon(t *testing.T) string {
 				return
 			}
 		}
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); serve(c) }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-		os.RemoveAll(dir)
 	})
-	return sock
 }
 
 type callCase struct {

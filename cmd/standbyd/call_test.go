@@ -5,46 +5,14 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/standbyd/standbyd/client"
 	"github.com/standbyd/standbyd/internal/api/fastproto"
 	"github.com/standbyd/standbyd/internal/callcli"
+	"github.com/standbyd/standbyd/internal/testsock"
 )
-
-// fakeDaemon accepts connections on a Unix socket and does to each what
-// serve says; it is stopped at the test's end.
-func fakeDaemon(t *testing.T, serve func(net.Conn)) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "cli")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "s")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); defer c.Close(); serve(c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait(); os.RemoveAll(dir) })
-	return sock
-}
 
 func exitOf(err error) int {
 	var ee *exitError
@@ -114,7 +82,7 @@ func TestCallExitCodesFastPath(t *testing.T) {
 		{"primary error", answer(client.KindPrimaryError), exitPrimaryErr},
 	}
 	for _, c := range cases {
-		sock := fakeDaemon(t, c.serve)
+		sock := testsock.Serve(t, c.serve)
 		if got := exitOf(call(sock, 300*time.Millisecond)); got != c.want {
 			t.Errorf("%s: exit %d, want %d", c.name, got, c.want)
 		}
@@ -123,4 +91,3 @@ func TestCallExitCodesFastPath(t *testing.T) {
 		t.Errorf("no daemon: exit %d, want %d", got, exitUnavailable)
 	}
 }
-

@@ -204,37 +204,18 @@ func (c *fastConn) Write(b []byte) (int, error) {
 	return done, nil
 }
 
-func (c *fastConn) readFull(b []byte) error {
-	for got := 0; got < len(b); {
-		n, err := c.Read(b[got:])
-		if err != nil {
-			return err
-		}
-		got += n
-	}
-	return nil
-}
-
 // readReply reads the reply to request id: its payload, or the daemon's
 // error as a *DaemonError.
 func (c *fastConn) readReply(version byte, id uint32) ([]byte, error) {
-	var hdr [fastproto.HeaderSize]byte
-	if err := c.readFull(hdr[:]); err != nil {
+	h, body, err := fastproto.ReadFrame(c, maxReplyBody)
+	if err != nil {
 		return nil, err
 	}
-	h := fastproto.ParseHeader(hdr[:])
 	if h.Kind != fastproto.KindReply {
 		return nil, fmt.Errorf("the daemon sent a frame of kind %#02x", h.Kind)
 	}
 	if h.ID != id {
 		return nil, fmt.Errorf("the daemon answered request %d, not %d", h.ID, id)
-	}
-	if h.Length > maxReplyBody {
-		return nil, fmt.Errorf("the daemon's reply of %d bytes is over this program's limit of %d", h.Length, maxReplyBody)
-	}
-	body := make([]byte, h.Length)
-	if err := c.readFull(body); err != nil {
-		return nil, err
 	}
 	switch h.Second {
 	case fastproto.StatusOK:

@@ -5,66 +5,37 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/standbyd/standbyd/internal/api/fastproto"
+	"github.com/standbyd/standbyd/internal/testsock"
 )
 
-// peer serves one fast path connection at a time on a Unix socket with
-// serve, after the preamble (version v, max frame 1 KiB); it is stopped at
-// the test's end. A fake peer: these are the framing's edge cases, which
+// peer serves each fast path connection on a Unix socket with serve,
+// after the preamble (version v, max frame 1 KiB) and one request; it is
+// stopped at the test's end. A fake peer: these are the framing's edge cases, which
 // the real daemon never produces.
 func peer(t *testing.T, v byte, serve func(c net.Conn, h fastproto.Header, body []byte)) (string, *atomic.Int32) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "fastcall")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "s")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var requests atomic.Int32
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			func() {
-				defer c.Close()
-				var pre [fastproto.ClientPreambleSize]byte
-				if _, err := io.ReadFull(c, pre[:]); err != nil {
-					return
-				}
-				if _, err := c.Write(fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{Version: v, MaxFrame: 1024, MaxInFlight: 1})); err != nil {
-					return
-				}
-				var hdr [fastproto.HeaderSize]byte
-				if _, err := io.ReadFull(c, hdr[:]); err != nil {
-					return
-				}
-				h := fastproto.ParseHeader(hdr[:])
-				body := make([]byte, h.Length)
-				if _, err := io.ReadFull(c, body); err != nil {
-					return
-				}
-				requests.Add(1)
-				serve(c, h, body)
-			}()
+	sock := testsock.Serve(t, func(c net.Conn) {
+		var pre [fastproto.ClientPreambleSize]byte
+		if _, err := io.ReadFull(c, pre[:]); err != nil {
+			return
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait(); os.RemoveAll(dir) })
+		if _, err := c.Write(fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{Version: v, MaxFrame: 1024, MaxInFlight: 1})); err != nil {
+			return
+		}
+		h, body, err := fastproto.ReadFrame(c, 1<<20)
+		if err != nil {
+			return
+		}
+		requests.Add(1)
+		serve(c, h, body)
+	})
 	return sock, &requests
 }
 

@@ -2,8 +2,8 @@
 // (docs/api.md, "The fast path"): a preamble that tells it apart from HTTP
 // on the same socket, then length-prefixed frames that reuse the channel's
 // 12-byte header. The daemon (internal/api) and the Go client (client) both
-// use it, so that they cannot disagree. No I/O here but Handshake, over
-// whatever connection its caller gives it.
+// use it, so that they cannot disagree. No I/O here but Handshake and
+// ReadFrame, over whatever connection their caller gives them.
 package fastproto
 
 import (
@@ -75,16 +75,17 @@ const (
 
 // Errors of parsing. Use errors.Is.
 var (
-	ErrNotFastPath  = errors.New("not the fast path's preamble")
-	ErrBadVersion   = errors.New("unsupported fast path version")
-	ErrWrongKind    = errors.New("wrong frame kind")
-	ErrBadFlags     = errors.New("unknown request flags")
-	ErrShortBody    = errors.New("request body shorter than its fixed fields")
-	ErrBadName      = errors.New("bad op name")
-	ErrShortPayload = errors.New("error reply shorter than its fixed fields")
-	ErrBadStatus    = errors.New("unknown reply status")
-	ErrBadIdentify  = errors.New("malformed identify frame")
-	ErrBadError     = errors.New("malformed error reply")
+	ErrNotFastPath   = errors.New("not the fast path's preamble")
+	ErrBadVersion    = errors.New("unsupported fast path version")
+	ErrWrongKind     = errors.New("wrong frame kind")
+	ErrBadFlags      = errors.New("unknown request flags")
+	ErrShortBody     = errors.New("request body shorter than its fixed fields")
+	ErrBadName       = errors.New("bad op name")
+	ErrShortPayload  = errors.New("error reply shorter than its fixed fields")
+	ErrBadStatus     = errors.New("unknown reply status")
+	ErrBadIdentify   = errors.New("malformed identify frame")
+	ErrBadError      = errors.New("malformed error reply")
+	ErrFrameTooLarge = errors.New("frame larger than the limit")
 )
 
 // AppendClientPreamble appends the client's preamble offering version v.
@@ -136,6 +137,24 @@ func Handshake(rw io.ReadWriter, v byte) (ServerPreamble, error) {
 		return ServerPreamble{}, fmt.Errorf("reading the daemon's preamble: %w", err)
 	}
 	return ParseServerPreamble(b[:])
+}
+
+// ReadFrame reads one frame from r: its header and a body of at most
+// maxBody bytes (a longer one is not read: ErrFrameTooLarge).
+func ReadFrame(r io.Reader, maxBody uint32) (Header, []byte, error) {
+	var b [HeaderSize]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return Header{}, nil, err
+	}
+	h := ParseHeader(b[:])
+	if h.Length > maxBody {
+		return h, nil, fmt.Errorf("%w: %d bytes, at most %d", ErrFrameTooLarge, h.Length, maxBody)
+	}
+	body := make([]byte, h.Length)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return h, nil, err
+	}
+	return h, body, nil
 }
 
 // ParseServerPreamble reads the daemon's preamble.

@@ -272,3 +272,20 @@ func TestHandshake(t *testing.T) {
 		}
 	}
 }
+
+func TestReadFrame(t *testing.T) {
+	frame := AppendReply(nil, 7, 9, []byte("abc"))
+	h, body, err := ReadFrame(bytes.NewReader(frame), 3)
+	if err != nil || h.Kind != KindReply || h.Op != 7 || h.ID != 9 || string(body) != "abc" {
+		t.Fatalf("%+v %q %v", h, body, err)
+	}
+	if _, _, err := ReadFrame(bytes.NewReader(frame), 2); !errors.Is(err, ErrFrameTooLarge) {
+		t.Errorf("over the limit: %v", err)
+	}
+	if _, _, err := ReadFrame(bytes.NewReader(frame[:len(frame)-1]), 3); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("cut short: %v", err)
+	}
+	if _, _, err := ReadFrame(bytes.NewReader(nil), 3); !errors.Is(err, io.EOF) {
+		t.Errorf("nothing: %v", err)
+	}
+}
