@@ -99,15 +99,12 @@ func viaFastPath(ctx context.Context, socket, op string, payload []byte) ([]byte
 		return nil, unreachable(err)
 	}
 	defer c.close()
-	pre, err := fastproto.Handshake(c, fastproto.MaxVersion)
+	pre, err := fastproto.Handshake(c, fastproto.MaxVersion) // checks the version too
 	if err != nil {
 		if errors.Is(err, fastproto.ErrNotFastPath) {
 			err = fmt.Errorf("%w (the daemon does not speak the fast path: is it an older standbyd?)", err)
 		}
 		return nil, unreachable(err)
-	}
-	if pre.Version < fastproto.Version1 || pre.Version > fastproto.MaxVersion {
-		return nil, unreachable(fmt.Errorf("%w: the daemon answered version %d to an offer of %d", fastproto.ErrBadVersion, pre.Version, fastproto.MaxVersion))
 	}
 	if size := fastproto.RequestSize(req.Name, len(req.Payload)); size > int(pre.MaxFrame) {
 		return nil, &DaemonError{Kind: fastproto.ErrorKindPayloadTooLarge,
@@ -118,9 +115,6 @@ func viaFastPath(ctx context.Context, socket, op string, payload []byte) ([]byte
 	}
 	frame := fastproto.AppendRequest(nil, req)
 	if n, err := c.Write(frame); err != nil {
-		if n == 0 {
-			return nil, unreachable(fmt.Errorf("writing the request: %w", err))
-		}
 		// A frame cut short is never served: the daemon reads whole frames.
 		return nil, unreachable(fmt.Errorf("writing the request (%d of %d bytes written): %w", n, len(frame), err))
 	}

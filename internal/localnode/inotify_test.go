@@ -22,6 +22,20 @@ func runWatcher(t *testing.T, w *Watcher) (stop func()) {
 	return stop
 }
 
+// startStandbyWatcher runs a watcher with the default options on a
+// standby's data directory, once it has read it.
+func startStandbyWatcher(t *testing.T) (*Watcher, string) {
+	t.Helper()
+	dir := dataDir(t, true, pgcontrol.DBInArchiveRecovery, 1)
+	w, err := NewWatcher(Options{DataDirectory: func() string { return dir }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runWatcher(t, w)
+	waitRole(t, w, "first reading", func(n Node) bool { return n.Role == RoleStandby })
+	return w, dir
+}
+
 // waitRole waits up to 5 s until w's reading satisfies ok.
 func waitRole(t *testing.T, w *Watcher, what string, ok func(Node) bool) {
 	t.Helper()
@@ -44,13 +58,7 @@ func waitRoleWithin(t *testing.T, w *Watcher, what string, within time.Duration,
 // look at standby.signal every 100ms, against 0.02% before it).
 // claim: liveness.failover-idle-watch
 func TestWatcherSleepsWhileNothingChanges(t *testing.T) {
-	dir := dataDir(t, true, pgcontrol.DBInArchiveRecovery, 1)
-	w, err := NewWatcher(Options{DataDirectory: func() string { return dir }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runWatcher(t, w)
-	waitRole(t, w, "first reading", func(n Node) bool { return n.Role == RoleStandby })
+	w, dir := startStandbyWatcher(t)
 	// Files the role does not depend on: WAL segments, the server's own.
 	before := w.wakeups.Load()
 	os.WriteFile(filepath.Join(dir, "pg_wal", "000000010000000000000003"), nil, 0o600)

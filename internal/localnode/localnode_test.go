@@ -164,13 +164,7 @@ func TestWatcherNoticesSignalBetweenReadings(t *testing.T) {
 // (PostgreSQL rewrites it in place) is taken again soon, not at the next
 // safety reading 10 s later.
 func TestWatcherRereadsAnUnreadableControlFile(t *testing.T) {
-	dir := dataDir(t, true, pgcontrol.DBInArchiveRecovery, 1)
-	w, err := NewWatcher(Options{DataDirectory: func() string { return dir }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runWatcher(t, w)
-	waitRole(t, w, "first reading", func(n Node) bool { return n.Role == RoleStandby })
+	w, dir := startStandbyWatcher(t)
 	// A promotion whose pg_control is caught half-written.
 	ctl := filepath.Join(dir, "global", "pg_control")
 	if err := os.WriteFile(ctl, nil, 0o600); err != nil {
