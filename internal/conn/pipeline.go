@@ -25,6 +25,10 @@ import (
 // from pgconn's frontend directly, so pgconn's own state is left alone
 // until the session is closed.
 
+// goodbyeWait is how long a writer whose write failed leaves the reader to
+// find a goodbye before it ends the session itself.
+const goodbyeWait = 500 * time.Millisecond
+
 // DefaultMaxInFlight bounds a pipelined session's requests in flight when
 // the config says nothing.
 const DefaultMaxInFlight = 16
@@ -235,6 +239,14 @@ func (p *pipe) flush() {
 			}
 		}
 		p.mu.Unlock()
+		// A server that said goodbye before it went may have reset the
+		// connection with its goodbye still unread here: the reader, who
+		// will find it, or the connection's end, soon, decides the
+		// outcomes first. The goodbye names the requests never read.
+		select {
+		case <-p.done:
+		case <-time.After(goodbyeWait):
+		}
 		p.fail(fmt.Errorf("sending %d requests: %w", len(p.batch), timeoutErr(err)))
 	}
 	clear(p.batch)

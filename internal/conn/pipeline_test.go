@@ -243,6 +243,74 @@ func TestPipelineGoodbye(t *testing.T) {
 	}
 }
 
+// heldObserver holds the session's reader in the first CallFinished until
+// released, so that a test can make something happen in between.
+type heldObserver struct {
+	nopObserver
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (o *heldObserver) CallFinished(uint16, time.Duration, error) {
+	o.once.Do(func() {
+		close(o.entered)
+		<-o.release
+	})
+}
+
+// A backend says goodbye and is gone (its socket reset: requests were
+// unread in it) while a request is being written to it: the write fails
+// before the reader has come to the goodbye. The goodbye still decides:
+// the requests the server never read are not sent, and go to the next
+// session, rather than unknown. (Seen in the end-to-end run of eight
+// pipelined writers through faults: one fault left two requests unknown
+// that had never reached the primary.)
+// claim: liveness.goodbye-not-sent
+func TestPipelineGoodbyeWinsOverAFailedWrite(t *testing.T) {
+	p := conntest.Start(t)
+	st := &stash{}
+	p.Handle(opEcho, st.handle)
+	obs := &heldObserver{entered: make(chan struct{}), release: make(chan struct{})}
+	cfg := fastConfig(p)
+	cfg.Observer = obs
+	sup := run(t, cfg)
+	waitReady(t, sup)
+
+	wait := callMany(t, sup, opEcho, 4)
+	waitFor(t, "four in flight", func() bool { return len(st.held()) == 4 })
+	held := st.held()
+	st.conn.Reply(held[0], held[0].Payload)
+	<-obs.entered // the reader is held, the goodbye will wait in the socket
+	st.conn.Send(conntest.AppendGoodbye(nil, held[1].ID, pgerrcode.AdminShutdown, "terminating connection due to administrator command"))
+	st.conn.Abort()
+	time.Sleep(100 * time.Millisecond) // the reset reaches the client
+	fifth := make(chan callResult, 1)
+	go func() {
+		out, err := sup.Call(ctx5(t), opEcho, []byte("fifth"))
+		fifth <- callResult{payload: "fifth", out: out, err: err}
+	}()
+	time.Sleep(100 * time.Millisecond) // its write has failed by now
+	close(obs.release)
+
+	byPayload := map[string]callResult{"fifth": <-fifth}
+	for _, r := range wait() {
+		byPayload[r.payload] = r
+	}
+	if r := byPayload[string(held[0].Payload)]; r.err != nil || string(r.out) != r.payload {
+		t.Fatalf("answered before the goodbye: %q, %v", r.out, r.err)
+	}
+	var ge *GoodbyeError
+	if r := byPayload[string(held[1].Payload)]; !errors.As(r.err, &ge) || ge.Goodbye.LastID != held[1].ID {
+		t.Fatalf("the request the server read: want its goodbye error, got %v", r.err)
+	}
+	for _, name := range []string{string(held[2].Payload), string(held[3].Payload), "fifth"} {
+		if r := byPayload[name]; r.err != nil || string(r.out) != name {
+			t.Errorf("%s, never read by the first session: %q, %v; want it served by the next", name, r.out, r.err)
+		}
+	}
+}
+
 // A goodbye on an idle session (pg_terminate_backend while nothing is in
 // flight): the next call goes to the next session, never reported unknown.
 func TestPipelineGoodbyeWhileIdle(t *testing.T) {

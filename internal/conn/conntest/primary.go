@@ -409,5 +409,16 @@ func (c *Conn) Fatal(code, msg string) {
 	c.Close()
 }
 
+// Abort closes the connection with a reset, as a backend that exits with
+// requests still unread in its socket does.
+func (c *Conn) Abort() {
+	c.once.Do(func() {
+		if tc, ok := c.nc.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		_ = c.nc.Close()
+	})
+}
+
 // Close closes the connection without a word.
 func (c *Conn) Close() { c.once.Do(func() { _ = c.nc.Close() }) }
