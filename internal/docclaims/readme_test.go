@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// The compiler flags the README names are the ones the build uses
-// (scripts/cluster.sh, behind make extension and make test).
+// The compiler flags the README names are the ones every build of the
+// extension uses: scripts/cluster.sh (make extension, make test),
+// scripts/majors.sh (make test-majors) and the Debian package's rules.
 // claim: readme.compiler-flags
 func TestReadmeCompilerFlagsMatchTheBuild(t *testing.T) {
 	root := repoRoot(t)
@@ -17,19 +18,28 @@ func TestReadmeCompilerFlagsMatchTheBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script, err := os.ReadFile(filepath.Join(root, "scripts/cluster.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	doc := regexp.MustCompile("warning-free with\\s+`COPT=([^`]+)`").FindSubmatch(readme)
 	if doc == nil {
 		t.Fatal("README.md names no COPT flags")
 	}
-	build := regexp.MustCompile(`COPT="\$\{COPT:-([^}]+)\}"`).FindSubmatch(script)
-	if build == nil {
-		t.Fatal("scripts/cluster.sh sets no default COPT")
+	want := strings.Join(strings.Fields(string(doc[1])), " ")
+	builds := []struct{ file, pattern string }{
+		{"scripts/cluster.sh", `COPT="\$\{COPT:-([^}]+)\}"`},
+		{"scripts/majors.sh", `(?m)^COPT_DEFAULT="([^"]+)"`},
+		{"packaging/extension/debian/rules", `(?m)^export COPT := (.+)$`},
 	}
-	if d, b := strings.Fields(string(doc[1])), strings.Fields(string(build[1])); strings.Join(d, " ") != strings.Join(b, " ") {
-		t.Fatalf("README.md says %q, the build uses %q", d, b)
+	for _, b := range builds {
+		script, err := os.ReadFile(filepath.Join(root, b.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(b.pattern).FindSubmatch(script)
+		if m == nil {
+			t.Errorf("%s sets no default COPT", b.file)
+			continue
+		}
+		if got := strings.Join(strings.Fields(string(m[1])), " "); got != want {
+			t.Errorf("README.md says COPT=%q, %s uses %q", want, b.file, got)
+		}
 	}
 }
