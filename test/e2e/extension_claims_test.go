@@ -108,49 +108,63 @@ SELECT standbyd.register_handler(282, 'long_error', 'public.e2e_long_error(bytea
 
 var channelContext = regexp.MustCompile(`standbyd (channel|request): (\d+) total`)
 
-// channelMemory asks the backend pid to log its memory contexts and returns
-// the bytes the extension's own contexts ("standbyd channel", where the
-// frame buffers live, and "standbyd request") hold.
-func channelMemory(t *testing.T, pid uint32) int {
+var grandTotal = regexp.MustCompile(`Grand total: (\d+) bytes`)
+
+// backendMemory asks the backend pid to log its memory contexts and returns
+// the bytes of the extension's own contexts and the backend's grand total.
+func backendMemory(t *testing.T, pid uint32) (ours, grand int) {
 	t.Helper()
 	prefix := "[" + strconv.Itoa(int(pid)) + "]"
-	reports := func() [][]string {
-		var all [][]string
-		var cur []string
+	type report struct{ ours, grand []string }
+	reports := func() []report {
+		var all []report
+		var cur report
 		for _, l := range strings.Split(env.Log("primary"), "\n") {
 			if !strings.Contains(l, prefix) {
 				continue
 			}
 			if m := channelContext.FindStringSubmatch(l); m != nil {
-				cur = append(cur, m[2])
+				cur.ours = append(cur.ours, m[2])
 			}
-			if strings.Contains(l, "Grand total:") {
-				all, cur = append(all, cur), nil
+			if m := grandTotal.FindStringSubmatch(l); m != nil {
+				cur.grand = []string{m[1]}
+				all, cur = append(all, cur), report{}
 			}
 		}
 		return all
 	}
 	before := len(reports())
 	primarySQL(t, "SELECT pg_log_backend_memory_contexts("+strconv.Itoa(int(pid))+")")
-	var all [][]string
+	var all []report
 	waitFor(t, 10*time.Second, "the backend's memory context report", func() bool {
 		all = reports()
 		return len(all) > before
 	})
 	last := all[len(all)-1]
-	if len(last) == 0 {
+	if len(last.ours) == 0 {
 		t.Fatal("no standbyd memory context in the backend's report")
 	}
-	total := 0
-	for _, v := range last {
+	for _, v := range last.ours {
 		n, _ := strconv.Atoi(v)
-		total += n
+		ours += n
 	}
-	return total
+	grand, _ = strconv.Atoi(last.grand[0])
+	return ours, grand
+}
+
+// channelMemory is backendMemory's first half: the bytes of the extension's
+// own contexts.
+func channelMemory(t *testing.T, pid uint32) int {
+	t.Helper()
+	ours, _ := backendMemory(t, pid)
+	return ours
 }
 
 // After a request that needed buffers over 64 kB the extension's memory
-// goes back under 64 kB: the buffers are released, not kept for good.
+// goes back under 64 kB: the buffers are released, not kept for good. What
+// the backend keeps is PostgreSQL's send buffer, grown to the largest
+// message sent (pq_putmessage_noblock never shrinks it, as for a
+// walsender): about the reply's size, not the 1.8 MB of both buffers.
 // claim: extension.large-buffers-released
 func TestLargeBuffersReleasedAfterTheRequest(t *testing.T) {
 	needEnv(t)
@@ -160,14 +174,30 @@ func TestLargeBuffersReleasedAfterTheRequest(t *testing.T) {
 	if r := ch.call(opEcho, 1, []byte("small")); r.Err() != nil {
 		t.Fatal(r.Err())
 	}
-	base := channelMemory(t, pc.PID())
+	base, baseTotal := backendMemory(t, pc.PID())
 	big := []byte(strings.Repeat("x", 900*1024))
 	if r := ch.call(opEcho, 2, big); r.Err() != nil || len(r.Payload) != len(big)+5 {
 		t.Fatalf("echo of 900 kB: %d bytes, %v", len(r.Payload), r.Err())
 	}
+	after, afterTotal := backendMemory(t, pc.PID())
 	// Kept, the input and output buffers would hold 1.8 MB here.
-	if after := channelMemory(t, pc.PID()); after >= 64*1024 {
+	if after >= 64*1024 {
 		t.Fatalf("the extension's contexts hold %d bytes after a 900 kB request (%d before): the large buffers were kept", after, base)
+	}
+	grew := afterTotal - baseTotal
+	t.Logf("backend memory: %d bytes before, %d after a 900 kB reply (+%d); the extension's contexts %d then %d", baseTotal, afterTotal, grew, base, after)
+	if grew < len(big) {
+		t.Errorf("the backend grew by %d bytes after a %d-byte reply: PostgreSQL's send buffer no longer keeps the largest reply, docs/extension.md says it does", grew, len(big)+5)
+	}
+	if grew > len(big)+128*1024 {
+		t.Errorf("the backend grew by %d bytes after a %d-byte reply: more than the send buffer is kept", grew, len(big)+5)
+	}
+	// A second reply as large reuses the send buffer: no more growth.
+	if r := ch.call(opEcho, 3, big); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	if _, again := backendMemory(t, pc.PID()); again > afterTotal+64*1024 {
+		t.Errorf("a second 900 kB reply grew the backend again: %d then %d bytes", afterTotal, again)
 	}
 	ch.finish()
 }
