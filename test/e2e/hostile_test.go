@@ -164,6 +164,7 @@ func hostileSeed(t *testing.T) uint64 {
 // claim: extension.oversize-frame
 // claim: extension.bad-input
 // claim: protocol.one-reply-per-request
+// claim: protocol.other-frontend-fatal
 func TestHostileFrames(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
