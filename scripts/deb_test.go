@@ -82,3 +82,57 @@ func TestDebInstallStartsNothing(t *testing.T) {
 		t.Error("postinst's restart is not limited to upgrades (configure with an old version)")
 	}
 }
+
+// standbyd@INSTANCE runs the daemon with /etc/standbyd/INSTANCE.yaml (%i:
+// the instance name, 15-main for standbyd@15-main) and a socket of its
+// own; the package ships the unit with the packaged binary's path.
+// claim: readme.instance-config
+func TestInstanceUnitReadsItsOwnConfig(t *testing.T) {
+	unit := readFile(t, "deploy/systemd/standbyd@.service")
+	m := regexp.MustCompile(`(?m)^ExecStart=(.+)$`).FindStringSubmatch(unit)
+	if m == nil {
+		t.Fatal("standbyd@.service has no ExecStart")
+	}
+	args := strings.Fields(m[1])
+	if len(args) < 2 || args[0] != "/usr/local/bin/standbyd" || args[1] != "run" {
+		t.Fatalf("ExecStart %q does not run the daemon", m[1])
+	}
+	flags := map[string]string{}
+	for i := 2; i+1 < len(args); i += 2 {
+		flags[args[i]] = args[i+1]
+	}
+	if flags["--config"] != "/etc/standbyd/%i.yaml" {
+		t.Errorf("ExecStart reads config %q, want /etc/standbyd/%%i.yaml", flags["--config"])
+	}
+	if !strings.Contains(flags["--socket"], "%i") {
+		t.Errorf("ExecStart's socket %q is not the instance's own", flags["--socket"])
+	}
+	rules := readFile(t, "packaging/daemon/debian/rules")
+	if !strings.Contains(rules, `sed 's|/usr/local/bin/standbyd|/usr/bin/standbyd|' deploy/systemd/$$u > debian/$$u`) ||
+		!strings.Contains(rules, "standbyd@.service") {
+		t.Error("the package does not ship standbyd@.service with the packaged binary's path")
+	}
+	if !strings.Contains(readFile(t, "packaging/daemon/debian/standbyd.install"), "bin/standbyd usr/bin") {
+		t.Error("the package does not install the daemon in /usr/bin")
+	}
+}
+
+// The config is installed under /etc, which makes it a conffile
+// (dh_installdeb): dpkg keeps an edited one on upgrade. No maintainer
+// script writes it. (make test-deb edits it, upgrades and compares.)
+// claim: readme.deb-conffile-kept
+func TestDebConfigIsAConffile(t *testing.T) {
+	install := readFile(t, "packaging/daemon/debian/standbyd.install")
+	if !regexp.MustCompile(`(?m)^configs/standbyd\.yaml etc/standbyd$`).MatchString(install) {
+		t.Fatalf("standbyd.install does not put the config in /etc/standbyd:\n%s", install)
+	}
+	if !strings.Contains(readFile(t, "packaging/daemon/debian/control"), "debhelper-compat (= 13)") {
+		t.Error("not debhelper compat 13: files under /etc might not be conffiles")
+	}
+	if strings.Contains(readFile(t, "packaging/daemon/debian/standbyd.postinst"), "standbyd.yaml") {
+		t.Error("the postinst touches the config")
+	}
+	if !strings.Contains(readFile(t, "scripts/debtest.sh"), `cmp -s "$R/etc/standbyd/standbyd.yaml" "$R/root/standbyd.yaml.edited" || fail "the edited conffile was not kept"`) {
+		t.Error("make test-deb no longer checks that an edited config is kept")
+	}
+}
