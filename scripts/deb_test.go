@@ -136,3 +136,40 @@ func TestDebConfigIsAConffile(t *testing.T) {
 		t.Error("make test-deb no longer checks that an edited config is kept")
 	}
 }
+
+// The demo's last step is the README's SQL: one psql session on the
+// standby that places the order through the primary with wait_for_replay
+// and then reads demo_orders. (That such a call reads back its write on
+// the standby at once is TestSQLCallWriteAndReadYourWrites, test/e2e.)
+// claim: readme.demo-read-back
+func TestDemoEndsWithTheReadmesReadBack(t *testing.T) {
+	demo := readFile(t, "scripts/demo.sh")
+	call := `standbyd.call('place_order', convert_to('a blue teapot', 'UTF8'), wait_for_replay => true)`
+	m := regexp.MustCompile(`(?s)"\$CLUSTER" psql "\$BASE" standby -X [^\n]*\\\n(.*?)\n\n`).FindAllStringSubmatch(demo, -1)
+	if len(m) == 0 {
+		t.Fatal("demo.sh: no psql session on the standby")
+	}
+	last := m[len(m)-1][1]
+	i, j := strings.Index(last, call), strings.Index(last, `-c "SELECT id, item FROM demo_orders"`)
+	if i < 0 || j < i {
+		t.Fatalf("the demo's last standby session is not the call then the read:\n%s", last)
+	}
+	readme := readFile(t, "README.md")
+	if !strings.Contains(readme, "SELECT "+call+";") || !strings.Contains(readme, "SELECT id, item FROM demo_orders;") {
+		t.Error("README.md's demo SQL is not the demo's")
+	}
+	if !strings.Contains(demo, "register_handler(300, 'place_order', 'public.place_order(bytea)')") {
+		t.Error("demo.sh does not register place_order")
+	}
+}
+
+// systemctl reload sends the daemon SIGHUP: every unit's ExecReload.
+// (That SIGHUP reloads is TestIncludesReloadAndSwitchover, test/e2e.)
+// claim: readme.sighup-reload
+func TestUnitsReloadWithSIGHUP(t *testing.T) {
+	for _, u := range []string{"standbyd.service", "standbyd@.service"} {
+		if !regexp.MustCompile(`(?m)^ExecReload=/bin/kill -HUP \$MAINPID$`).MatchString(readFile(t, "deploy/systemd/"+u)) {
+			t.Errorf("%s: ExecReload does not send SIGHUP", u)
+		}
+	}
+}

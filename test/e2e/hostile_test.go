@@ -308,6 +308,7 @@ func TestServerShutdownAndCrashSeenByTheClient(t *testing.T) {
 	e := testcluster.New(t, testcluster.Options{})
 	ctx := ctxT(t, 3*time.Minute)
 
+	// claim: readme.stop-fast-reconnects
 	t.Run("stop -m fast gives FATAL 57P01", func(t *testing.T) {
 		pc := connectTo(t, e, "")
 		enter(t, pc)
