@@ -567,3 +567,31 @@ func TestBuiltinsInATransactionOrNot(t *testing.T) {
 		t.Errorf("%d transactions for %d hello, setting and page requests: want one each at least", inside, 3*n)
 	}
 }
+
+// A reply over the client's maximum frame size is replaced by 54000, but
+// the request was served and committed: the handler's row is there.
+// claim: protocol.reply-over-client-max
+func TestReplyOverClientMaxIsCommitted(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `CREATE TABLE IF NOT EXISTS public.e2e_big_reply(tag text);
+CREATE OR REPLACE FUNCTION public.e2e_big_reply(b bytea) RETURNS bytea LANGUAGE sql AS
+$$ INSERT INTO public.e2e_big_reply VALUES (convert_from(b, 'UTF8')); SELECT convert_to(repeat('x', 2000), 'UTF8') $$;
+SELECT standbyd.register_handler(370, 'e2e_big_reply', 'public.e2e_big_reply(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(370); DROP FUNCTION IF EXISTS public.e2e_big_reply(bytea); DROP TABLE IF EXISTS public.e2e_big_reply")
+	})
+	tag := strconv.FormatInt(time.Now().UnixNano(), 36)
+	ch := enter(t, superuser(t, "primary", ""))
+	if r := ch.call(protocol.OpHello, 1, protocol.HelloRequest{MinVersion: 1, MaxVersion: 3, MaxFrameSize: 1024}.Append(nil)); r.Err() != nil {
+		t.Fatalf("hello with a 1024-byte maximum: %v", r.Err())
+	}
+	e := parseV3Error(t, ch.call(370, 2, []byte(tag)))
+	if e.sqlstate != "54000" {
+		t.Fatalf("a 2000-byte reply to a client that takes 1024: %+v", e)
+	}
+	// Asked from another session while the channel is still open: committed.
+	if n := primarySQL(t, "SELECT count(*) FROM public.e2e_big_reply WHERE tag = '"+tag+"'"); n != "1" {
+		t.Fatalf("%s rows written by the request whose reply was replaced, want 1", n)
+	}
+	ch.finish()
+}
