@@ -193,3 +193,28 @@ func TestHelloVersionChangeEndsSession(t *testing.T) {
 		})
 	}
 }
+
+// A session numbers its requests from 1 (hello), a new id for each.
+// claim: protocol.one-reply-per-request
+func TestSessionRequestIDsCountFromOne(t *testing.T) {
+	p := conntest.Start(t)
+	var ids []uint32
+	p.Handle(opEcho, func(c *conntest.Conn, req conntest.Request) bool {
+		ids = append(ids, req.ID)
+		return c.Reply(req, req.Payload)
+	})
+	ctx := ctx5(t)
+	s, err := Dial(ctx, DialOptions{Config: p.Config()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	for range 3 {
+		if _, err := s.Call(ctx, opEcho, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(ids) != "[2 3 4]" {
+		t.Fatalf("request ids after hello %v, want [2 3 4] (hello is 1)", ids)
+	}
+}
