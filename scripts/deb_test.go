@@ -82,3 +82,94 @@ func TestDebInstallStartsNothing(t *testing.T) {
 		t.Error("postinst's restart is not limited to upgrades (configure with an old version)")
 	}
 }
+
+// standbyd@INSTANCE runs the daemon with /etc/standbyd/INSTANCE.yaml (%i:
+// the instance name, 15-main for standbyd@15-main) and a socket of its
+// own; the package ships the unit with the packaged binary's path.
+// claim: readme.instance-config
+func TestInstanceUnitReadsItsOwnConfig(t *testing.T) {
+	unit := readFile(t, "deploy/systemd/standbyd@.service")
+	m := regexp.MustCompile(`(?m)^ExecStart=(.+)$`).FindStringSubmatch(unit)
+	if m == nil {
+		t.Fatal("standbyd@.service has no ExecStart")
+	}
+	args := strings.Fields(m[1])
+	if len(args) < 2 || args[0] != "/usr/local/bin/standbyd" || args[1] != "run" {
+		t.Fatalf("ExecStart %q does not run the daemon", m[1])
+	}
+	flags := map[string]string{}
+	for i := 2; i+1 < len(args); i += 2 {
+		flags[args[i]] = args[i+1]
+	}
+	if flags["--config"] != "/etc/standbyd/%i.yaml" {
+		t.Errorf("ExecStart reads config %q, want /etc/standbyd/%%i.yaml", flags["--config"])
+	}
+	if !strings.Contains(flags["--socket"], "%i") {
+		t.Errorf("ExecStart's socket %q is not the instance's own", flags["--socket"])
+	}
+	rules := readFile(t, "packaging/daemon/debian/rules")
+	if !strings.Contains(rules, `sed 's|/usr/local/bin/standbyd|/usr/bin/standbyd|' deploy/systemd/$$u > debian/$$u`) ||
+		!strings.Contains(rules, "standbyd@.service") {
+		t.Error("the package does not ship standbyd@.service with the packaged binary's path")
+	}
+	if !strings.Contains(readFile(t, "packaging/daemon/debian/standbyd.install"), "bin/standbyd usr/bin") {
+		t.Error("the package does not install the daemon in /usr/bin")
+	}
+}
+
+// The config is installed under /etc, which makes it a conffile
+// (dh_installdeb): dpkg keeps an edited one on upgrade. No maintainer
+// script writes it. (make test-deb edits it, upgrades and compares.)
+// claim: readme.deb-conffile-kept
+func TestDebConfigIsAConffile(t *testing.T) {
+	install := readFile(t, "packaging/daemon/debian/standbyd.install")
+	if !regexp.MustCompile(`(?m)^configs/standbyd\.yaml etc/standbyd$`).MatchString(install) {
+		t.Fatalf("standbyd.install does not put the config in /etc/standbyd:\n%s", install)
+	}
+	if !strings.Contains(readFile(t, "packaging/daemon/debian/control"), "debhelper-compat (= 13)") {
+		t.Error("not debhelper compat 13: files under /etc might not be conffiles")
+	}
+	if strings.Contains(readFile(t, "packaging/daemon/debian/standbyd.postinst"), "standbyd.yaml") {
+		t.Error("the postinst touches the config")
+	}
+	if !strings.Contains(readFile(t, "scripts/debtest.sh"), `cmp -s "$R/etc/standbyd/standbyd.yaml" "$R/root/standbyd.yaml.edited" || fail "the edited conffile was not kept"`) {
+		t.Error("make test-deb no longer checks that an edited config is kept")
+	}
+}
+
+// The demo's last step is the README's SQL: one psql session on the
+// standby that places the order through the primary with wait_for_replay
+// and then reads demo_orders. (That such a call reads back its write on
+// the standby at once is TestSQLCallWriteAndReadYourWrites, test/e2e.)
+// claim: readme.demo-read-back
+func TestDemoEndsWithTheReadmesReadBack(t *testing.T) {
+	demo := readFile(t, "scripts/demo.sh")
+	call := `standbyd.call('place_order', convert_to('a blue teapot', 'UTF8'), wait_for_replay => true)`
+	m := regexp.MustCompile(`(?s)"\$CLUSTER" psql "\$BASE" standby -X [^\n]*\\\n(.*?)\n\n`).FindAllStringSubmatch(demo, -1)
+	if len(m) == 0 {
+		t.Fatal("demo.sh: no psql session on the standby")
+	}
+	last := m[len(m)-1][1]
+	i, j := strings.Index(last, call), strings.Index(last, `-c "SELECT id, item FROM demo_orders"`)
+	if i < 0 || j < i {
+		t.Fatalf("the demo's last standby session is not the call then the read:\n%s", last)
+	}
+	readme := readFile(t, "README.md")
+	if !strings.Contains(readme, "SELECT "+call+";") || !strings.Contains(readme, "SELECT id, item FROM demo_orders;") {
+		t.Error("README.md's demo SQL is not the demo's")
+	}
+	if !strings.Contains(demo, "register_handler(300, 'place_order', 'public.place_order(bytea)')") {
+		t.Error("demo.sh does not register place_order")
+	}
+}
+
+// systemctl reload sends the daemon SIGHUP: every unit's ExecReload.
+// (That SIGHUP reloads is TestIncludesReloadAndSwitchover, test/e2e.)
+// claim: readme.sighup-reload
+func TestUnitsReloadWithSIGHUP(t *testing.T) {
+	for _, u := range []string{"standbyd.service", "standbyd@.service"} {
+		if !regexp.MustCompile(`(?m)^ExecReload=/bin/kill -HUP \$MAINPID$`).MatchString(readFile(t, "deploy/systemd/"+u)) {
+			t.Errorf("%s: ExecReload does not send SIGHUP", u)
+		}
+	}
+}

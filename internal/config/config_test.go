@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
+// claim: readme.check-defaults
 func TestLoadGood(t *testing.T) {
 	c, err := Load("testdata/good.yaml", nil)
 	if err != nil {
@@ -115,6 +116,7 @@ func TestAllowErrorsNameTheKey(t *testing.T) {
 }
 
 // The shipped example configuration loads as it is.
+// claim: readme.check-defaults
 func TestShippedConfigLoads(t *testing.T) {
 	t.Setenv("STANDBYD_STANDBY_DATA_DIRECTORY", "/var/lib/postgresql/15/main")
 	c, err := Load("../../configs/standbyd.yaml", nil)

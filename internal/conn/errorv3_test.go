@@ -65,6 +65,7 @@ func TestVersion2ChannelErrorMessageOnly(t *testing.T) {
 // frame: the session ends as a protocol error, the request's outcome is
 // unknown, and the next call is served by a new session.
 // claim: protocol.v3-error-payload
+// claim: protocol.v3-malformed
 func TestVersion3MalformedErrorEndsSession(t *testing.T) {
 	for name, payload := range map[string][]byte{
 		"version 1 layout": []byte("P0001no stock"),

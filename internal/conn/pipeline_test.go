@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -408,4 +409,141 @@ func TestVersion1OneAtATime(t *testing.T) {
 			t.Fatalf("%s got %q, %v", r.payload, r.out, r.err)
 		}
 	}
+}
+
+// beats counts the heartbeats the supervisor reports as answered.
+type beats struct {
+	nopObserver
+	n atomic.Int32
+}
+
+func (b *beats) Heartbeat(time.Duration, protocol.PingReply) { b.n.Add(1) }
+
+// The heartbeat ping travels in the same pipeline as the callers'
+// requests: it is written while they are in flight, behind them, and its
+// reply is matched in order like theirs.
+// claim: protocol.pipeline-heartbeat
+func TestPipelineHeartbeatInTheSamePipeline(t *testing.T) {
+	p := conntest.Start(t)
+	st := &stash{}
+	p.Handle(opEcho, st.handle)
+	p.Handle(protocol.OpPing, st.handle)
+	obs := &beats{}
+	cfg := fastConfig(p)
+	cfg.Observer = obs
+	cfg.HeartbeatInterval = 20 * time.Millisecond
+	sup := run(t, cfg)
+	waitReady(t, sup)
+
+	wait := callMany(t, sup, opEcho, 2)
+	// The callers' two requests are held unanswered; a ping still comes.
+	waitFor(t, "a ping behind two requests in flight", func() bool {
+		held := st.held()
+		for i, req := range held {
+			if req.Op == protocol.OpPing {
+				return i >= 2
+			}
+		}
+		return false
+	})
+	held := st.held()
+	if held[0].Op != opEcho || held[1].Op != opEcho {
+		t.Fatalf("first two held requests: ops %#x %#x, want the callers'", held[0].Op, held[1].Op)
+	}
+	for _, req := range held {
+		if req.Op == protocol.OpPing {
+			st.conn.Reply(req, conntest.AppendPingReply(nil, protocol.PingReply{ServerTime: time.Now(), Timeline: 1}))
+		} else {
+			st.conn.Reply(req, req.Payload)
+		}
+	}
+	for _, r := range wait() {
+		if r.err != nil || string(r.out) != r.payload {
+			t.Fatalf("%s got %q, %v", r.payload, r.out, r.err)
+		}
+	}
+	waitFor(t, "the heartbeat's reply", func() bool { return obs.n.Load() > 0 })
+	if p.Accepted() != 1 {
+		t.Fatalf("%d connections, want 1", p.Accepted())
+	}
+}
+
+// Without a configured bound a pipelined session keeps at most 16
+// requests in flight; the others wait.
+// claim: protocol.pipeline-max-in-flight
+func TestPipelineDefaultMaxInFlight(t *testing.T) {
+	p := conntest.Start(t)
+	st := &stash{}
+	p.Handle(opEcho, st.handle)
+	cfg := fastConfig(p)
+	cfg.MaxInFlight = 0
+	sup := run(t, cfg)
+	waitReady(t, sup)
+
+	wait := callMany(t, sup, opEcho, 20)
+	waitFor(t, "16 in flight and 4 waiting", func() bool {
+		s := sup.Status()
+		return s.InFlight == 16 && s.Waiting == 4
+	})
+	if n := len(st.held()); n != 16 {
+		t.Fatalf("the primary read %d requests, want 16", n)
+	}
+	for answered := 0; answered < 20; answered++ {
+		waitFor(t, "the next request", func() bool { return len(st.held()) > answered })
+		req := st.held()[answered]
+		st.conn.Reply(req, req.Payload)
+	}
+	for _, r := range wait() {
+		if r.err != nil || string(r.out) != r.payload {
+			t.Fatalf("%s got %q, %v", r.payload, r.out, r.err)
+		}
+	}
+}
+
+// Each request's reply timeout counts from its own write: a request
+// written a while after an older one (answered in time) still gets the
+// whole reply timeout before it ends the session. The bound checked is a
+// lower one (a timer never fires early), so a slow machine cannot fail it.
+// claim: protocol.pipeline-reply-timeout
+func TestPipelineReplyTimeoutCountsFromEachWrite(t *testing.T) {
+	const timeout = 2 * time.Second
+	p := conntest.Start(t)
+	st := &stash{}
+	p.Handle(opEcho, st.handle)
+	rec := &recorder{}
+	cfg := fastConfig(p)
+	cfg.ReplyTimeout = timeout
+	cfg.Observer = rec
+	sup := run(t, cfg)
+	waitReady(t, sup)
+
+	first := make(chan callResult, 1)
+	go func() {
+		out, err := sup.Call(ctx5(t), opEcho, []byte("first"))
+		first <- callResult{payload: "first", out: out, err: err}
+	}()
+	waitFor(t, "the first request", func() bool { return len(st.held()) == 1 })
+	time.Sleep(timeout / 2)
+	secondStart := time.Now()
+	second := make(chan callResult, 1)
+	go func() {
+		out, err := sup.Call(context.Background(), opEcho, []byte("second"))
+		second <- callResult{payload: "second", out: out, err: err}
+	}()
+	waitFor(t, "the second request", func() bool { return len(st.held()) == 2 })
+	held := st.held()
+	st.conn.Reply(held[0], held[0].Payload) // in time: within the first's timeout
+	if r := <-first; r.err != nil || string(r.out) != "first" {
+		t.Fatalf("first: %q, %v (answered about %v after its write, within %v)", r.out, r.err, timeout/2, timeout)
+	}
+	r := <-second
+	waited := time.Since(secondStart)
+	wantUnknown(t, r.err)
+	if waited < timeout {
+		t.Fatalf("the second request failed %v after its write, before its own reply timeout of %v", waited, timeout)
+	}
+	waitFor(t, "reply_timeout", func() bool {
+		got := rec.reasons()
+		return len(got) > 0 && got[0] == ReasonReplyTimeout
+	})
 }

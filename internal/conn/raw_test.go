@@ -111,9 +111,17 @@ func TestRawModeN(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
-	s, err := Dial(ctx, DialOptions{Config: fakeConfig(t, f.ln.Addr()), Mode: ModeRaw})
+	// No hello: the system identifier cannot be checked, so an expected
+	// one (which no hello could match) does not stop the session.
+	s, err := Dial(ctx, DialOptions{Config: fakeConfig(t, f.ln.Addr()), Mode: ModeRaw, ExpectSystemIdentifier: 12345})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
+	}
+	if s.Hello().Version != 0 || s.Hello().SystemIdentifier != 0 {
+		t.Fatalf("raw mode has a hello: %+v", s.Hello())
+	}
+	if s.Pipelined() {
+		t.Fatal("a raw-mode session is pipelined, want one request at a time")
 	}
 	reply, err := s.Call(ctx, protocol.OpN, protocol.AppendN(nil, [3]int32{100, 200, 300}))
 	if err != nil {
@@ -126,7 +134,7 @@ func TestRawModeN(t *testing.T) {
 	if got != [3]int32{400, 500, 600} {
 		t.Fatalf("N 100 200 300 = %v, want [400 500 600]", got)
 	}
-	wire := <-f.received
+	wire := <-f.received // the first bytes on the channel: no hello before
 	want := []byte{'N', 0, 0, 0, 100, 0, 0, 0, 200, 0, 0, 1, 44}
 	if string(wire) != string(want) {
 		t.Fatalf("raw frame on the wire = % x, want % x", wire, want)

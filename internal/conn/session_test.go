@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -132,5 +133,88 @@ func TestWriteErrorSentOrNot(t *testing.T) {
 			t.Fatalf("write failing after %d bytes: %v (not sent %v, unknown %v)", c.partial, err, ce.NotSent(), ce.OutcomeUnknown())
 		}
 		_ = s.Close(ctx)
+	}
+}
+
+// A hello sent again on a live session (to refresh the op list) that
+// would choose another protocol version ends a pipelined (version 2 or 3)
+// session: its rules (pipelining, goodbye, the error layout) were chosen
+// with the first hello. The next session says hello afresh and takes the
+// new version. On a version-1 session the refresh fails and the session
+// goes on.
+// claim: protocol.hello-version-change
+func TestHelloVersionChangeEndsSession(t *testing.T) {
+	for _, tc := range []struct {
+		from, to uint16
+		ends     bool
+	}{
+		{protocol.Version3, protocol.Version2, true},
+		{protocol.Version2, protocol.Version3, true},
+		{protocol.Version1, protocol.Version3, false},
+	} {
+		t.Run(fmt.Sprintf("%d to %d", tc.from, tc.to), func(t *testing.T) {
+			p := conntest.Start(t)
+			p.SetMaxVersion(tc.from)
+			p.Handle(opEcho, echo)
+			rec := &recorder{}
+			cfg := fastConfig(p)
+			cfg.Observer = rec
+			sup := run(t, cfg)
+			waitReady(t, sup)
+			if out, err := sup.Call(ctx5(t), opEcho, []byte("a")); err != nil || string(out) != "a" {
+				t.Fatalf("call before: %q, %v", out, err)
+			}
+			p.SetMaxVersion(tc.to)
+			// An unknown name makes a ready session say hello again.
+			if _, err := sup.ResolveOp(ctx5(t), "no_such_handler"); err == nil {
+				t.Fatal("an unknown name resolved")
+			}
+			if n := p.Received(protocol.OpHello); n != 2 {
+				t.Fatalf("%d hellos reached the primary, want 2 (the first and the refresh)", n)
+			}
+			wantAccepted := 1
+			if tc.ends {
+				wantAccepted = 2
+				waitFor(t, "the session to end as a protocol error", func() bool {
+					got := rec.reasons()
+					return len(got) > 0 && got[0] == ReasonProtocol
+				})
+				waitReady(t, sup)
+			}
+			if out, err := sup.Call(ctx5(t), opEcho, []byte("b")); err != nil || string(out) != "b" {
+				t.Fatalf("call after: %q, %v", out, err)
+			}
+			if p.Accepted() != wantAccepted {
+				t.Fatalf("%d connections, want %d", p.Accepted(), wantAccepted)
+			}
+			if !tc.ends && len(rec.reasons()) != 0 {
+				t.Fatalf("the version-1 session ended: %v", rec.reasons())
+			}
+		})
+	}
+}
+
+// A session numbers its requests from 1 (hello), a new id for each.
+// claim: protocol.one-reply-per-request
+func TestSessionRequestIDsCountFromOne(t *testing.T) {
+	p := conntest.Start(t)
+	var ids []uint32
+	p.Handle(opEcho, func(c *conntest.Conn, req conntest.Request) bool {
+		ids = append(ids, req.ID)
+		return c.Reply(req, req.Payload)
+	})
+	ctx := ctx5(t)
+	s, err := Dial(ctx, DialOptions{Config: p.Config()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	for range 3 {
+		if _, err := s.Call(ctx, opEcho, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(ids) != "[2 3 4]" {
+		t.Fatalf("request ids after hello %v, want [2 3 4] (hello is 1)", ids)
 	}
 }

@@ -157,3 +157,49 @@ func TestExtensionDocMajorsMatchMajorsScript(t *testing.T) {
 		t.Errorf("docs/extension.md names %v, scripts/majors.sh tests %v", got, defaults)
 	}
 }
+
+// The majors the README says are neither built nor tested appear in no
+// list that builds or tests one: not make test's (the host's 15), not
+// scripts/majors.sh's, not make deb's, and debian/pgversions starts at 15.
+// claim: readme.unbuilt-majors
+func TestReadmeUnbuiltMajorsAreNotBuilt(t *testing.T) {
+	root := repoRoot(t)
+	read := func(p string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	readme := read("README.md")
+	if !strings.Contains(readme, "PostgreSQL 16 is neither built nor\ntested") || !strings.Contains(readme, "13 and 14 are not supported") {
+		t.Fatal("README.md no longer names 16, 13 and 14 as not built")
+	}
+	defaults, _, _ := majorsScript(t, root)
+	mk := regexp.MustCompile(`(?m)^DEB_MAJORS \?= (.+)$`).FindStringSubmatch(read("Makefile"))
+	deb := regexp.MustCompile(`majors=\(([0-9 ]+)\)`).FindStringSubmatch(read("scripts/deb.sh"))
+	if mk == nil || deb == nil {
+		t.Fatal("no DEB_MAJORS in the Makefile or no default majors in scripts/deb.sh")
+	}
+	host := regexp.MustCompile(`DefaultMajor\s*=\s*"([0-9]+)"`).FindStringSubmatch(read("internal/testcluster/testcluster.go"))
+	if host == nil {
+		t.Fatal("internal/testcluster: no DefaultMajor")
+	}
+	lists := map[string][]string{
+		"make test (testcluster.DefaultMajor)": {host[1]},
+		"scripts/majors.sh":                    defaults,
+		"the Makefile's DEB_MAJORS":            strings.Fields(mk[1]),
+		"scripts/deb.sh":                       strings.Fields(deb[1]),
+	}
+	for name, majors := range lists {
+		for _, m := range majors {
+			if m == "16" || m == "13" || m == "14" {
+				t.Errorf("%s builds or tests %s", name, m)
+			}
+		}
+	}
+	if pgv := strings.TrimSpace(read("packaging/extension/debian/pgversions")); pgv != "15+" {
+		t.Errorf("debian/pgversions is %q, want 15+ (13 and 14 excluded)", pgv)
+	}
+}

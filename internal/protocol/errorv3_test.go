@@ -40,6 +40,7 @@ func TestErrorPayloadV3Layout(t *testing.T) {
 }
 
 // claim: protocol.v3-error-payload
+// claim: protocol.v3-malformed
 func TestErrorPayloadV3Malformed(t *testing.T) {
 	ok := AppendErrorPayloadV3(nil, ServerError{SQLState: "P0001", Message: "m", Detail: "d", Hint: "h"})
 	for name, p := range map[string][]byte{

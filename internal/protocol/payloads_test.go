@@ -58,6 +58,30 @@ func TestParseCapturedHello(t *testing.T) {
 	}
 }
 
+// Flag bits the client does not know are ignored: only bit 0 of the
+// hello flags (in recovery) and of each op's flags (built in) count.
+// claim: protocol.hello-reply-layout
+func TestHelloReplyReservedFlagsIgnored(t *testing.T) {
+	b := append([]byte(nil), capturedHello...)
+	b[2], b[3] = 0xff, 0xfe // every hello flag but recovery
+	b[26+2] = 0xfe          // hello: every op flag but built-in
+	b[26+4+5+2] = 0xff      // ping: built in, and every other bit
+	h, err := ParseHelloReply(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.InRecovery || h.Version != 1 || h.MaxFrameSize != 1<<20 {
+		t.Fatalf("fields with reserved flags set: %+v", h)
+	}
+	if h.Ops[0].Builtin || !h.Ops[1].Builtin || h.Ops[0].Name != "hello" || h.Ops[1].Name != "ping" {
+		t.Fatalf("ops with reserved flags set: %+v", h.Ops)
+	}
+	b[3] = 0xff // and now recovery too
+	if h, err := ParseHelloReply(b); err != nil || !h.InRecovery {
+		t.Fatalf("recovery bit among reserved ones: %+v, %v", h, err)
+	}
+}
+
 func TestHelloReplyTruncations(t *testing.T) {
 	for n := 0; n < len(capturedHello); n++ {
 		if _, err := ParseHelloReply(capturedHello[:n]); err == nil {

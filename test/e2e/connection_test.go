@@ -162,6 +162,7 @@ func TestTLSAndAuthentication(t *testing.T) {
 // claim: readme.broken-config-kept
 // claim: readme.config-files-watched
 // claim: readme.check-shows-source
+// claim: readme.sighup-reload
 func TestIncludesReloadAndSwitchover(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})

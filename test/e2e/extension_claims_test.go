@@ -205,6 +205,7 @@ func TestLargeBuffersReleasedAfterTheRequest(t *testing.T) {
 // Hello: the highest version both speak is picked; no common version is
 // 08P01; a payload under 8 bytes or a client name over 64 bytes is 22023.
 // claim: protocol.hello-negotiation
+// claim: protocol.hello-again
 func TestHelloNegotiation(t *testing.T) {
 	needEnv(t)
 	ch := enter(t, superuser(t, "primary", ""))

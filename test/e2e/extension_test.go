@@ -138,6 +138,7 @@ func wantError(t *testing.T, r protocol.Reply, op uint16, id uint32, sqlstate st
 // claim: protocol.flush-sync-ignored
 // claim: protocol.versioning
 // claim: protocol.ping-empty
+// claim: protocol.server-error-table
 func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
@@ -185,8 +186,20 @@ func TestExtensionAnswersEveryMalformedFrameAndGoesOn(t *testing.T) {
 }
 
 // claim: readme.builtin-ops
+// claim: protocol.default-max-frame
+// claim: protocol.hello-reply-layout
 func TestExtensionHelloAndPing(t *testing.T) {
 	needEnv(t)
+	// Two handlers registered out of op order: hello lists them in op order.
+	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_hello_fn(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT b $$;
+SELECT standbyd.register_handler(369, 'e2e_zeta', 'public.e2e_hello_fn(bytea)');
+SELECT standbyd.register_handler(368, 'e2e_alpha', 'public.e2e_hello_fn(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(368); SELECT standbyd.unregister_handler(369); DROP FUNCTION IF EXISTS public.e2e_hello_fn(bytea)")
+	})
+	if err := waitStandbyCaughtUp(); err != nil {
+		t.Fatal(err)
+	}
 	for _, which := range []string{"primary", "standby"} {
 		t.Run(which, func(t *testing.T) {
 			ch := enter(t, superuser(t, which, ""))
@@ -204,14 +217,19 @@ func TestExtensionHelloAndPing(t *testing.T) {
 			if len(h.Ops) < len(protocol.BuiltinOps) {
 				t.Fatalf("ops %+v", h.Ops)
 			}
+			names := map[uint16]string{}
 			for i, o := range h.Ops {
 				if i < len(protocol.BuiltinOps) {
 					if o.Op != protocol.BuiltinOps[i] || !o.Builtin || o.Name != protocol.OpName(o.Op) {
 						t.Fatalf("op %d: %+v", i, o)
 					}
-				} else if o.Builtin || o.Op < protocol.FirstUserOp {
-					t.Fatalf("op %d after the built-ins: %+v", i, o)
+				} else if o.Builtin || o.Op < protocol.FirstUserOp || o.Op <= h.Ops[i-1].Op {
+					t.Fatalf("op %d after the built-ins, not a handler in op order: %+v after %+v", i, o, h.Ops[i-1])
 				}
+				names[o.Op] = o.Name
+			}
+			if names[368] != "e2e_alpha" || names[369] != "e2e_zeta" {
+				t.Fatalf("registered handlers 368 and 369 listed as %q and %q", names[368], names[369])
 			}
 			r = ch.call(protocol.OpPing, 2, nil)
 			p, err := protocol.ParsePingReply(r.Payload)
@@ -226,6 +244,7 @@ func TestExtensionHelloAndPing(t *testing.T) {
 // claim: extension.refused-contexts
 // claim: extension.enter-privilege
 // claim: readme.grants
+// claim: protocol.refused-contexts
 func TestExtensionRefusesWrongContexts(t *testing.T) {
 	needEnv(t)
 	pc := superuser(t, "primary", "")
@@ -407,4 +426,172 @@ func TestSessionBackendTerminated(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != "57P01" {
 		t.Fatalf("want the FATAL 57P01 in the chain, got %v", err)
 	}
+}
+
+// setting takes a name of 1 to 128 bytes without NUL, case-insensitive;
+// page a relation name of 1 to 257 bytes, the longest being two quoted
+// identifiers of 63 doubled quotes and the dot; a fork the relation does
+// not have is 22023.
+// claim: protocol.setting-name
+// claim: protocol.page-name-length
+// claim: protocol.page-errors
+func TestSettingAndPageNameBounds(t *testing.T) {
+	needEnv(t)
+	// 63 quote characters, quoted: 128 bytes.
+	quotes := `"` + strings.Repeat(`""`, 63) + `"`
+	longest := quotes + "." + quotes
+	if len(longest) != 257 {
+		t.Fatalf("the longest name is %d bytes", len(longest))
+	}
+	primarySQL(t, "CREATE SCHEMA IF NOT EXISTS "+quotes+"; CREATE TABLE IF NOT EXISTS "+longest+" (n int); INSERT INTO "+longest+" VALUES (1); CREATE TABLE IF NOT EXISTS public.e2e_nofsm (n int)")
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "DROP SCHEMA IF EXISTS "+quotes+" CASCADE; DROP TABLE IF EXISTS public.e2e_nofsm")
+	})
+	ch := enter(t, superuser(t, "primary", ""))
+	want := primarySQL(t, "SHOW max_wal_senders")
+	for i, name := range []string{"max_wal_senders", "MAX_WAL_Senders"} {
+		if r := ch.call(protocol.OpSetting, uint32(1+i), []byte(name)); r.Err() != nil || string(r.Payload) != want {
+			t.Fatalf("setting %s: %q %v, want %q", name, r.Payload, r.Err(), want)
+		}
+	}
+	wantError(t, ch.call(protocol.OpSetting, 3, nil), protocol.OpSetting, 3, "22023")
+	wantError(t, ch.call(protocol.OpSetting, 4, []byte("max_wal\x00senders")), protocol.OpSetting, 4, "22023")
+	wantError(t, ch.call(protocol.OpSetting, 5, []byte(strings.Repeat("x", 129))), protocol.OpSetting, 5, "22023")
+	// 128 bytes are read as a name: unknown parameter, not a size error.
+	wantError(t, ch.call(protocol.OpSetting, 6, []byte(strings.Repeat("x", 128))), protocol.OpSetting, 6, "42704")
+
+	r := ch.call(protocol.OpPage, 7, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, longest))
+	if r.Err() != nil || len(r.Payload) != 8192 {
+		t.Fatalf("page of the 257-byte name: %d bytes, %v", len(r.Payload), r.Err())
+	}
+	wantError(t, ch.call(protocol.OpPage, 8, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, longest+" ")), protocol.OpPage, 8, "22023")
+	wantError(t, ch.call(protocol.OpPage, 9, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, "")), protocol.OpPage, 9, "22023")
+	r = ch.call(protocol.OpPage, 10, protocol.AppendPageRequest(nil, protocol.ForkFSM, 0, "public.e2e_nofsm"))
+	wantError(t, r, protocol.OpPage, 10, "22023")
+	if se := new(protocol.ServerError); !errors.As(r.Err(), &se) || !strings.Contains(se.Message, "has no fsm fork") {
+		t.Fatalf("page of a missing fork: %v", r.Err())
+	}
+	ch.finish()
+}
+
+// ping, N and wal run outside any transaction; hello, setting and page
+// each in a transaction of their own. Counted in pg_stat_database of a
+// database of the test's own: the backend's counts reach it when it exits.
+// Margins are wide: 300 requests of each kind, against a bound of 50 for
+// what the session itself and autovacuum may add.
+// claim: protocol.op-transaction-column
+func TestBuiltinsInATransactionOrNot(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, "DROP DATABASE IF EXISTS e2e_xact WITH (FORCE)")
+	primarySQL(t, "CREATE DATABASE e2e_xact")
+	t.Cleanup(func() { _, _ = env.PrimarySQL(context.Background(), "DROP DATABASE IF EXISTS e2e_xact WITH (FORCE)") })
+	count := func() int {
+		t.Helper()
+		primarySQL(t, "SELECT pg_stat_force_next_flush()")
+		n, err := strconv.Atoi(primarySQL(t, "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'e2e_xact'"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// session runs f on a channel in e2e_xact and returns once its backend
+	// is gone (its counts flushed).
+	session := func(f func(ch *channel)) {
+		t.Helper()
+		pc, err := pgconn.Connect(ctxT(t, 10*time.Second), "host="+env.SocketDir+" port="+strconv.Itoa(env.PrimaryPort)+" user=postgres dbname=e2e_xact")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == nil {
+			if _, err := pc.Exec(ctxT(t, 10*time.Second), "CREATE EXTENSION standbyd").ReadAll(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			ch := enter(t, pc)
+			f(ch)
+			ch.finish()
+		}
+		pid := pc.PID()
+		_ = pc.Close(ctxT(t, 10*time.Second))
+		deadline := time.Now().Add(30 * time.Second)
+		for primarySQL(t, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+strconv.Itoa(int(pid))) != "0" {
+			if time.Now().After(deadline) {
+				t.Fatal("the channel's backend did not exit")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	session(nil)
+	const n = 300
+	before := count()
+	session(func(ch *channel) {
+		id := uint32(0)
+		for range n {
+			for _, req := range []struct {
+				op      uint16
+				payload []byte
+			}{{protocol.OpPing, nil}, {protocol.OpN, protocol.AppendN(nil, [3]int32{1, 2, 3})}, {protocol.OpWAL, nil}} {
+				id++
+				if r := ch.call(req.op, id, req.payload); r.Err() != nil {
+					t.Fatalf("op %#x: %v", req.op, r.Err())
+				}
+			}
+		}
+	})
+	outside := count() - before
+	before = count()
+	session(func(ch *channel) {
+		id := uint32(0)
+		for range n {
+			for _, req := range []struct {
+				op      uint16
+				payload []byte
+			}{
+				{protocol.OpHello, protocol.HelloRequest{MinVersion: 1, MaxVersion: 3, MaxFrameSize: 1 << 20}.Append(nil)},
+				{protocol.OpSetting, []byte("work_mem")},
+				{protocol.OpPage, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, "pg_catalog.pg_class")},
+			} {
+				id++
+				if r := ch.call(req.op, id, req.payload); r.Err() != nil {
+					t.Fatalf("op %#x: %v", req.op, r.Err())
+				}
+			}
+		}
+	})
+	inside := count() - before
+	t.Logf("transactions counted: %d for %d ping, N and wal each; %d for %d hello, setting and page each", outside, n, inside, n)
+	if outside >= 50 {
+		t.Errorf("%d transactions for %d ping, N and wal requests: they run in transactions", outside, 3*n)
+	}
+	if inside < 3*n {
+		t.Errorf("%d transactions for %d hello, setting and page requests: want one each at least", inside, 3*n)
+	}
+}
+
+// A reply over the client's maximum frame size is replaced by 54000, but
+// the request was served and committed: the handler's row is there.
+// claim: protocol.reply-over-client-max
+func TestReplyOverClientMaxIsCommitted(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `CREATE TABLE IF NOT EXISTS public.e2e_big_reply(tag text);
+CREATE OR REPLACE FUNCTION public.e2e_big_reply(b bytea) RETURNS bytea LANGUAGE sql AS
+$$ INSERT INTO public.e2e_big_reply VALUES (convert_from(b, 'UTF8')); SELECT convert_to(repeat('x', 2000), 'UTF8') $$;
+SELECT standbyd.register_handler(370, 'e2e_big_reply', 'public.e2e_big_reply(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(370); DROP FUNCTION IF EXISTS public.e2e_big_reply(bytea); DROP TABLE IF EXISTS public.e2e_big_reply")
+	})
+	tag := strconv.FormatInt(time.Now().UnixNano(), 36)
+	ch := enter(t, superuser(t, "primary", ""))
+	if r := ch.call(protocol.OpHello, 1, protocol.HelloRequest{MinVersion: 1, MaxVersion: 3, MaxFrameSize: 1024}.Append(nil)); r.Err() != nil {
+		t.Fatalf("hello with a 1024-byte maximum: %v", r.Err())
+	}
+	e := parseV3Error(t, ch.call(370, 2, []byte(tag)))
+	if e.sqlstate != "54000" {
+		t.Fatalf("a 2000-byte reply to a client that takes 1024: %+v", e)
+	}
+	// Asked from another session while the channel is still open: committed.
+	if n := primarySQL(t, "SELECT count(*) FROM public.e2e_big_reply WHERE tag = '"+tag+"'"); n != "1" {
+		t.Fatalf("%s rows written by the request whose reply was replaced, want 1", n)
+	}
+	ch.finish()
 }

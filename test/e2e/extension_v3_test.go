@@ -52,6 +52,7 @@ func parseV3Error(t *testing.T, r protocol.Reply) v3Error {
 // and hint. Hello's errors keep the version-1 layout, and so does every
 // error on a version-2 channel.
 // claim: extension.v3-error-payload
+// claim: protocol.v3-error-payload
 func TestExtensionV3ErrorPayload(t *testing.T) {
 	needEnv(t)
 	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_v3_error(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$
@@ -105,6 +106,20 @@ SELECT standbyd.register_handler(283, 'v3_error', 'public.e2e_v3_error(bytea)')`
 	ch.send(bad)
 	if e = parseV3Error(t, ch.reply()); e.sqlstate != "08P01" || e.detail != "" || e.hint != "" {
 		t.Fatalf("bad frame version: %+v", e)
+	}
+
+	// 54000 in the version-3 layout too: a frame over the server's
+	// maximum, and a reply over the client's (a page after a hello that
+	// announced 1024 bytes).
+	ch.send(protocol.AppendRequest(nil, protocol.OpN, 7, make([]byte, 2<<20)))
+	if e = parseV3Error(t, ch.reply()); e.sqlstate != "54000" || e.message == "" || e.detail != "" || e.hint != "" {
+		t.Fatalf("frame over the server's maximum: %+v", e)
+	}
+	if r := ch.call(protocol.OpHello, 8, protocol.HelloRequest{MinVersion: 1, MaxVersion: 3, MaxFrameSize: 1024}.Append(nil)); r.Err() != nil {
+		t.Fatalf("hello with a 1024-byte maximum: %v", r.Err())
+	}
+	if e = parseV3Error(t, ch.call(protocol.OpPage, 9, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, "pg_class"))); e.sqlstate != "54000" || e.detail != "" || e.hint != "" {
+		t.Fatalf("reply over the client's maximum: %+v", e)
 	}
 
 	// Hello's errors: SQLSTATE and the message to the end of the payload.

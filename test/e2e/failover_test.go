@@ -300,6 +300,7 @@ func clusterScript(t *testing.T, args ...string) {
 // P and counts it; nothing reaches P.
 // claim: liveness.failover-stale-upstream-at-hello
 // claim: api.status-local
+// claim: readme.failover-refusals
 func TestFailoverStaleUpstreamRefused(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})
@@ -353,6 +354,7 @@ func TestFailoverStaleUpstreamRefused(t *testing.T) {
 // primary, given standby.signal and a primary_conninfo naming the new
 // primary, and started: the same daemon serves the new primary.
 // claim: liveness.failover-rejoin
+// claim: readme.failover-refusals
 func TestFailoverRewindAndRejoin(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})

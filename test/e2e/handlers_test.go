@@ -174,6 +174,7 @@ func TestHandlersThroughDaemon(t *testing.T) {
 // A reply never reports a write that could still be lost: when "ok" arrives
 // the row is visible to everybody.
 // claim: extension.commit-before-reply
+// claim: protocol.transactions
 func TestHandlerWriteIsCommittedBeforeTheReply(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
@@ -204,6 +205,7 @@ func TestHandlerWriteIsCommittedBeforeTheReply(t *testing.T) {
 // statement_timeout applies per handler call; a cancel during a call becomes
 // an error reply; both leave the channel usable.
 // claim: extension.handler-timeout-cancel
+// claim: protocol.transactions
 func TestHandlerTimeoutAndCancel(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)

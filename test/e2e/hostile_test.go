@@ -164,6 +164,7 @@ func hostileSeed(t *testing.T) uint64 {
 // claim: extension.oversize-frame
 // claim: extension.bad-input
 // claim: protocol.one-reply-per-request
+// claim: protocol.other-frontend-fatal
 func TestHostileFrames(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{})
@@ -307,6 +308,7 @@ func TestServerShutdownAndCrashSeenByTheClient(t *testing.T) {
 	e := testcluster.New(t, testcluster.Options{})
 	ctx := ctxT(t, 3*time.Minute)
 
+	// claim: readme.stop-fast-reconnects
 	t.Run("stop -m fast gives FATAL 57P01", func(t *testing.T) {
 		pc := connectTo(t, e, "")
 		enter(t, pc)

@@ -241,6 +241,7 @@ func TestIsolationStatisticsWhileOpen(t *testing.T) {
 // A cancel while idle is dropped and the channel goes on; a cancel during a
 // handler is that request's error reply 57014 and the channel goes on.
 // claim: extension.cancel-idle-ignored
+// claim: protocol.transactions
 func TestIsolationCancelIdleAndDuringHandler(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -342,6 +343,7 @@ GRANT EXECUTE ON PROCEDURE standbyd.serve() TO iso_reader`)
 // that stops reading, and a recovery conflict on a hot standby upstream.
 // claim: extension.recovery-conflict
 // claim: extension.client-stops-reading
+// claim: protocol.transactions
 func TestIsolationOwnServer(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,6 +131,9 @@ func TestPipelineExtensionOrderAndGoodbye(t *testing.T) {
 		g, fatal := ch.ending()
 		if g == nil || g.LastID != 2 || g.SQLState != "57P01" || g.Message == "" {
 			t.Fatalf("goodbye %+v; want last id 2, 57P01 and a message", g)
+		}
+		if len(g.Message) > 200 || strings.IndexFunc(g.Message, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
+			t.Fatalf("goodbye message %q: want printable ASCII, at most 200 bytes", g.Message)
 		}
 		if fatal.Code != "57P01" {
 			t.Fatalf("after the goodbye: %v", fatal)

@@ -76,6 +76,7 @@ func v3Answers(t *testing.T, d *daemon) (client.ErrorDetail, fastproto.ErrorRepl
 // claim: protocol.v3-error-payload
 // claim: api.error-detail-hint
 // claim: api.fast-v2-error-layout
+// claim: protocol.v3-callers
 func TestProtocolV3DetailAndHintReachCallers(t *testing.T) {
 	needEnv(t)
 	installV3Raise(t)
@@ -101,6 +102,7 @@ func TestProtocolV3DetailAndHintReachCallers(t *testing.T) {
 
 // With channel.protocol_version 2 the same error carries its message only.
 // claim: protocol.v3-negotiated
+// claim: protocol.v3-callers
 func TestProtocolV2ChannelGivesMessageOnly(t *testing.T) {
 	needEnv(t)
 	installV3Raise(t)

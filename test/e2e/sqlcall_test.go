@@ -26,6 +26,7 @@ import (
 // claim: sqlcall.read-your-writes
 // claim: sqlcall.by-code
 // claim: sqlcall.kept-connection
+// claim: readme.demo-read-back
 func TestSQLCallWriteAndReadYourWrites(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
