@@ -260,12 +260,24 @@ func (s *Session) Pipelined() bool {
 
 // Rehello says hello again on a live session and returns the new answer:
 // the op list then includes handlers registered since the session started.
+// An answer the session cannot take (another version, a malformed reply)
+// ends the session: its rules and its error layout came with the first
+// hello, and the server may already speak the new ones.
 func (s *Session) Rehello(ctx context.Context) (protocol.HelloReply, error) {
 	if s.mode == ModeRaw {
 		return s.hello, nil
 	}
-	if err := s.sayHello(ctx); err != nil {
-		return s.hello, err
+	payload, err := s.Call(ctx, protocol.OpHello, s.helloRequest())
+	if err != nil {
+		return s.hello, fmt.Errorf("hello: %w", err)
+	}
+	if err := s.acceptHello(payload); err != nil {
+		var perr *ProtocolError
+		if !errors.As(err, &perr) {
+			perr = &ProtocolError{Msg: err.Error()}
+		}
+		s.abort(perr)
+		return s.hello, perr
 	}
 	return s.hello, nil
 }

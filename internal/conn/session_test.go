@@ -137,11 +137,11 @@ func TestWriteErrorSentOrNot(t *testing.T) {
 }
 
 // A hello sent again on a live session (to refresh the op list) that
-// would choose another protocol version ends a pipelined (version 2 or 3)
-// session: its rules (pipelining, goodbye, the error layout) were chosen
+// would choose another protocol version ends the session, whatever its
+// version: its rules (pipelining, goodbye, the error layout) were chosen
 // with the first hello. The next session says hello afresh and takes the
-// new version. On a version-1 session the refresh fails and the session
-// goes on.
+// new version. A refresh with the same version keeps the session. (A
+// version-1 session used to go on at version 1 after refusing the change.)
 // claim: protocol.hello-version-change
 func TestHelloVersionChangeEndsSession(t *testing.T) {
 	for _, tc := range []struct {
@@ -150,7 +150,8 @@ func TestHelloVersionChangeEndsSession(t *testing.T) {
 	}{
 		{protocol.Version3, protocol.Version2, true},
 		{protocol.Version2, protocol.Version3, true},
-		{protocol.Version1, protocol.Version3, false},
+		{protocol.Version1, protocol.Version3, true},
+		{protocol.Version3, protocol.Version3, false},
 	} {
 		t.Run(fmt.Sprintf("%d to %d", tc.from, tc.to), func(t *testing.T) {
 			p := conntest.Start(t)
@@ -188,7 +189,7 @@ func TestHelloVersionChangeEndsSession(t *testing.T) {
 				t.Fatalf("%d connections, want %d", p.Accepted(), wantAccepted)
 			}
 			if !tc.ends && len(rec.reasons()) != 0 {
-				t.Fatalf("the version-1 session ended: %v", rec.reasons())
+				t.Fatalf("a refresh with the same version ended the session: %v", rec.reasons())
 			}
 		})
 	}
