@@ -67,3 +67,13 @@ func TestConninfoChanged(t *testing.T) {
 		}
 	}
 }
+
+// A change to a watched configuration file is reloaded after one quiet
+// second (the "about 1s" of docs/liveness.md for a repointed
+// primary_conninfo).
+// claim: liveness.failover-intervals
+func TestReloadDebounce(t *testing.T) {
+	if reloadDebounce != time.Second {
+		t.Fatalf("reload debounce %s, docs/liveness.md says 1s", reloadDebounce)
+	}
+}
