@@ -89,6 +89,11 @@ func connectionSettings(a, b *config.Config) []string {
 	return out
 }
 
+// reloadDebounce is the quiet period after a change to a watched
+// configuration file (standbyd's, postgresql.conf and its includes) before
+// the reload.
+const reloadDebounce = time.Second
+
 // conninfoChanged is what makes the reloader call ConnectionChanged.
 func conninfoChanged(old, st *reload.State) bool {
 	return old.Target.Conninfo != st.Target.Conninfo || old.Target.SystemIdentifier != st.Target.SystemIdentifier ||
@@ -329,7 +334,7 @@ func runDaemon(loadConfig func() (*config.Config, error)) error {
 	}()
 	go func() {
 		defer wg.Done()
-		if err := rl.Watch(ctx, time.Second); err != nil {
+		if err := rl.Watch(ctx, reloadDebounce); err != nil {
 			log.Warn("configuration files are not watched; reload with SIGHUP", zap.Error(err))
 		}
 	}()

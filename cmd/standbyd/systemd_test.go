@@ -12,6 +12,8 @@ import (
 
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/standbyd/standbyd/internal/config"
 	"github.com/standbyd/standbyd/internal/conn"
@@ -97,8 +99,41 @@ func TestNotifySystemdStatusAndWatchdog(t *testing.T) {
 		return strings.HasPrefix(m, "STATUS=channel ") && strings.Contains(m, "0 of 1 sessions ready: connection refused")
 	})
 	next(t, msgs, "WATCHDOG=1", func(m string) bool { return m == "WATCHDOG=1" })
+	// Every half period (100ms here, shorter than 2s): a second holds
+	// about ten; three is far from both that and the one a 2s tick sends.
+	start := time.Now()
+	for i := 0; i < 3; i++ {
+		next(t, msgs, "WATCHDOG=1 every half period", func(m string) bool { return m == "WATCHDOG=1" })
+	}
+	if took := time.Since(start); took >= 2*time.Second {
+		t.Fatalf("three WATCHDOG=1 took %s with a 200ms watchdog period", took)
+	}
 	cancel()
 	next(t, msgs, "STATUS=stopping", func(m string) bool { return m == "STATUS=stopping" })
+	<-notifyDone
+	<-supDone
+}
+
+// With a long watchdog period (10s) WATCHDOG=1 comes every 2 seconds, not
+// every half period (5s).
+// claim: liveness.watchdog
+func TestNotifySystemdWatchdogAtMostTwoSecondsApart(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last, after the socket closed
+	msgs := fakeSystemd(t)
+	t.Setenv("WATCHDOG_USEC", "10000000")
+	sup := refusedSupervisor(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	supDone, notifyDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(supDone); sup.Run(ctx) }()
+	go func() { defer close(notifyDone); notifySystemd(ctx, sup, config.ChannelConfig{}, zap.NewNop()) }()
+	next(t, msgs, "WATCHDOG=1", func(m string) bool { return m == "WATCHDOG=1" })
+	start := time.Now()
+	next(t, msgs, "a second WATCHDOG=1", func(m string) bool { return m == "WATCHDOG=1" })
+	// 2s expected; 4.5s leaves room for a loaded machine and stays below 5s.
+	if gap := time.Since(start); gap > 4500*time.Millisecond {
+		t.Fatalf("WATCHDOG=1 %s apart with a 10s period, want 2s", gap)
+	}
+	cancel()
 	<-notifyDone
 	<-supDone
 }
@@ -167,5 +202,45 @@ func TestWatchdogProblem(t *testing.T) {
 	}
 	if p := watchdogProblem(0, ch); p != "" {
 		t.Fatalf("no watchdog: %q", p)
+	}
+	// The boundary: the longest step here is connect_timeout, 10s; the
+	// period must exceed it by half.
+	if p := watchdogProblem(15*time.Second, ch); p == "" {
+		t.Fatal("a watchdog of exactly 1.5 times the longest step was accepted")
+	}
+	if p := watchdogProblem(15*time.Second+time.Millisecond, ch); p != "" {
+		t.Fatalf("a watchdog just above 1.5 times the longest step was refused: %q", p)
+	}
+	// Each step counts: reply_timeout, close_timeout, heartbeat_interval.
+	for _, c := range []config.ChannelConfig{
+		{ConnectTimeout: time.Second, ReplyTimeout: 10 * time.Second, CloseTimeout: time.Second, HeartbeatInterval: time.Second},
+		{ConnectTimeout: time.Second, ReplyTimeout: time.Second, CloseTimeout: 10 * time.Second, HeartbeatInterval: time.Second},
+		{ConnectTimeout: time.Second, ReplyTimeout: time.Second, CloseTimeout: time.Second, HeartbeatInterval: 10 * time.Second},
+	} {
+		if watchdogProblem(15*time.Second, c) == "" || watchdogProblem(16*time.Second, c) != "" {
+			t.Errorf("%+v: the longest step (10s) not the one checked", c)
+		}
+	}
+}
+
+// At start, under systemd, a watchdog period too short for the channel's
+// steps is logged as an error.
+// claim: liveness.watchdog-period-checked
+func TestNotifySystemdLogsAShortWatchdog(t *testing.T) {
+	msgs := fakeSystemd(t)
+	t.Setenv("WATCHDOG_USEC", "10000000") // 10s, connect_timeout 10s
+	core, logs := observer.New(zapcore.ErrorLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		notifySystemd(ctx, refusedSupervisor(t), config.ChannelConfig{ConnectTimeout: 10 * time.Second}, zap.New(core))
+	}()
+	next(t, msgs, "a STATUS line", func(m string) bool { return strings.HasPrefix(m, "STATUS=channel ") })
+	cancel()
+	<-done
+	got := logs.FilterMessage("systemd watchdog").All()
+	if len(got) != 1 || !strings.Contains(got[0].ContextMap()["problem"].(string), "WatchdogSec=10s is not above 1.5 times") {
+		t.Fatalf("errors logged: %v", logs.All())
 	}
 }

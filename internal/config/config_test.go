@@ -166,3 +166,36 @@ func TestShippedConfigLoadsWithTheDefaults(t *testing.T) {
 		t.Fatalf("configs/standbyd.yaml as shipped: %v", err)
 	}
 }
+
+// The defaults docs/liveness.md states, as values: the heartbeat, the reply
+// timeout (and the slow threshold, 0: half the reply timeout), the backoff
+// range, the close timeout and the connect timeout.
+// claim: liveness.timing-defaults
+func TestLivenessDefaults(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty.yaml")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STANDBYD_STANDBY_DATA_DIRECTORY", t.TempDir())
+	c, err := Load(empty, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := c.Channel
+	for _, d := range []struct {
+		key       string
+		got, want time.Duration
+	}{
+		{"heartbeat_interval", ch.HeartbeatInterval, 2 * time.Second},
+		{"reply_timeout", ch.ReplyTimeout, 5 * time.Second},
+		{"slow_threshold", ch.SlowThreshold, 0},
+		{"backoff_min", ch.BackoffMin, 200 * time.Millisecond},
+		{"backoff_max", ch.BackoffMax, 30 * time.Second},
+		{"close_timeout", ch.CloseTimeout, 2 * time.Second},
+		{"connect_timeout", ch.ConnectTimeout, 10 * time.Second},
+	} {
+		if d.got != d.want {
+			t.Errorf("channel.%s defaults to %s, want %s", d.key, d.got, d.want)
+		}
+	}
+}

@@ -18,6 +18,7 @@ func wantUnknown(t *testing.T, err error) {
 	}
 }
 
+// claim: liveness.reply-timeout-ends-session
 func TestLateReply(t *testing.T) {
 	p := conntest.Start(t)
 	p.Handle(opEcho, echo)
@@ -145,19 +146,26 @@ func TestDeathWhileIdleIsNotSent(t *testing.T) {
 	}
 }
 
+// The read-only built-ins are sent once more, at most, after an unknown
+// outcome: this primary dies on every one of them.
+// claim: liveness.idempotent-ops-resent
 func TestRetryAtMostOnce(t *testing.T) {
-	p := conntest.Start(t)
-	// N is idempotent; this primary dies on every N.
-	p.Handle(protocol.OpN, func(c *conntest.Conn, req conntest.Request) bool { return false })
-	sup := run(t, fastConfig(p))
-	waitReady(t, sup)
-	_, err := sup.Call(ctx5(t), protocol.OpN, protocol.AppendN(nil, [3]int32{1, 2, 3}))
-	wantUnknown(t, err)
-	if n := p.Received(protocol.OpN); n != 2 {
-		t.Fatalf("N sent %d times, want 2 (one retry)", n)
+	for _, op := range []uint16{protocol.OpPing, protocol.OpN, protocol.OpSetting, protocol.OpWAL, protocol.OpPage} {
+		t.Run(protocol.OpName(op), func(t *testing.T) {
+			p := conntest.Start(t)
+			p.Handle(op, func(c *conntest.Conn, req conntest.Request) bool { return false })
+			sup := run(t, fastConfig(p))
+			waitReady(t, sup)
+			_, err := sup.Call(ctx5(t), op, nil)
+			wantUnknown(t, err)
+			if n := p.Received(op); n != 2 {
+				t.Fatalf("%s sent %d times, want 2 (one retry)", protocol.OpName(op), n)
+			}
+		})
 	}
 }
 
+// claim: liveness.idempotent-ops-resent
 func TestIdempotentSetIsExplicit(t *testing.T) {
 	p := conntest.Start(t)
 	const low, named, listed = 0x00FF, 0x0200, 0x0300
@@ -190,9 +198,14 @@ func TestCallerGoneIsNotSent(t *testing.T) {
 	waitReady(t, sup)
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
+	passed, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Millisecond))
+	defer cancel2()
 	for i := 0; i < 100; i++ {
 		if _, err := sup.Call(gone, opEcho, nil); !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("call with a cancelled context: %v, want ErrUnavailable (not sent)", err)
+		}
+		if _, err := sup.Call(passed, opEcho, nil); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("call whose deadline passed: %v, want ErrUnavailable (not sent)", err)
 		}
 	}
 	if n := p.Received(opEcho); n != 0 {
@@ -253,5 +266,23 @@ func TestResolveOpRefreshesHello(t *testing.T) {
 	}
 	if p.Accepted() != 1 {
 		t.Fatalf("%d connections: the refresh must use the live session", p.Accepted())
+	}
+	// A caller repeating a name nobody registered: hellos at most every
+	// refreshInterval (250ms), whatever the rate of calls.
+	if refreshInterval != 250*time.Millisecond {
+		t.Fatalf("refresh interval %s, docs/liveness.md says 250ms", refreshInterval)
+	}
+	hellos = p.Received(protocol.OpHello)
+	start := time.Now()
+	calls := 0
+	for time.Since(start) < 600*time.Millisecond {
+		if _, err := sup.ResolveOp(ctx5(t), "never_added"); err == nil {
+			t.Fatal("a name nobody registered resolved")
+		}
+		calls++
+	}
+	limit := int(time.Since(start)/refreshInterval) + 1
+	if n := p.Received(protocol.OpHello) - hellos; n > limit || n == 0 {
+		t.Fatalf("%d hellos for %d lookups of an unknown name in %s, want 1 to %d", n, calls, time.Since(start).Round(time.Millisecond), limit)
 	}
 }

@@ -334,6 +334,7 @@ func TestPipelineGoodbyeWhileIdle(t *testing.T) {
 // The oldest request's reply timeout ends the session and fails every
 // request in flight as unknown.
 // claim: protocol.pipeline-reply-timeout
+// claim: liveness.reply-timeout-ends-session
 func TestPipelineReplyTimeoutOfOldest(t *testing.T) {
 	p := conntest.Start(t)
 	st := &stash{}

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
+// The words of "channel lost" and of standbyd_channel_disconnects_total.
+// claim: liveness.disconnect-reasons
 func TestReasonOf(t *testing.T) {
 	for _, c := range []struct {
 		err  error
@@ -22,6 +24,8 @@ func TestReasonOf(t *testing.T) {
 		{&CallError{Op: "N", Err: &pgconn.PgError{Severity: "FATAL", Code: "57P01"}}, ReasonServerClosed},
 		{fmt.Errorf("heartbeat: %w", &CallError{Op: "ping", Err: io.ErrUnexpectedEOF, sent: true}), ReasonConnectionLost},
 		{&ProtocolError{Msg: "stray reply"}, ReasonProtocol},
+		{fmt.Errorf("x: %w", &NotStandbyError{}), ReasonRefused},
+		{&StaleUpstreamError{}, ReasonRefused},
 		{errors.New("something else"), ReasonConnectionLost},
 	} {
 		if got := ReasonOf(c.err); got != c.want {

@@ -6,8 +6,13 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/standbyd/standbyd/internal/conn/conntest"
 	"github.com/standbyd/standbyd/internal/protocol"
@@ -174,6 +179,7 @@ func TestStaleUpstreamRefusedAtHello(t *testing.T) {
 // on the old one: the next heartbeat refuses it. A cascading upstream is
 // judged by the timeline it replays.
 // claim: liveness.failover-stale-upstream-at-ping
+// claim: liveness.failover-cascading-refusal-transient
 func TestStaleUpstreamRefusedAtPing(t *testing.T) {
 	// A version-2 session reads its pings in the pipeline's reader: the
 	// same refusal must come from there.
@@ -246,26 +252,56 @@ func TestUnknownLocalNodeNeverRefuses(t *testing.T) {
 }
 
 // The status follows the upstream's timeline and role from the pings: a
-// cascading upstream promoted during the session shows as a primary on its
-// new timeline without a reconnect.
+// cascading upstream (in recovery on timeline 1 at hello) promoted during
+// the session shows as a primary on its new timeline without a reconnect,
+// the log says "the upstream changed", and requests go on to it. An
+// upstream on a newer timeline than this standby's is served.
+// claim: liveness.failover-cascading
+// claim: liveness.failover-newer-upstream-served
 func TestStatusFollowsPings(t *testing.T) {
-	p := conntest.Start(t) // hello: timeline 1, not in recovery
-	p.Handle(protocol.OpPing, func(c *conntest.Conn, req conntest.Request) bool {
-		return c.Reply(req, conntest.AppendPingReply(nil, protocol.PingReply{ServerTime: time.Now(), Timeline: 3}))
+	p := conntest.Start(t)
+	p.Handle(protocol.OpHello, func(c *conntest.Conn, req conntest.Request) bool {
+		return c.Reply(req, conntest.AppendHelloReply(nil, protocol.HelloReply{Version: protocol.Version2, InRecovery: true,
+			ServerVersionNum: 150020, SystemIdentifier: 7, Timeline: 1, MaxFrameSize: protocol.DefaultMaxFrameSize}))
 	})
+	var promoted atomic.Bool
+	p.Handle(protocol.OpPing, func(c *conntest.Conn, req conntest.Request) bool {
+		if promoted.Load() {
+			return c.Reply(req, conntest.AppendPingReply(nil, protocol.PingReply{ServerTime: time.Now(), Timeline: 3}))
+		}
+		return c.Reply(req, conntest.AppendPingReply(nil, protocol.PingReply{ServerTime: time.Now(), Timeline: 1, InRecovery: true}))
+	})
+	p.Handle(opEcho, echo)
+	core, logs := observer.New(zapcore.InfoLevel)
 	cfg := fastConfig(p)
 	cfg.HeartbeatInterval = 20 * time.Millisecond
+	cfg.Logger = zap.New(core)
 	sup, err := NewSupervisor(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sup.SetLocal(LocalNode{Known: true, Standby: true, Timeline: 1})
 	runSup(t, sup)
+	waitFor(t, "a ready session towards the cascading upstream", func() bool {
+		st := sup.Status()
+		return st.State == StateReady && st.Hello.InRecovery
+	})
+	promoted.Store(true)
 	waitFor(t, "the status to follow the ping", func() bool {
 		st := sup.Status()
-		return st.State == StateReady && st.Hello.Timeline == 3
+		return st.State == StateReady && st.Hello.Timeline == 3 && !st.Hello.InRecovery
 	})
+	if out, err := sup.Call(ctx5(t), opEcho, []byte("after")); err != nil || string(out) != "after" {
+		t.Fatalf("a call after the upstream's promotion: %q, %v", out, err)
+	}
 	if n := p.Accepted(); n != 1 {
 		t.Fatalf("%d connections, want the first one only", n)
+	}
+	changed := logs.FilterMessage("the upstream changed").All()
+	if len(changed) != 1 {
+		t.Fatalf("%d \"the upstream changed\" lines, want 1", len(changed))
+	}
+	if m := changed[0].ContextMap(); fmt.Sprint(m["timeline"], m["in_recovery"], m["was_timeline"], m["was_in_recovery"]) != "3 false 1 true" {
+		t.Fatalf("the upstream changed: %v", m)
 	}
 }

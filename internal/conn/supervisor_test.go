@@ -10,6 +10,7 @@ import (
 )
 
 // claim: liveness.backoff-floor
+// claim: liveness.wait-then-unavailable
 func TestSupervisorWithoutPrimary(t *testing.T) {
 	var attempts atomic.Int32
 	sup, err := NewSupervisor(SupervisorConfig{

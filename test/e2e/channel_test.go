@@ -128,6 +128,7 @@ func TestPingAndStatusDescribeThePrimary(t *testing.T) {
 
 	st := d.status(ctx)
 	sysid := primarySQL(t, "SELECT system_identifier FROM pg_control_system()")
+	// claim: liveness.status-exit-code
 	if out, e, code := d.cli("status"); code != 0 || !strings.Contains(out, "channel:      ready") || !strings.Contains(out, sysid) {
 		t.Fatalf("standbyd status: exit %d\n%s%s", code, out, e)
 	}

@@ -236,6 +236,7 @@ func TestFailoverPromotionWithOldPrimaryAlive(t *testing.T) {
 	if status, body := d.readyzBody(); status != http.StatusServiceUnavailable || !strings.Contains(body, "this node was promoted (timeline 2)") {
 		t.Fatalf("/readyz: %d %q", status, body)
 	}
+	// claim: liveness.failover-local-node-logged
 	if v, _ := d.metric("standbyd_local_in_recovery"); v != 0 {
 		t.Fatalf("standbyd_local_in_recovery %v", v)
 	}

@@ -339,6 +339,8 @@ func TestFaultsUnderLoad(t *testing.T) {
 	if rssAfter-rssBefore > limitKB {
 		t.Errorf("daemon VmRSS grew by %d kB (limit %d kB)", rssAfter-rssBefore, limitKB)
 	}
+	// The slow log under real latency (TestRequestSlowAtHalfTheReplyTimeout
+	// checks the threshold and the count).
 	if !strings.Contains(d.log(), "request slow") {
 		t.Error("400ms of latency with a 1s slow threshold logged no slow request")
 	}
@@ -479,6 +481,7 @@ func TestFailFast(t *testing.T) {
 // `make soak` sets it, 10m by default) and writes a report to
 // STANDBYD_SOAK_REPORT. Without STANDBYD_SOAK it runs for a minute under CI
 // and not at all elsewhere.
+// claim: liveness.soak-checks
 func TestSoak(t *testing.T) {
 	needEnv(t)
 	soak := os.Getenv("STANDBYD_SOAK")
