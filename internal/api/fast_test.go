@@ -125,6 +125,7 @@ func TestFastPathAndHTTPShareTheSocket(t *testing.T) {
 // connection closes; a frame over the limit too; a request whose body is
 // malformed gets bad_request and the connection goes on.
 // claim: api.fast-garbage
+// claim: api.fast-reply-op
 func TestFastPathGarbage(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	sock := serveCfg(t, ServerConfig{Logger: zap.New(core)}, echoChannel())
@@ -139,10 +140,25 @@ func TestFastPathGarbage(t *testing.T) {
 	if logs.FilterMessageSnippet("preamble is not understood").Len() != 1 {
 		t.Fatalf("no log line for the bad preamble: %v", logs.All())
 	}
+	// A known version ended by another byte than '\n': closed without an
+	// answer too.
+	c, err = net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("SBYDFP\x01\r"))
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got, err := io.ReadAll(c); err != nil || len(got) != 0 {
+		t.Fatalf("a preamble ended by '\\r': answered %q (%v), want closed without a word", got, err)
+	}
+	if logs.FilterMessageSnippet("preamble is not understood").Len() != 2 {
+		t.Fatalf("no log line for the preamble ended by '\\r': %v", logs.All())
+	}
 
 	c, _ = fastDial(t, sock)
 	_, _ = c.Write([]byte{'X', 0, 0, 'N', 0, 0, 0, 5, 0, 0, 0, 0})
-	if h, body := readFrame(t, c); h.ID != 5 || errorKind(t, h, body) != client.KindBadRequest {
+	if h, body := readFrame(t, c); h.ID != 5 || h.Op != 'N' || errorKind(t, h, body) != client.KindBadRequest {
 		t.Fatalf("wrong kind: %+v", h)
 	}
 	waitClosed(t, c)
@@ -172,7 +188,10 @@ func TestFastPathGarbage(t *testing.T) {
 		seen[h.ID] = true
 		switch h.ID {
 		case 7, 8, 9:
-			if errorKind(t, h, body) != client.KindBadRequest {
+			// Answered before a name was resolved: the op is the
+			// request's op field ('N' for 7, 0 for 8 and 9, by name).
+			wantOp := map[uint32]uint16{7: 'N', 8: 0, 9: 0}[h.ID]
+			if errorKind(t, h, body) != client.KindBadRequest || h.Op != wantOp {
 				t.Fatalf("request %d: %+v %q", h.ID, h, body)
 			}
 		case 10:
@@ -213,6 +232,8 @@ func TestFastPathStall(t *testing.T) {
 	}
 	if l := logs.FilterMessageSnippet("frame did not arrive in time"); l.Len() != 1 || l.All()[0].ContextMap()["bytes_received"] != int64(7) {
 		t.Fatalf("log: %v", logs.All())
+	} else if m := l.All()[0].ContextMap(); m["uid"] != uint32(os.Getuid()) || m["gid"] != uint32(os.Getgid()) || m["pid"] != int32(os.Getpid()) {
+		t.Fatalf("the stall's log line does not name the caller (uid, gid, pid): %v", m)
 	}
 	// Idle between frames is not a stall.
 	time.Sleep(300 * time.Millisecond)
@@ -272,7 +293,7 @@ func TestFastPathFlood(t *testing.T) {
 	}
 	_, _ = flood.Write(buf)
 	for id := uint32(5); id <= 104; id++ {
-		if h, body := readFrame(t, flood); h.ID != id || errorKind(t, h, body) != client.KindBusy {
+		if h, body := readFrame(t, flood); h.ID != id || h.Op != protocol.OpN || errorKind(t, h, body) != client.KindBusy {
 			t.Fatalf("flood request %d: %+v %q", id, h, body)
 		}
 	}
@@ -545,5 +566,59 @@ func TestFastPathFloodWithoutReadingIsBounded(t *testing.T) {
 			t.Fatalf("%d reply bytes queued, bound %d", pending, maxPending)
 		}
 		t.Logf("%d of %d request bytes taken, %d reply bytes queued", n, len(buf), pending)
+	}
+}
+
+// A request that finds every call slot (api.queue_limit plus the sessions)
+// taken is answered busy at once, with the request's op, whatever its
+// connection's own bound.
+// claim: api.fast-flood
+// claim: api.fast-reply-op
+func TestFastPathBusyWhenTheSlotsAreTaken(t *testing.T) {
+	g := newGate()
+	sock := serveCfg(t, ServerConfig{CallSlots: 1, DefaultTimeout: 10 * time.Second, MaxTimeout: 10 * time.Second}, g)
+	holder, _ := fastDial(t, sock)
+	_, _ = holder.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 1, Op: protocol.OpN, Payload: []byte("wait")}))
+	<-g.arrived
+	other, _ := fastDial(t, sock)
+	_, _ = other.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 2, Op: protocol.OpPing, Payload: []byte("more")}))
+	if h, body := readFrame(t, other); h.ID != 2 || h.Op != protocol.OpPing || errorKind(t, h, body) != client.KindBusy {
+		t.Fatalf("slots taken: %+v %q", h, body)
+	}
+	close(g.release)
+	if h, body := readFrame(t, holder); h.ID != 1 || h.Second != 0 || string(body) != "wait" {
+		t.Fatalf("the call holding the slot: %+v %q", h, body)
+	}
+	// The slot is given back just after the reply is queued: ask until it
+	// is (bounded generously).
+	for id, deadline := uint32(3), time.Now().Add(10*time.Second); ; id++ {
+		_, _ = other.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: id, Op: protocol.OpN, Payload: []byte("now")}))
+		h, body := readFrame(t, other)
+		if h.ID == id && h.Second == 0 && string(body) == "now" {
+			break
+		}
+		if h.ID != id || errorKind(t, h, body) != client.KindBusy || time.Now().After(deadline) {
+			t.Fatalf("once the slot is free: %+v %q", h, body)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Each fast path connection is logged at debug level with the caller's
+// peer credentials.
+// claim: api.fast-connection-log
+func TestFastPathConnectionLogged(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	sock := serveCfg(t, ServerConfig{Logger: zap.New(core)}, echoChannel())
+	c, _ := fastDial(t, sock)
+	_, _ = c.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 1, Op: protocol.OpN}))
+	readFrame(t, c) // the log line is written before the first request is read
+	l := logs.FilterMessage("api fast path: connection opened")
+	if l.Len() != 1 {
+		t.Fatalf("%d connection lines: %v", l.Len(), logs.All())
+	}
+	e := l.All()[0]
+	if m := e.ContextMap(); e.Level != zap.DebugLevel || m["uid"] != uint32(os.Getuid()) || m["gid"] != uint32(os.Getgid()) || m["pid"] != int32(os.Getpid()) {
+		t.Fatalf("connection line %v %v", e.Level, m)
 	}
 }

@@ -1,9 +1,11 @@
 package api
 
 import (
+	"encoding/binary"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,6 +150,26 @@ func TestFastPathIdentifyAttributes(t *testing.T) {
 	if h, body := readFrame(t, c); h.ID != 0 || errorKind(t, h, body) != client.KindBadRequest {
 		t.Fatalf("second malformed identify: %+v %q", h, body)
 	}
+	// The longest identify frame has 516 bytes after its header (two names
+	// of 255 bytes): taken. One of 517 is answered bad_request, and the
+	// connection goes on.
+	longest := fastproto.AppendIdentify(nil, fastproto.Identify{PID: 9, Role: strings.Repeat("r", 255), Database: strings.Repeat("d", 255)})
+	if n := len(longest) - fastproto.HeaderSize; n != 516 {
+		t.Fatalf("longest identify body: %d bytes", n)
+	}
+	_, _ = c.Write(longest)
+	over := append(append([]byte(nil), longest...), 0)
+	binary.BigEndian.PutUint32(over[8:], 517)
+	_, _ = c.Write(over)
+	if h, body := readFrame(t, c); h.ID != 0 || errorKind(t, h, body) != client.KindBadRequest {
+		t.Fatalf("identify of 517 bytes: %+v %q", h, body)
+	}
+	if h, _ := roundTrip(fastproto.Request{ID: 8, Op: protocol.OpN}); h.ID != 8 || h.Second != fastproto.StatusOK {
+		t.Fatalf("after an identify of 517 bytes: %+v", h)
+	}
+	if got := rec.get(strings.Repeat("d", 255), strings.Repeat("r", 255), "ok"); got != 1 {
+		t.Errorf("the longest identify frame was not applied: %d calls counted", got)
+	}
 
 	if got := rec.get("shop", "app", "ok"); got != 3 {
 		t.Errorf("shop/app ok: %d", got)
@@ -158,8 +180,8 @@ func TestFastPathIdentifyAttributes(t *testing.T) {
 	if got := rec.get("shop", "admin", "ok"); got != 2 {
 		t.Errorf("shop/admin ok: %d (the request after a malformed frame keeps the identity)", got)
 	}
-	if rec.made != 2 {
-		t.Errorf("%d counters made for 2 identities", rec.made)
+	if rec.made != 3 {
+		t.Errorf("%d counters made for 3 identities", rec.made)
 	}
 	refused := logs.FilterMessage("call refused by api.allow").All()
 	if len(refused) != 1 {
@@ -169,7 +191,7 @@ func TestFastPathIdentifyAttributes(t *testing.T) {
 		t.Fatalf("refusal log fields %v", m)
 	}
 	calls := logs.FilterMessage("call").All()
-	if len(calls) != 7 {
+	if len(calls) != 8 {
 		t.Fatalf("%d call log lines", len(calls))
 	}
 	for i, e := range calls {
@@ -179,7 +201,9 @@ func TestFastPathIdentifyAttributes(t *testing.T) {
 			t.Errorf("line %d attributed before any identify frame: %v", i, m)
 		case i >= 1 && i <= 4 && m["sql_role"] != "app":
 			t.Errorf("line %d: %v", i, m)
-		case i >= 5 && (m["sql_role"] != "admin" || m["sql_database"] != "shop" || m["sql_pid"] != uint32(4242)):
+		case i == 7 && m["sql_role"] != strings.Repeat("r", 255):
+			t.Errorf("line %d: %v", i, m)
+		case i >= 5 && i < 7 && (m["sql_role"] != "admin" || m["sql_database"] != "shop" || m["sql_pid"] != uint32(4242)):
 			t.Errorf("line %d: %v", i, m)
 		}
 	}
