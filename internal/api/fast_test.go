@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -73,6 +74,7 @@ func echoChannel() *stubChannel {
 // The socket serves both protocols: a fast path preamble sent one byte at
 // a time is recognised, and HTTP still works beside it.
 // claim: api.fast-same-socket
+// claim: api.fast-max-frame
 func TestFastPathAndHTTPShareTheSocket(t *testing.T) {
 	sock := serveCfg(t, ServerConfig{}, echoChannel())
 	c, err := net.Dial("unix", sock)
@@ -126,6 +128,7 @@ func TestFastPathAndHTTPShareTheSocket(t *testing.T) {
 // malformed gets bad_request and the connection goes on.
 // claim: api.fast-garbage
 // claim: api.fast-reply-op
+// claim: api.fast-request-errors
 func TestFastPathGarbage(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	sock := serveCfg(t, ServerConfig{Logger: zap.New(core)}, echoChannel())
@@ -177,10 +180,13 @@ func TestFastPathGarbage(t *testing.T) {
 	_, _ = c.Write([]byte{'Q', 0x80, 0, 'N', 0, 0, 0, 7, 0, 0, 0, 4, 0, 0, 0, 0})
 	_, _ = c.Write([]byte{'Q', fastproto.FlagOpByName, 0, 0, 0, 0, 0, 8, 0, 0, 0, 5, 0, 0, 0, 0, 0})
 	_, _ = c.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 9, Name: "nosuchop"}))
+	// A payload over the channel's limit (64 here) in a frame under the max
+	// frame (which has room for a name): payload_too_large, and it goes on.
+	_, _ = c.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 11, Op: protocol.OpN, Payload: make([]byte, 65)}))
 	_, _ = c.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 10, Op: protocol.OpN, Payload: []byte("still here")}))
 	// Replies come as they are ready: match them by id.
 	seen := map[uint32]bool{}
-	for range 4 {
+	for range 5 {
 		h, body := readFrame(t, c)
 		if seen[h.ID] {
 			t.Fatalf("two replies for id %d", h.ID)
@@ -193,6 +199,10 @@ func TestFastPathGarbage(t *testing.T) {
 			wantOp := map[uint32]uint16{7: 'N', 8: 0, 9: 0}[h.ID]
 			if errorKind(t, h, body) != client.KindBadRequest || h.Op != wantOp {
 				t.Fatalf("request %d: %+v %q", h.ID, h, body)
+			}
+		case 11:
+			if errorKind(t, h, body) != client.KindPayloadTooLarge {
+				t.Fatalf("payload over the limit: %+v %q", h, body)
 			}
 		case 10:
 			if h.Second != 0 || string(body) != "still here" {
@@ -207,6 +217,7 @@ func TestFastPathGarbage(t *testing.T) {
 // A frame that stops half-way closes its connection after the frame
 // timeout, with a log line; other connections go on meanwhile.
 // claim: api.fast-stall
+// claim: api.fast-no-idle-timeout
 func TestFastPathStall(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	g := newGate()
@@ -620,5 +631,39 @@ func TestFastPathConnectionLogged(t *testing.T) {
 	e := l.All()[0]
 	if m := e.ContextMap(); e.Level != zap.DebugLevel || m["uid"] != uint32(os.Getuid()) || m["gid"] != uint32(os.Getgid()) || m["pid"] != int32(os.Getpid()) {
 		t.Fatalf("connection line %v %v", e.Level, m)
+	}
+}
+
+// HTTP and the fast path share api.max_connections: with the one
+// connection allowed held by a fast path caller, an HTTP caller waits in
+// the backlog until it closes.
+// claim: api.fast-same-socket
+func TestFastPathSharesMaxConnections(t *testing.T) {
+	sock := serveCfg(t, ServerConfig{MaxConns: 1}, echoChannel())
+	fast, _ := fastDial(t, sock)
+	h, err := net.Dial("unix", sock) // queued by the kernel
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	answer := make(chan string, 1)
+	go func() {
+		_, _ = io.WriteString(h, "GET /v1/status HTTP/1.0\r\n\r\n")
+		line, _ := bufio.NewReader(h).ReadString('\n')
+		answer <- line
+	}()
+	select {
+	case got := <-answer:
+		t.Fatalf("an HTTP connection was served beside the fast one, with max_connections 1: %q", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+	fast.Close()
+	select {
+	case got := <-answer:
+		if !strings.HasPrefix(got, "HTTP/1.0 200") {
+			t.Fatalf("once the fast connection closed: %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the HTTP connection was not served after the fast one closed")
 	}
 }

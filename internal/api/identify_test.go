@@ -74,6 +74,7 @@ func TestFastPathVersionNegotiation(t *testing.T) {
 // On a version 2 connection an error reply carries the primary's detail
 // and hint; on version 1 the same error has the version 1 layout.
 // claim: api.fast-v2-error-layout
+// claim: api.fast-v2-empty-detail
 func TestFastPathVersion2ErrorBody(t *testing.T) {
 	ch := &stubChannel{reply: func(uint16, []byte) ([]byte, error) {
 		return nil, &protocol.ServerError{SQLState: "P0001", Message: "no stock", Detail: "item 7 has 0 left", Hint: "order less"}
@@ -86,6 +87,16 @@ func TestFastPathVersion2ErrorBody(t *testing.T) {
 	want := fastproto.ErrorReply{Kind: client.KindPrimaryError, SQLState: "P0001", Message: "no stock", Detail: "item 7 has 0 left", Hint: "order less"}
 	if h.ID != 1 || h.Second != fastproto.StatusError || err != nil || e != want {
 		t.Fatalf("v2: %+v %+v %v", h, e, err)
+	}
+	// A primary error without detail and hint (as over a channel older than
+	// protocol version 3) has them empty, in the same layout.
+	se := &protocol.ServerError{SQLState: "P0001", Message: "no stock"}
+	ch.reply = func(uint16, []byte) ([]byte, error) { return nil, se }
+	_, _ = c.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 3, Op: protocol.OpN}))
+	h, body = readFrame(t, c)
+	e, err = fastproto.ParseErrorV(fastproto.Version2, body)
+	if h.ID != 3 || err != nil || e != (fastproto.ErrorReply{Kind: client.KindPrimaryError, SQLState: "P0001", Message: "no stock"}) {
+		t.Fatalf("v2 without detail and hint: %+v %+v %v", h, e, err)
 	}
 	c1, _ := fastDialV(t, sock, fastproto.Version1)
 	_, _ = c1.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 2, Op: protocol.OpN}))
@@ -102,6 +113,9 @@ func TestFastPathVersion2ErrorBody(t *testing.T) {
 // requests after it; a malformed one is answered bad_request with id 0 and
 // the connection goes on.
 // claim: api.fast-identify
+// claim: api.fast-identify-again
+// claim: api.fast-identify-malformed
+// claim: api.fast-identify-not-auth
 func TestFastPathIdentifyAttributes(t *testing.T) {
 	core, logs := observer.New(zap.DebugLevel)
 	rec := &sqlCallsRecorder{counts: map[[3]string]int{}}
@@ -214,6 +228,7 @@ func TestFastPathIdentifyAttributes(t *testing.T) {
 
 // On a version 1 connection an identify frame is a frame of unknown kind.
 // claim: api.fast-identify
+// claim: api.fast-identify-malformed
 func TestFastPathIdentifyOnVersion1(t *testing.T) {
 	sock := serveCfg(t, ServerConfig{}, echoChannel())
 	c, _ := fastDialV(t, sock, fastproto.Version1)

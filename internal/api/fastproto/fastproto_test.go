@@ -32,6 +32,7 @@ func TestRequestLayout(t *testing.T) {
 	}
 }
 
+// claim: api.fast-v1-error-layout
 func TestReplyLayout(t *testing.T) {
 	b := AppendReply(nil, 'P', 9, []byte("ok"))
 	if want := []byte{'A', 0, 0, 'P', 0, 0, 0, 9, 0, 0, 0, 2, 'o', 'k'}; !bytes.Equal(b, want) {
