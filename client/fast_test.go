@@ -125,7 +125,8 @@ func TestFastPathOneConnectionManyCallers(t *testing.T) {
 }
 
 // A connection the daemon closed is replaced at the next call; one idle
-// for fastIdle is closed by the client.
+// for fastIdle (30 s; shortened here) is closed by the client.
+// claim: api.fast-go-client-idle
 func TestFastPathReconnectsLazily(t *testing.T) {
 	f := &fakeFast{closeAfter: 1}
 	serveFast(t, f, 4)
@@ -149,6 +150,9 @@ func TestFastPathReconnectsLazily(t *testing.T) {
 		t.Fatalf("%d connections for 3 calls on a daemon that closes after each, want 3", n)
 	}
 
+	if fastIdle != 30*time.Second {
+		t.Fatalf("idle connections are closed after %v, the doc says 30 s", fastIdle)
+	}
 	defer func(d time.Duration) { fastIdle = d }(fastIdle)
 	fastIdle = 50 * time.Millisecond
 	idle := &fakeFast{}
@@ -226,7 +230,10 @@ func asError(err error, target **Error) bool {
 }
 
 // A caller that gives up after its request was written learns that the
-// outcome is unknown, at once; the connection goes on for the others.
+// outcome is unknown, at once; the connection goes on for the others, and
+// the reply that comes late for the abandoned id is dropped, not given to
+// another call.
+// claim: api.fast-forget-id
 func TestFastPathCancelledAfterWriting(t *testing.T) {
 	sock := socketPath(t)
 	ln, err := net.Listen("unix", sock)
@@ -247,6 +254,7 @@ func TestFastPathCancelledAfterWriting(t *testing.T) {
 		_, _ = io.ReadFull(c, pre[:])
 		_, _ = c.Write(fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{Version: 1, MaxFrame: 1 << 16, MaxInFlight: 8}))
 		var hdr [fastproto.HeaderSize]byte
+		var abandoned []fastproto.Header
 		for {
 			if _, err := io.ReadFull(c, hdr[:]); err != nil {
 				return
@@ -256,7 +264,14 @@ func TestFastPathCancelledAfterWriting(t *testing.T) {
 			_, _ = io.ReadFull(c, body)
 			got <- h
 			if r, _ := fastproto.ParseRequestBody(h, body); string(r.Payload) == "answer" {
-				_, _ = c.Write(fastproto.AppendReply(nil, h.Op, h.ID, r.Payload))
+				// The abandoned request's reply first, late.
+				var out []byte
+				for _, a := range abandoned {
+					out = fastproto.AppendReply(out, a.Op, a.ID, []byte("late"))
+				}
+				_, _ = c.Write(fastproto.AppendReply(out, h.Op, h.ID, r.Payload))
+			} else {
+				abandoned = append(abandoned, h)
 			}
 		}
 	}()
@@ -273,5 +288,34 @@ func TestFastPathCancelledAfterWriting(t *testing.T) {
 	}
 	if out, err := c.Call(context.Background(), "N", []byte("answer")); err != nil || string(out) != "answer" {
 		t.Fatalf("the next call: %q %v", out, err)
+	}
+}
+
+// On the fast path too a reply larger than WithMaxReply is an error, not
+// an allocation: one a little over the limit, and one so large that its
+// frame is skipped unread; the connection serves the next call.
+// claim: api.go-client-reply-limit
+func TestFastPathReplyLimit(t *testing.T) {
+	f := &fakeFast{}
+	serveFast(t, f, 4)
+	c := New(f.sock, WithMaxReply(1024))
+	defer c.Close()
+	for _, n := range []int{1025, 1200, 5000} {
+		if _, err := c.Call(context.Background(), "N", make([]byte, n)); !errors.Is(err, ErrReplyTooLarge) {
+			t.Fatalf("a reply of %d bytes with a limit of 1024: %v", n, err)
+		}
+	}
+	if out, err := c.Call(context.Background(), "N", make([]byte, 1024)); err != nil || len(out) != 1024 {
+		t.Fatalf("a reply at the limit: %d %v", len(out), err)
+	}
+	if n := f.conns.Load(); n != 1 {
+		t.Fatalf("%d connections: a refused reply broke the connection", n)
+	}
+	// The default: 256 MiB (the largest channel.max_frame_size) plus
+	// 64 KiB of room for JSON.
+	d := New(f.sock)
+	defer d.Close()
+	if d.maxReply != 256<<20+64<<10 || d.fast.maxReply != d.maxReply {
+		t.Fatalf("default reply limit %d (fast path %d)", d.maxReply, d.fast.maxReply)
 	}
 }

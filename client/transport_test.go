@@ -49,7 +49,10 @@ func serveHTTP(t *testing.T, h http.HandlerFunc) (string, *atomic.Int64) {
 // per-host idle bound is the pool, not http's default of 2.
 // claim: api.go-client-pool
 func TestPoolKeepsItsConnections(t *testing.T) {
-	const n = DefaultPoolSize
+	const n = 4 // the documented default
+	if DefaultPoolSize != n {
+		t.Fatalf("DefaultPoolSize is %d, the doc says %d", DefaultPoolSize, n)
+	}
 	var mu sync.Mutex
 	arrived := 0
 	all := make(chan struct{})

@@ -198,6 +198,10 @@ func testDirect(t *testing.T, standbyd string) {
 //
 // claim: api.call-binary-socket
 func TestCallBinarySocket(t *testing.T) {
+	// The defaults the doc names, which the code paths below use.
+	if callcli.DefaultSocket != "/run/standbyd/standbyd.sock" || callcli.DefaultConfigPath != "/etc/standbyd/standbyd.yaml" {
+		t.Fatalf("default socket %q, default config file %q", callcli.DefaultSocket, callcli.DefaultConfigPath)
+	}
 	sock := fakeDaemon(t)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")

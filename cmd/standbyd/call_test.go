@@ -48,6 +48,7 @@ func fastHandshake(c net.Conn) (fastproto.Header, bool) {
 // `standbyd call` speaks), a daemon that dies or does not answer in time
 // is exit 5.
 // claim: api.fast-exit-codes
+// claim: api.call-exit-codes
 func TestCallExitCodesFastPath(t *testing.T) {
 	call := func(sock string, timeout time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -69,17 +70,24 @@ func TestCallExitCodesFastPath(t *testing.T) {
 		serve func(net.Conn)
 		want  int
 	}{
-		{"closes before its preamble", func(c net.Conn) {}, exitUnavailable},
+		{"closes before its preamble", func(c net.Conn) {}, 4},
 		{"answers as HTTP (a daemon without the fast path)", func(c net.Conn) {
 			_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-		}, exitUnavailable},
-		{"never answers the preamble", func(c net.Conn) { <-stop }, exitUnavailable},
-		{"reads the request and closes", func(c net.Conn) { fastHandshake(c) }, exitUnknown},
-		{"reads the request, never answers", func(c net.Conn) { fastHandshake(c); <-stop }, exitUnknown},
-		{"forbidden", answer(client.KindForbidden), exitDenied},
-		{"busy", answer(client.KindBusy), exitUnavailable},
-		{"outcome unknown", answer(client.KindOutcomeUnknown), exitUnknown},
-		{"primary error", answer(client.KindPrimaryError), exitPrimaryErr},
+		}, 4},
+		{"never answers the preamble", func(c net.Conn) { <-stop }, 4},
+		{"reads the request and closes", func(c net.Conn) { fastHandshake(c) }, 5},
+		{"reads the request, never answers", func(c net.Conn) { fastHandshake(c); <-stop }, 5},
+		// The daemon's own answers, as docs/api.md's table of exit codes
+		// gives them (the literal codes, not the constants).
+		{"bad request", answer(client.KindBadRequest), 2},
+		{"payload too large", answer(client.KindPayloadTooLarge), 2},
+		{"primary error", answer(client.KindPrimaryError), 3},
+		{"busy", answer(client.KindBusy), 4},
+		{"channel unavailable", answer(client.KindChannelUnavailable), 4},
+		{"shutting down", answer(client.KindShuttingDown), 4},
+		{"outcome unknown", answer(client.KindOutcomeUnknown), 5},
+		{"forbidden", answer(client.KindForbidden), 6},
+		{"not a standby", answer(client.KindNotStandby), 7},
 	}
 	for _, c := range cases {
 		sock := testsock.Serve(t, c.serve)
@@ -87,7 +95,7 @@ func TestCallExitCodesFastPath(t *testing.T) {
 			t.Errorf("%s: exit %d, want %d", c.name, got, c.want)
 		}
 	}
-	if got := exitOf(call("/nonexistent/standbyd.sock", time.Second)); got != exitUnavailable {
-		t.Errorf("no daemon: exit %d, want %d", got, exitUnavailable)
+	if got := exitOf(call("/nonexistent/standbyd.sock", time.Second)); got != 4 {
+		t.Errorf("no daemon: exit %d, want 4", got)
 	}
 }

@@ -80,6 +80,8 @@ func TestErrorKinds(t *testing.T) {
 		{fmt.Errorf("%w: primary down", conn.ErrUnavailable), client.KindChannelUnavailable, http.StatusServiceUnavailable},
 		{conn.ErrStopped, client.KindShuttingDown, http.StatusServiceUnavailable},
 		{&conn.NotStandbyError{Timeline: 2, Promoted: true}, client.KindNotStandby, http.StatusConflict},
+		{conn.ErrBusy, client.KindBusy, http.StatusTooManyRequests},
+		{outcomeUnknown(t), client.KindOutcomeUnknown, http.StatusGatewayTimeout},
 	}
 	for _, transport := range transports {
 		for _, c := range cases {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -73,6 +74,7 @@ func echoChannel() *stubChannel {
 // The socket serves both protocols: a fast path preamble sent one byte at
 // a time is recognised, and HTTP still works beside it.
 // claim: api.fast-same-socket
+// claim: api.fast-max-frame
 func TestFastPathAndHTTPShareTheSocket(t *testing.T) {
 	sock := serveCfg(t, ServerConfig{}, echoChannel())
 	c, err := net.Dial("unix", sock)
@@ -125,6 +127,8 @@ func TestFastPathAndHTTPShareTheSocket(t *testing.T) {
 // connection closes; a frame over the limit too; a request whose body is
 // malformed gets bad_request and the connection goes on.
 // claim: api.fast-garbage
+// claim: api.fast-reply-op
+// claim: api.fast-request-errors
 func TestFastPathGarbage(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	sock := serveCfg(t, ServerConfig{Logger: zap.New(core)}, echoChannel())
@@ -139,10 +143,25 @@ func TestFastPathGarbage(t *testing.T) {
 	if logs.FilterMessageSnippet("preamble is not understood").Len() != 1 {
 		t.Fatalf("no log line for the bad preamble: %v", logs.All())
 	}
+	// A known version ended by another byte than '\n': closed without an
+	// answer too.
+	c, err = net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("SBYDFP\x01\r"))
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got, err := io.ReadAll(c); err != nil || len(got) != 0 {
+		t.Fatalf("a preamble ended by '\\r': answered %q (%v), want closed without a word", got, err)
+	}
+	if logs.FilterMessageSnippet("preamble is not understood").Len() != 2 {
+		t.Fatalf("no log line for the preamble ended by '\\r': %v", logs.All())
+	}
 
 	c, _ = fastDial(t, sock)
 	_, _ = c.Write([]byte{'X', 0, 0, 'N', 0, 0, 0, 5, 0, 0, 0, 0})
-	if h, body := readFrame(t, c); h.ID != 5 || errorKind(t, h, body) != client.KindBadRequest {
+	if h, body := readFrame(t, c); h.ID != 5 || h.Op != 'N' || errorKind(t, h, body) != client.KindBadRequest {
 		t.Fatalf("wrong kind: %+v", h)
 	}
 	waitClosed(t, c)
@@ -161,10 +180,13 @@ func TestFastPathGarbage(t *testing.T) {
 	_, _ = c.Write([]byte{'Q', 0x80, 0, 'N', 0, 0, 0, 7, 0, 0, 0, 4, 0, 0, 0, 0})
 	_, _ = c.Write([]byte{'Q', fastproto.FlagOpByName, 0, 0, 0, 0, 0, 8, 0, 0, 0, 5, 0, 0, 0, 0, 0})
 	_, _ = c.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 9, Name: "nosuchop"}))
+	// A payload over the channel's limit (64 here) in a frame under the max
+	// frame (which has room for a name): payload_too_large, and it goes on.
+	_, _ = c.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 11, Op: protocol.OpN, Payload: make([]byte, 65)}))
 	_, _ = c.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 10, Op: protocol.OpN, Payload: []byte("still here")}))
 	// Replies come as they are ready: match them by id.
 	seen := map[uint32]bool{}
-	for range 4 {
+	for range 5 {
 		h, body := readFrame(t, c)
 		if seen[h.ID] {
 			t.Fatalf("two replies for id %d", h.ID)
@@ -172,8 +194,15 @@ func TestFastPathGarbage(t *testing.T) {
 		seen[h.ID] = true
 		switch h.ID {
 		case 7, 8, 9:
-			if errorKind(t, h, body) != client.KindBadRequest {
+			// Answered before a name was resolved: the op is the
+			// request's op field ('N' for 7, 0 for 8 and 9, by name).
+			wantOp := map[uint32]uint16{7: 'N', 8: 0, 9: 0}[h.ID]
+			if errorKind(t, h, body) != client.KindBadRequest || h.Op != wantOp {
 				t.Fatalf("request %d: %+v %q", h.ID, h, body)
+			}
+		case 11:
+			if errorKind(t, h, body) != client.KindPayloadTooLarge {
+				t.Fatalf("payload over the limit: %+v %q", h, body)
 			}
 		case 10:
 			if h.Second != 0 || string(body) != "still here" {
@@ -188,6 +217,7 @@ func TestFastPathGarbage(t *testing.T) {
 // A frame that stops half-way closes its connection after the frame
 // timeout, with a log line; other connections go on meanwhile.
 // claim: api.fast-stall
+// claim: api.fast-no-idle-timeout
 func TestFastPathStall(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	g := newGate()
@@ -213,6 +243,8 @@ func TestFastPathStall(t *testing.T) {
 	}
 	if l := logs.FilterMessageSnippet("frame did not arrive in time"); l.Len() != 1 || l.All()[0].ContextMap()["bytes_received"] != int64(7) {
 		t.Fatalf("log: %v", logs.All())
+	} else if m := l.All()[0].ContextMap(); m["uid"] != uint32(os.Getuid()) || m["gid"] != uint32(os.Getgid()) || m["pid"] != int32(os.Getpid()) {
+		t.Fatalf("the stall's log line does not name the caller (uid, gid, pid): %v", m)
 	}
 	// Idle between frames is not a stall.
 	time.Sleep(300 * time.Millisecond)
@@ -272,7 +304,7 @@ func TestFastPathFlood(t *testing.T) {
 	}
 	_, _ = flood.Write(buf)
 	for id := uint32(5); id <= 104; id++ {
-		if h, body := readFrame(t, flood); h.ID != id || errorKind(t, h, body) != client.KindBusy {
+		if h, body := readFrame(t, flood); h.ID != id || h.Op != protocol.OpN || errorKind(t, h, body) != client.KindBusy {
 			t.Fatalf("flood request %d: %+v %q", id, h, body)
 		}
 	}
@@ -545,5 +577,93 @@ func TestFastPathFloodWithoutReadingIsBounded(t *testing.T) {
 			t.Fatalf("%d reply bytes queued, bound %d", pending, maxPending)
 		}
 		t.Logf("%d of %d request bytes taken, %d reply bytes queued", n, len(buf), pending)
+	}
+}
+
+// A request that finds every call slot (api.queue_limit plus the sessions)
+// taken is answered busy at once, with the request's op, whatever its
+// connection's own bound.
+// claim: api.fast-flood
+// claim: api.fast-reply-op
+func TestFastPathBusyWhenTheSlotsAreTaken(t *testing.T) {
+	g := newGate()
+	sock := serveCfg(t, ServerConfig{CallSlots: 1, DefaultTimeout: 10 * time.Second, MaxTimeout: 10 * time.Second}, g)
+	holder, _ := fastDial(t, sock)
+	_, _ = holder.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 1, Op: protocol.OpN, Payload: []byte("wait")}))
+	<-g.arrived
+	other, _ := fastDial(t, sock)
+	_, _ = other.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 2, Op: protocol.OpPing, Payload: []byte("more")}))
+	if h, body := readFrame(t, other); h.ID != 2 || h.Op != protocol.OpPing || errorKind(t, h, body) != client.KindBusy {
+		t.Fatalf("slots taken: %+v %q", h, body)
+	}
+	close(g.release)
+	if h, body := readFrame(t, holder); h.ID != 1 || h.Second != 0 || string(body) != "wait" {
+		t.Fatalf("the call holding the slot: %+v %q", h, body)
+	}
+	// The slot is given back just after the reply is queued: ask until it
+	// is (bounded generously).
+	for id, deadline := uint32(3), time.Now().Add(10*time.Second); ; id++ {
+		_, _ = other.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: id, Op: protocol.OpN, Payload: []byte("now")}))
+		h, body := readFrame(t, other)
+		if h.ID == id && h.Second == 0 && string(body) == "now" {
+			break
+		}
+		if h.ID != id || errorKind(t, h, body) != client.KindBusy || time.Now().After(deadline) {
+			t.Fatalf("once the slot is free: %+v %q", h, body)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Each fast path connection is logged at debug level with the caller's
+// peer credentials.
+// claim: api.fast-connection-log
+func TestFastPathConnectionLogged(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	sock := serveCfg(t, ServerConfig{Logger: zap.New(core)}, echoChannel())
+	c, _ := fastDial(t, sock)
+	_, _ = c.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 1, Op: protocol.OpN}))
+	readFrame(t, c) // the log line is written before the first request is read
+	l := logs.FilterMessage("api fast path: connection opened")
+	if l.Len() != 1 {
+		t.Fatalf("%d connection lines: %v", l.Len(), logs.All())
+	}
+	e := l.All()[0]
+	if m := e.ContextMap(); e.Level != zap.DebugLevel || m["uid"] != uint32(os.Getuid()) || m["gid"] != uint32(os.Getgid()) || m["pid"] != int32(os.Getpid()) {
+		t.Fatalf("connection line %v %v", e.Level, m)
+	}
+}
+
+// HTTP and the fast path share api.max_connections: with the one
+// connection allowed held by a fast path caller, an HTTP caller waits in
+// the backlog until it closes.
+// claim: api.fast-same-socket
+func TestFastPathSharesMaxConnections(t *testing.T) {
+	sock := serveCfg(t, ServerConfig{MaxConns: 1}, echoChannel())
+	fast, _ := fastDial(t, sock)
+	h, err := net.Dial("unix", sock) // queued by the kernel
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	answer := make(chan string, 1)
+	go func() {
+		_, _ = io.WriteString(h, "GET /v1/status HTTP/1.0\r\n\r\n")
+		line, _ := bufio.NewReader(h).ReadString('\n')
+		answer <- line
+	}()
+	select {
+	case got := <-answer:
+		t.Fatalf("an HTTP connection was served beside the fast one, with max_connections 1: %q", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+	fast.Close()
+	select {
+	case got := <-answer:
+		if !strings.HasPrefix(got, "HTTP/1.0 200") {
+			t.Fatalf("once the fast connection closed: %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the HTTP connection was not served after the fast one closed")
 	}
 }

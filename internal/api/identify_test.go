@@ -1,9 +1,11 @@
 package api
 
 import (
+	"encoding/binary"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,6 +74,7 @@ func TestFastPathVersionNegotiation(t *testing.T) {
 // On a version 2 connection an error reply carries the primary's detail
 // and hint; on version 1 the same error has the version 1 layout.
 // claim: api.fast-v2-error-layout
+// claim: api.fast-v2-empty-detail
 func TestFastPathVersion2ErrorBody(t *testing.T) {
 	ch := &stubChannel{reply: func(uint16, []byte) ([]byte, error) {
 		return nil, &protocol.ServerError{SQLState: "P0001", Message: "no stock", Detail: "item 7 has 0 left", Hint: "order less"}
@@ -84,6 +87,16 @@ func TestFastPathVersion2ErrorBody(t *testing.T) {
 	want := fastproto.ErrorReply{Kind: client.KindPrimaryError, SQLState: "P0001", Message: "no stock", Detail: "item 7 has 0 left", Hint: "order less"}
 	if h.ID != 1 || h.Second != fastproto.StatusError || err != nil || e != want {
 		t.Fatalf("v2: %+v %+v %v", h, e, err)
+	}
+	// A primary error without detail and hint (as over a channel older than
+	// protocol version 3) has them empty, in the same layout.
+	se := &protocol.ServerError{SQLState: "P0001", Message: "no stock"}
+	ch.reply = func(uint16, []byte) ([]byte, error) { return nil, se }
+	_, _ = c.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 3, Op: protocol.OpN}))
+	h, body = readFrame(t, c)
+	e, err = fastproto.ParseErrorV(fastproto.Version2, body)
+	if h.ID != 3 || err != nil || e != (fastproto.ErrorReply{Kind: client.KindPrimaryError, SQLState: "P0001", Message: "no stock"}) {
+		t.Fatalf("v2 without detail and hint: %+v %+v %v", h, e, err)
 	}
 	c1, _ := fastDialV(t, sock, fastproto.Version1)
 	_, _ = c1.Write(fastproto.AppendRequest(nil, fastproto.Request{ID: 2, Op: protocol.OpN}))
@@ -100,6 +113,9 @@ func TestFastPathVersion2ErrorBody(t *testing.T) {
 // requests after it; a malformed one is answered bad_request with id 0 and
 // the connection goes on.
 // claim: api.fast-identify
+// claim: api.fast-identify-again
+// claim: api.fast-identify-malformed
+// claim: api.fast-identify-not-auth
 func TestFastPathIdentifyAttributes(t *testing.T) {
 	core, logs := observer.New(zap.DebugLevel)
 	rec := &sqlCallsRecorder{counts: map[[3]string]int{}}
@@ -148,6 +164,26 @@ func TestFastPathIdentifyAttributes(t *testing.T) {
 	if h, body := readFrame(t, c); h.ID != 0 || errorKind(t, h, body) != client.KindBadRequest {
 		t.Fatalf("second malformed identify: %+v %q", h, body)
 	}
+	// The longest identify frame has 516 bytes after its header (two names
+	// of 255 bytes): taken. One of 517 is answered bad_request, and the
+	// connection goes on.
+	longest := fastproto.AppendIdentify(nil, fastproto.Identify{PID: 9, Role: strings.Repeat("r", 255), Database: strings.Repeat("d", 255)})
+	if n := len(longest) - fastproto.HeaderSize; n != 516 {
+		t.Fatalf("longest identify body: %d bytes", n)
+	}
+	_, _ = c.Write(longest)
+	over := append(append([]byte(nil), longest...), 0)
+	binary.BigEndian.PutUint32(over[8:], 517)
+	_, _ = c.Write(over)
+	if h, body := readFrame(t, c); h.ID != 0 || errorKind(t, h, body) != client.KindBadRequest {
+		t.Fatalf("identify of 517 bytes: %+v %q", h, body)
+	}
+	if h, _ := roundTrip(fastproto.Request{ID: 8, Op: protocol.OpN}); h.ID != 8 || h.Second != fastproto.StatusOK {
+		t.Fatalf("after an identify of 517 bytes: %+v", h)
+	}
+	if got := rec.get(strings.Repeat("d", 255), strings.Repeat("r", 255), "ok"); got != 1 {
+		t.Errorf("the longest identify frame was not applied: %d calls counted", got)
+	}
 
 	if got := rec.get("shop", "app", "ok"); got != 3 {
 		t.Errorf("shop/app ok: %d", got)
@@ -158,8 +194,8 @@ func TestFastPathIdentifyAttributes(t *testing.T) {
 	if got := rec.get("shop", "admin", "ok"); got != 2 {
 		t.Errorf("shop/admin ok: %d (the request after a malformed frame keeps the identity)", got)
 	}
-	if rec.made != 2 {
-		t.Errorf("%d counters made for 2 identities", rec.made)
+	if rec.made != 3 {
+		t.Errorf("%d counters made for 3 identities", rec.made)
 	}
 	refused := logs.FilterMessage("call refused by api.allow").All()
 	if len(refused) != 1 {
@@ -169,7 +205,7 @@ func TestFastPathIdentifyAttributes(t *testing.T) {
 		t.Fatalf("refusal log fields %v", m)
 	}
 	calls := logs.FilterMessage("call").All()
-	if len(calls) != 7 {
+	if len(calls) != 8 {
 		t.Fatalf("%d call log lines", len(calls))
 	}
 	for i, e := range calls {
@@ -179,7 +215,9 @@ func TestFastPathIdentifyAttributes(t *testing.T) {
 			t.Errorf("line %d attributed before any identify frame: %v", i, m)
 		case i >= 1 && i <= 4 && m["sql_role"] != "app":
 			t.Errorf("line %d: %v", i, m)
-		case i >= 5 && (m["sql_role"] != "admin" || m["sql_database"] != "shop" || m["sql_pid"] != uint32(4242)):
+		case i == 7 && m["sql_role"] != strings.Repeat("r", 255):
+			t.Errorf("line %d: %v", i, m)
+		case i >= 5 && i < 7 && (m["sql_role"] != "admin" || m["sql_database"] != "shop" || m["sql_pid"] != uint32(4242)):
 			t.Errorf("line %d: %v", i, m)
 		}
 	}
@@ -190,6 +228,7 @@ func TestFastPathIdentifyAttributes(t *testing.T) {
 
 // On a version 1 connection an identify frame is a frame of unknown kind.
 // claim: api.fast-identify
+// claim: api.fast-identify-malformed
 func TestFastPathIdentifyOnVersion1(t *testing.T) {
 	sock := serveCfg(t, ServerConfig{}, echoChannel())
 	c, _ := fastDialV(t, sock, fastproto.Version1)

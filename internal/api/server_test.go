@@ -279,12 +279,14 @@ func TestConnectionsBounded(t *testing.T) {
 // claim: api.allow
 func TestPolicy(t *testing.T) {
 	offered := []protocol.OpInfo{{Op: protocol.OpPage, Name: "page", Builtin: true}, {Op: 0x100, Name: "put"}, {Op: 0x101, Name: "get"}}
+	lookups, groupsOf3000 := 0, []uint32{7, 50}
 	p := &Policy{Rules: []AllowRule{
 		{Ops: []string{"page", "put"}, UIDs: []uint32{1000}, GIDs: []uint32{50}},
 		{Ops: []string{"later"}, UIDs: []uint32{2000}}, // not in the hello yet
 	}, groupsOf: func(uid uint32) []uint32 {
+		lookups++
 		if uid == 3000 {
-			return []uint32{7, 50}
+			return groupsOf3000
 		}
 		return nil
 	}}
@@ -303,11 +305,19 @@ func TestPolicy(t *testing.T) {
 		{protocol.OpN, Peer{}, true},                            // not restricted
 		{0x1FF, Peer{Known: true, UID: 1001, GID: 1001}, false}, // perhaps "later"
 		{0x1FF, Peer{Known: true, UID: 2000, GID: 2000}, true},
+		{protocol.OpPage, Peer{Known: true, UID: 0, GID: 0}, false}, // root is not special
 	}
 	for _, c := range cases {
 		if got := p.check(c.op, offered, c.peer).allowed; got != c.allowed {
 			t.Errorf("op %#x by %s: allowed %v, want %v", c.op, c.peer, got, c.allowed)
 		}
+	}
+	// The groups are looked up at each restricted call: a membership
+	// removed since the last call counts at once.
+	before := lookups
+	groupsOf3000 = []uint32{7}
+	if p.check(protocol.OpPage, offered, Peer{Known: true, UID: 3000, GID: 3000}).allowed || lookups != before+1 {
+		t.Errorf("after leaving group 50: allowed, or groups not looked up again (%d lookups)", lookups-before)
 	}
 	var none *Policy
 	if !none.check(protocol.OpPage, nil, Peer{}).allowed {

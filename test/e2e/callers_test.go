@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,13 +68,20 @@ func TestCLIExitWhenTheDaemonDiesMidCall(t *testing.T) {
 	primarySQL(t, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = 'CALL standbyd.serve()' AND wait_event = 'PgSleep'")
 }
 
-// At SIGTERM the API stops accepting before the sessions close: a call in
-// flight gets its reply, a new caller finds no daemon (nothing of it is
-// written), and the daemon exits 0.
+// At SIGTERM, and at SIGINT, the API stops accepting before the sessions
+// close: the socket's path is removed, a call in flight gets its reply, a
+// new caller finds no daemon (nothing of it is written; `standbyd call`
+// exits 4), and the daemon exits 0.
 // claim: liveness.shutdown-api-first
 // claim: api.shutdown
 func TestShutdownStopsTheAPIFirst(t *testing.T) {
 	needEnv(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) { testShutdownStopsTheAPIFirst(t, sig) })
+	}
+}
+
+func testShutdownStopsTheAPIFirst(t *testing.T, sig syscall.Signal) {
 	d := slowDaemon(t)
 	c := d.client()
 	inFlight := make(chan error, 1)
@@ -84,9 +92,15 @@ func TestShutdownStopsTheAPIFirst(t *testing.T) {
 	if !d.poll(20*time.Second, func() bool { return napping(t) }) {
 		t.Fatal("the nap never started on the primary")
 	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	_ = d.cmd.Process.Signal(sig)
 	if !d.poll(10*time.Second, func() bool { return strings.Contains(d.log(), "api stopped accepting") }) {
-		t.Fatalf("no \"api stopped accepting\" after SIGTERM:\n%s", tailLines(d.log(), 20))
+		t.Fatalf("no \"api stopped accepting\" after %v:\n%s", sig, tailLines(d.log(), 20))
+	}
+	if _, err := os.Lstat(d.socket); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the socket's path after the API stopped accepting: %v, want it removed", err)
+	}
+	if _, stderr, code := d.call("N", "1", "2", "3"); code != 4 {
+		t.Fatalf("standbyd call after the API stopped accepting: exit %d, %q; want 4", code, stderr)
 	}
 	late := client.New(d.socket)
 	defer late.Close()
@@ -100,7 +114,7 @@ func TestShutdownStopsTheAPIFirst(t *testing.T) {
 	case d.exitErr = <-d.done:
 		d.exited = true
 	case <-time.After(20 * time.Second):
-		t.Fatal("still running 20s after SIGTERM")
+		t.Fatalf("still running 20s after %v", sig)
 	}
 	if d.exitErr != nil {
 		t.Fatalf("exit: %v", d.exitErr)

@@ -32,6 +32,7 @@ func TestRequestLayout(t *testing.T) {
 	}
 }
 
+// claim: api.fast-v1-error-layout
 func TestReplyLayout(t *testing.T) {
 	b := AppendReply(nil, 'P', 9, []byte("ok"))
 	if want := []byte{'A', 0, 0, 'P', 0, 0, 0, 9, 0, 0, 0, 2, 'o', 'k'}; !bytes.Equal(b, want) {
@@ -148,6 +149,9 @@ func TestErrorV2Malformed(t *testing.T) {
 
 // claim: api.fast-identify
 func TestIdentifyLayout(t *testing.T) {
+	if MaxIdentifySize != 516 {
+		t.Fatalf("the largest identify body is %d bytes, the doc says 516", MaxIdentifySize)
+	}
 	b := AppendIdentify(nil, Identify{PID: 0x01020304, Role: "app", Database: "shop"})
 	want := []byte{'I', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 1, 2, 3, 4, 3, 'a', 'p', 'p', 4, 's', 'h', 'o', 'p'}
 	if !bytes.Equal(b, want) {
