@@ -317,10 +317,15 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 
+// outcomeReporter is how a call error says that its request was written
+// and no reply came (conn.CallError says so; fakes in tests may too).
+type outcomeReporter interface{ OutcomeUnknown() bool }
+
 // classify maps a call error to an HTTP status and an error kind.
 func classify(err error) (int, client.ErrorDetail) {
 	var se *protocol.ServerError
 	var ce *conn.CallError
+	var ou outcomeReporter
 	switch {
 	case errors.As(err, &se):
 		return http.StatusUnprocessableEntity, client.ErrorDetail{Kind: client.KindPrimaryError, Message: se.Message, SQLState: se.SQLState,
@@ -331,7 +336,7 @@ func classify(err error) (int, client.ErrorDetail) {
 		return http.StatusConflict, client.ErrorDetail{Kind: client.KindNotStandby, Message: err.Error()}
 	case errors.Is(err, conn.ErrStopped):
 		return http.StatusServiceUnavailable, client.ErrorDetail{Kind: client.KindShuttingDown, Message: err.Error()}
-	case errors.As(err, &ce) && ce.OutcomeUnknown():
+	case errors.As(err, &ou) && ou.OutcomeUnknown():
 		return http.StatusGatewayTimeout, client.ErrorDetail{Kind: client.KindOutcomeUnknown, Message: err.Error()}
 	case errors.Is(err, conn.ErrUnavailable):
 		return http.StatusServiceUnavailable, client.ErrorDetail{Kind: client.KindChannelUnavailable, Message: err.Error()}
