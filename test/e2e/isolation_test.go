@@ -252,10 +252,11 @@ func TestIsolationCancelIdleAndDuringHandler(t *testing.T) {
 	if got := primarySQL(t, "SELECT pg_cancel_backend("+pid+")"); got != "t" {
 		t.Fatalf("pg_cancel_backend: %s", got)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(env.Log("primary"), "ignored a cancel request while idle") == seen && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	// The server log says the cancel was ignored; the bound is generous (the
+	// line comes as soon as the backend handles the interrupt).
+	waitFor(t, 30*time.Second, "the server log line about the ignored cancel", func() bool {
+		return strings.Count(env.Log("primary"), "ignored a cancel request while idle") > seen
+	})
 	wantOK(t, ch.call(protocol.OpPing, 2, nil), "ping after a cancel while idle")
 
 	ch.send(protocol.AppendRequest(nil, opIsoHold, 3, []byte("30")))
@@ -307,6 +308,112 @@ func TestIsolationHandlerCacheFollowsChanges(t *testing.T) {
 	primarySQL(t, "DROP FUNCTION iso.two(bytea)")
 	wantServerErrorReply(t, ch.call(opIsoSwap, 4, nil), "42883", `function iso.two(bytea) registered for handler "iso_swap" does not exist`)
 	wantServerErrorReply(t, ch.call(opIsoOwned, 5, nil), "42501", `"iso_plain"`)
+	ch.finish()
+}
+
+// The handler cache follows changes to the function (a new body, a new
+// owner, a rename, a drop and re-create), to the owner's role (losing
+// superuser) and to the function's schema (a rename): each is seen at the
+// next call of a channel opened before it. The owner policy refuses a
+// function of a plain role at registration with 42501, and a later ALTER
+// FUNCTION ... OWNER TO at the next call, naming the handler and the owner.
+// A cached registry costs no query per call: the registry table is scanned
+// when the channel loads it (first call, after a change), never by the
+// calls in between.
+// claim: extension.owner-policy
+// claim: extension.handler-cache
+func TestIsolationHandlerCacheFollowsFunctionRoleSchema(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	primarySQL(t, `DROP SCHEMA IF EXISTS iso_cache CASCADE; DROP SCHEMA IF EXISTS iso_cache2 CASCADE;
+DROP ROLE IF EXISTS iso_su; CREATE ROLE iso_su SUPERUSER;
+CREATE SCHEMA iso_cache; GRANT USAGE ON SCHEMA iso_cache TO standbyd_repl;
+CREATE FUNCTION iso_cache.f(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$ BEGIN RETURN 'v1'::bytea; END $$;
+ALTER FUNCTION iso_cache.f(bytea) OWNER TO iso_su;
+CREATE FUNCTION iso_cache.scans(b bytea) RETURNS bytea LANGUAGE sql AS $$
+  SELECT (pg_stat_get_xact_numscans('standbyd.handlers'::regclass) + coalesce((SELECT sum(pg_stat_get_xact_numscans(indexrelid))
+    FROM pg_index WHERE indrelid = 'standbyd.handlers'::regclass), 0))::text::bytea $$;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA iso_cache TO standbyd_repl;
+SELECT standbyd.register_handler(320, 'iso_cache', 'iso_cache.f(bytea)');
+SELECT standbyd.register_handler(321, 'iso_scans', 'iso_cache.scans(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), `SELECT standbyd.unregister_handler(320); SELECT standbyd.unregister_handler(321);
+DROP SCHEMA IF EXISTS iso_cache CASCADE; DROP SCHEMA IF EXISTS iso_cache2 CASCADE; DROP ROLE IF EXISTS iso_su`)
+	})
+	// At registration: a function of a plain role is refused with 42501.
+	_, err := superuser(t, "primary", "").Exec(ctxT(t, 10*time.Second), "SELECT standbyd.register_handler(322, 'iso_refused', 'iso.owned(bytea)')").ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42501" || !strings.Contains(pe.Message, `owned by role "iso_plain"`) {
+		t.Fatalf("registering a function of a plain role: %v, want 42501 naming iso_plain", err)
+	}
+
+	ch := enter(t, superuser(t, "primary", "user=standbyd_repl"))
+	id := uint32(0)
+	want := func(what, out string) {
+		t.Helper()
+		id++
+		if got := string(wantOK(t, ch.call(320, id, nil), what)); got != out {
+			t.Fatalf("%s: %q, want %q", what, got, out)
+		}
+	}
+	wantErr := func(what, sqlstate, msg string) {
+		t.Helper()
+		id++
+		r := ch.call(320, id, nil)
+		var se *protocol.ServerError
+		if !errors.As(r.Err(), &se) || se.SQLState != sqlstate || !strings.Contains(se.Message, msg) {
+			t.Fatalf("%s: %v, want %s containing %q", what, r.Err(), sqlstate, msg)
+		}
+	}
+	want("first call", "v1")
+	primarySQL(t, "CREATE OR REPLACE FUNCTION iso_cache.f(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$ BEGIN RETURN 'v2'::bytea; END $$")
+	want("after CREATE OR REPLACE", "v2")
+	primarySQL(t, "ALTER FUNCTION iso_cache.f(bytea) OWNER TO iso_plain")
+	wantErr("after ALTER FUNCTION OWNER TO a plain role", "42501", `handler "iso_cache" is not run: its function iso_cache.f(bytea) is owned by role "iso_plain"`)
+	primarySQL(t, "ALTER FUNCTION iso_cache.f(bytea) OWNER TO iso_su")
+	want("after ALTER FUNCTION OWNER TO a superuser", "v2")
+	primarySQL(t, "ALTER ROLE iso_su NOSUPERUSER")
+	wantErr("after the owner lost superuser", "42501", `owned by role "iso_su"`)
+	primarySQL(t, "ALTER ROLE iso_su SUPERUSER")
+	want("after the owner is superuser again", "v2")
+	primarySQL(t, "ALTER FUNCTION iso_cache.f(bytea) RENAME TO g")
+	wantErr("after renaming the function", "42883", "function iso_cache.f(bytea) registered for handler")
+	primarySQL(t, "ALTER FUNCTION iso_cache.g(bytea) RENAME TO f")
+	want("after renaming it back", "v2")
+	primarySQL(t, "ALTER SCHEMA iso_cache RENAME TO iso_cache2")
+	wantErr("after renaming the schema", "42883", "function iso_cache.f(bytea) registered for handler")
+	primarySQL(t, "ALTER SCHEMA iso_cache2 RENAME TO iso_cache")
+	want("after renaming the schema back", "v2")
+	primarySQL(t, `DROP FUNCTION iso_cache.f(bytea);
+CREATE FUNCTION iso_cache.f(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$ BEGIN RETURN 'v3'::bytea; END $$;
+ALTER FUNCTION iso_cache.f(bytea) OWNER TO iso_su; GRANT EXECUTE ON FUNCTION iso_cache.f(bytea) TO standbyd_repl`)
+	want("after DROP and CREATE", "v3")
+
+	// The backend's scan counts of standbyd.handlers (and its indexes) not
+	// yet sent to the statistics: they only grow between two sends (at most
+	// one a second), so calls back to back that do not read the registry
+	// show the same count, or a smaller one after a send.
+	scans := func() int {
+		id++
+		n, err := strconv.Atoi(string(wantOK(t, ch.call(321, id, nil), "scans")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	primarySQL(t, "SELECT standbyd.register_handler(320, 'iso_cache', 'iso_cache.f(bytea)')") // a change: read again
+	if n := scans(); n < 1 {
+		t.Fatalf("the call after a registry change shows %d scans of standbyd.handlers: the count does not see the registry being read", n)
+	}
+	prev := scans()
+	for i := 0; i < 20; i++ {
+		want("a cached call", "v3")
+		n := scans()
+		if n > prev {
+			t.Fatalf("standbyd.handlers scanned %d more times by cached calls (call %d)", n-prev, i)
+		}
+		prev = n
+	}
 	ch.finish()
 }
 
@@ -555,7 +662,8 @@ SELECT standbyd.register_handler(300, 'fails', 'public.fails(bytea)');`).ReadAll
 }
 
 // With transaction_timeout (PostgreSQL 17+) set for the channel's session,
-// an idle channel lives on: it is outside any transaction between requests.
+// an idle channel lives on: it is outside any transaction between requests;
+// a call that outlives it ends the session with FATAL 25P04.
 // claim: extension.transaction-timeout
 func TestIsolationTransactionTimeoutSparesIdleChannel(t *testing.T) {
 	needEnv(t)
@@ -577,7 +685,57 @@ func TestIsolationTransactionTimeoutSparesIdleChannel(t *testing.T) {
 	wantOK(t, ch.call(opIsoEcho, 2, []byte("b")), "a SQL request after idling")
 	time.Sleep(time.Second)
 	wantOK(t, ch.call(protocol.OpPing, 3, nil), "ping after idling")
+	// A handler that sleeps 5 s, ten times the timeout's 300 ms, is in its
+	// call's transaction: the timeout fires and ends the session.
+	ch.send(protocol.AppendRequest(nil, opIsoHold, 4, []byte("5")))
+	for {
+		msg, err := pc.ReceiveMessage(ctxT(t, 30*time.Second))
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			if pe.Severity != "FATAL" || pe.Code != "25P04" {
+				t.Fatalf("a call outliving transaction_timeout: %s %s %s, want FATAL 25P04", pe.Severity, pe.Code, pe.Message)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("a call outliving transaction_timeout: %v, want FATAL 25P04", err)
+		}
+		if d, ok := msg.(*pgproto3.CopyData); ok {
+			t.Fatalf("a call outliving transaction_timeout got a reply % x, want FATAL 25P04", d.Data)
+		}
+	}
+}
+
+// idle_session_timeout and idle_in_transaction_session_timeout never fire
+// on an idle channel (its backend is active): with both at 300 ms for the
+// channel's session it lives through idling several times that long. The
+// same options end an ordinary idle session, so they are in effect.
+// claim: extension.idle-timeout
+func TestIsolationIdleSessionTimeoutsNeverFire(t *testing.T) {
+	needEnv(t)
+	const opts = "options='-c idle_session_timeout=300 -c idle_in_transaction_session_timeout=300'"
+	plain := superuser(t, "primary", opts)
+	pc := superuser(t, "primary", opts)
+	if got := func() string {
+		r, err := pc.Exec(ctxT(t, 10*time.Second), "SELECT current_setting('idle_session_timeout') || ' ' || current_setting('idle_in_transaction_session_timeout')").ReadAll()
+		if err != nil || len(r) != 1 || len(r[0].Rows) != 1 {
+			t.Fatalf("reading the timeouts: %v", err)
+		}
+		return string(r[0].Rows[0][0])
+	}(); got != "300ms 300ms" {
+		t.Fatalf("the channel session's timeouts are %q, want 300ms 300ms", got)
+	}
+	ch := enter(t, pc)
+	wantOK(t, ch.call(protocol.OpPing, 1, nil), "ping")
+	time.Sleep(1500 * time.Millisecond)
+	wantOK(t, ch.call(protocol.OpPing, 2, nil), "ping after idling 1.5 s")
+	time.Sleep(1500 * time.Millisecond)
+	wantOK(t, ch.call(protocol.OpSetting, 3, []byte("idle_session_timeout")), "setting after idling again")
 	ch.finish()
+	// The control: the ordinary session idled as long and was ended.
+	if _, err := plain.Exec(ctxT(t, 10*time.Second), "SELECT 1").ReadAll(); err == nil {
+		t.Fatal("an ordinary session with the same options survived 3 s idle: the timeouts were not in effect")
+	}
 }
 
 // page takes any relation name SQL can write: two quoted identifiers of 63
