@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -269,5 +271,99 @@ SELECT standbyd.register_handler(285, 'e2e_null', 'public.e2e_null(bytea)')`)
 	if r := ch.call(protocol.OpPing, 3, nil); r.Err() != nil {
 		t.Fatalf("after the errors: %v", r.Err())
 	}
+	ch.finish()
+}
+
+// vmHWMKB is the backend's peak resident memory (VmHWM) in kB.
+func vmHWMKB(t *testing.T, pid uint32) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			v, _ := strconv.Atoi(strings.Fields(l)[1])
+			return v
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// A frame of exactly standbyd.max_frame_size (header included) is served,
+// one byte more is 54000 echoing the frame's op and id. A 64 MB frame over
+// the limit is discarded without being buffered: the backend's peak memory
+// grows by far less than the frame (the same frame under a limit raised to
+// 128 MB, buffered, grows it by more: the control), and the extension's
+// contexts hold under 64 kB afterwards.
+// claim: extension.oversize-frame
+func TestOversizeFrameBoundaryAndNotBuffered(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_len(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT octet_length(b)::text::bytea $$;
+SELECT standbyd.register_handler(286, 'e2e_len', 'public.e2e_len(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(286); DROP FUNCTION public.e2e_len(bytea)")
+	})
+	const limit = 64 * 1024
+	pc := superuser(t, "primary", "options='-c standbyd.max_frame_size=64kB'")
+	ch := enter(t, pc)
+	if got := string(wantOK(t, ch.call(protocol.OpSetting, 1, []byte("standbyd.max_frame_size")), "setting")); got != "64kB" {
+		t.Fatalf("standbyd.max_frame_size = %q, want 64kB", got)
+	}
+	if got := string(wantOK(t, ch.call(286, 2, make([]byte, limit-protocol.HeaderSize)), "a frame of exactly max_frame_size")); got != strconv.Itoa(limit-protocol.HeaderSize) {
+		t.Fatalf("a frame of exactly max_frame_size: the handler saw %s bytes", got)
+	}
+	wantError(t, ch.call(286, 3, make([]byte, limit-protocol.HeaderSize+1)), 286, 3, "54000")
+
+	const big = 64 << 20
+	before := vmHWMKB(t, pc.PID())
+	wantError(t, ch.call(286, 4, make([]byte, big)), 286, 4, "54000")
+	grew := vmHWMKB(t, pc.PID()) - before
+	t.Logf("a discarded 64 MB frame grew the backend's VmHWM by %d kB", grew)
+	if grew > 16<<10 {
+		t.Fatalf("the backend's peak memory grew by %d kB for a discarded frame of %d kB", grew, big>>10)
+	}
+	if mem := channelMemory(t, pc.PID()); mem >= 64*1024 {
+		t.Fatalf("the extension's contexts hold %d bytes after a discarded 64 MB frame", mem)
+	}
+	if r := ch.call(protocol.OpPing, 5, nil); r.Err() != nil {
+		t.Fatalf("ping after the oversize frames: %v", r.Err())
+	}
+	ch.finish()
+
+	// The control: under a 128 MB limit the same frame is read whole.
+	pc2 := superuser(t, "primary", "options='-c standbyd.max_frame_size=128MB'")
+	ch2 := enter(t, pc2)
+	before = vmHWMKB(t, pc2.PID())
+	if got := string(wantOK(t, ch2.call(286, 1, make([]byte, big)), "64 MB under a 128 MB limit")); got != strconv.Itoa(big) {
+		t.Fatalf("64 MB under a 128 MB limit: the handler saw %s bytes", got)
+	}
+	grew = vmHWMKB(t, pc2.PID()) - before
+	t.Logf("a buffered 64 MB frame grew the backend's VmHWM by %d kB", grew)
+	if grew < big>>10 {
+		t.Fatalf("buffering a 64 MB frame grew the peak memory by only %d kB: the measure would not see buffering", grew)
+	}
+	ch2.finish()
+}
+
+// While idle the channel's wait event type is Extension; the event is
+// StandbydChannel on 17+ (its own name) and the generic Extension before.
+// claim: extension.idle-wait-event
+func TestIdleChannelWaitEvent(t *testing.T) {
+	needEnv(t)
+	pc := superuser(t, "primary", "")
+	ch := enter(t, pc)
+	if r := ch.call(protocol.OpPing, 1, nil); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	want := "Extension|Extension"
+	if v, _ := strconv.Atoi(primarySQL(t, "SHOW server_version_num")); v >= 170000 {
+		want = "Extension|StandbydChannel"
+	}
+	q := "SELECT wait_event_type || '|' || wait_event FROM pg_stat_activity WHERE pid = " + strconv.Itoa(int(pc.PID()))
+	waitFor(t, 10*time.Second, "the idle channel's wait event "+want, func() bool {
+		return primarySQL(t, q) == want
+	})
 	ch.finish()
 }
