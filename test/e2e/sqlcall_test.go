@@ -672,7 +672,8 @@ func TestSQLCallNoLeak(t *testing.T) {
 	}
 }
 
-// On the primary the function refuses (55000) and says what to do instead.
+// On the primary the function refuses (55000) and says what to do instead:
+// the hint names the handler function to call directly.
 // claim: sqlcall.on-primary
 func TestSQLCallOnPrimary(t *testing.T) {
 	needEnv(t)
@@ -680,7 +681,7 @@ func TestSQLCallOnPrimary(t *testing.T) {
 	p := sqlConnect(t, env, "primary", scUser)
 	_, err := p.call(ctxT(t, 30*time.Second), scEcho, []byte("x"), false)
 	pe := wantSQLState(t, err, "55000")
-	if !strings.Contains(pe.Message, "standby") || pe.Hint == "" {
+	if !strings.Contains(pe.Message, "runs on a standby") || !strings.Contains(pe.Hint, "sqlcall.echo(bytea)") {
 		t.Fatalf("refusal on the primary: %+v", pe)
 	}
 }
