@@ -174,7 +174,84 @@ func TestIsolationRequestTimeAndNoIdleTransaction(t *testing.T) {
 	if xs := primarySQL(t, "SELECT coalesce(xact_start::text, 'NULL') FROM pg_stat_activity WHERE pid = "+pid); xs != "NULL" {
 		t.Fatalf("idle channel has xact_start %s", xs)
 	}
+	// During a call, pg_stat_activity.xact_start is the request's time too.
+	time.Sleep(300 * time.Millisecond)
+	before = float64(time.Now().UnixMicro()) / 1e6
+	ch.send(protocol.AppendRequest(nil, opIsoHold, 3, []byte("1")))
+	if got := pollSQL(t, env, "SELECT wait_event FROM pg_stat_activity WHERE pid = "+pid, "PgSleep", 10*time.Second); got != "PgSleep" {
+		t.Fatalf("the handler did not start sleeping: wait_event %q", got)
+	}
+	xs := primarySQL(t, "SELECT extract(epoch FROM xact_start) FROM pg_stat_activity WHERE pid = "+pid)
+	seen := float64(time.Now().UnixMicro()) / 1e6
+	v, err := strconv.ParseFloat(xs, 64)
+	if err != nil || v < before-0.001 || v > seen+0.001 {
+		t.Fatalf("xact_start during the call is %q, not within [%f (request sent), %f]", xs, before, seen)
+	}
+	wantOK(t, ch.reply(), "hold")
 	ch.finish()
+}
+
+// A handler that writes and then raises: its write is rolled back with its
+// transaction, the error is the reply, the channel goes on.
+// claim: extension.handler-error-reply
+func TestIsolationHandlerErrorRollsBackItsWrite(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `DROP SCHEMA IF EXISTS iso_err CASCADE; CREATE SCHEMA iso_err; CREATE TABLE iso_err.t(v text);
+CREATE FUNCTION iso_err.write_then_fail(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO iso_err.t VALUES ('written'); RAISE EXCEPTION 'after the write' USING ERRCODE = '22P02'; END $$;
+CREATE FUNCTION iso_err.write(b bytea) RETURNS bytea LANGUAGE sql AS $$ INSERT INTO iso_err.t VALUES ('kept') RETURNING 'ok'::bytea $$;
+SELECT standbyd.register_handler(323, 'iso_write_then_fail', 'iso_err.write_then_fail(bytea)');
+SELECT standbyd.register_handler(324, 'iso_write', 'iso_err.write(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(323); SELECT standbyd.unregister_handler(324); DROP SCHEMA IF EXISTS iso_err CASCADE")
+	})
+	ch := enter(t, superuser(t, "primary", ""))
+	wantServerErrorReply(t, ch.call(323, 1, nil), "22P02", "after the write")
+	wantOK(t, ch.call(324, 2, nil), "a write after the error")
+	if got := primarySQL(t, "SELECT string_agg(v, ',') FROM iso_err.t"); got != "kept" {
+		t.Fatalf("iso_err.t holds %q, want only the second call's row", got)
+	}
+	ch.finish()
+}
+
+// The setting built-in reports the channel session's value: one the
+// channel's role or its connection options set, never one a handler set;
+// a superuser-only parameter needs pg_read_all_settings, and a grant of it
+// is seen at the next request.
+// claim: extension.setting-privilege
+func TestIsolationSettingValueAndPrivilege(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	primarySQL(t, `DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'iso_settings') THEN CREATE ROLE iso_settings LOGIN; END IF;
+END $$;
+GRANT USAGE ON SCHEMA standbyd TO iso_settings;
+GRANT EXECUTE ON PROCEDURE standbyd.serve() TO iso_settings;
+ALTER ROLE iso_settings SET work_mem = '5MB'`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), `REVOKE pg_read_all_settings FROM iso_settings; REVOKE ALL ON PROCEDURE standbyd.serve() FROM iso_settings;
+REVOKE ALL ON SCHEMA standbyd FROM iso_settings; DROP ROLE IF EXISTS iso_settings`)
+	})
+	ch := enter(t, superuser(t, "primary", "user=iso_settings"))
+	if got := string(wantOK(t, ch.call(protocol.OpSetting, 1, []byte("work_mem")), "work_mem set by the role")); got != "5MB" {
+		t.Fatalf("work_mem set by ALTER ROLE: %q", got)
+	}
+	wantServerErrorReply(t, ch.call(protocol.OpSetting, 2, []byte("data_directory")), "42501", "pg_read_all_settings")
+	primarySQL(t, "GRANT pg_read_all_settings TO iso_settings")
+	if got, want := string(wantOK(t, ch.call(protocol.OpSetting, 3, []byte("data_directory")), "data_directory after the grant")), primarySQL(t, "SHOW data_directory"); got != want {
+		t.Fatalf("data_directory after the grant: %q, want %q", got, want)
+	}
+	ch.finish()
+
+	su := enter(t, superuser(t, "primary", "options='-c work_mem=7MB'"))
+	if got := string(wantOK(t, su.call(protocol.OpSetting, 1, []byte("work_mem")), "work_mem from the connection options")); got != "7MB" {
+		t.Fatalf("work_mem from the connection options: %q", got)
+	}
+	wantOK(t, su.call(opIsoSetGUCs, 2, nil), "a handler sets work_mem to 77MB")
+	if got := string(wantOK(t, su.call(protocol.OpSetting, 3, []byte("work_mem")), "work_mem after the handler")); got != "7MB" {
+		t.Fatalf("work_mem after a handler set it: %q, want the session's 7MB", got)
+	}
+	su.finish()
 }
 
 // A handler's SET, set_config(..., false) and search_path change end with
@@ -635,8 +712,10 @@ func TestIsolationSQLHandlerPlannedOnce(t *testing.T) {
 }
 
 // Text in frames is UTF-8 whatever the database encoding: a handler's error
-// message and a setting's value from a LATIN1 database.
+// message and a setting's value from a LATIN1 database (set for the
+// database: ALTER DATABASE ... SET).
 // claim: protocol.conventions
+// claim: extension.setting-privilege
 func TestIsolationTextIsUTF8(t *testing.T) {
 	needEnv(t)
 	primarySQL(t, "DROP DATABASE IF EXISTS iso_latin1")
