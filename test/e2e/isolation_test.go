@@ -526,6 +526,7 @@ GRANT EXECUTE ON PROCEDURE standbyd.serve() TO iso_reader`)
 // that stops reading, and a recovery conflict on a hot standby upstream.
 // claim: extension.recovery-conflict
 // claim: extension.client-stops-reading
+// claim: extension.settings-table
 func TestIsolationOwnServer(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})
@@ -624,6 +625,12 @@ SELECT standbyd.register_handler(311, 'iso_big', 'iso.big(bytea)')`); err != nil
 		// Committed before the reply is written: then the backend is stuck.
 		if got := pollSQL(t, e, "SELECT count(*) FROM iso.marks", "1", 30*time.Second); got != "1" {
 			t.Fatalf("the request did not run: %q", got)
+		}
+		// idle_timeout 0 turns it off: 3 s later the stuck backend is still
+		// there (at 1 s the previous subtest's was ended).
+		time.Sleep(3 * time.Second)
+		if n := pollSQL(t, e, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid, "1", 10*time.Second); n != "1" {
+			t.Fatal("with standbyd.idle_timeout = 0 the backend of a client that stopped reading was ended")
 		}
 		if _, err := e.PrimarySQL(ctx, "SELECT pg_terminate_backend("+pid+")"); err != nil {
 			t.Fatal(err)
