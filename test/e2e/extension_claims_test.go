@@ -81,12 +81,20 @@ func TestSecurityDefinerHandlerRunsAsItsOwner(t *testing.T) {
 	}
 }
 
-// An error message is cut to 8000 bytes on a character boundary.
+// An error message is cut to 8000 bytes on a character boundary, and on a
+// version-3 channel the hint to 2000: with three-byte characters both cuts
+// fall inside a character, so message and hint end a character earlier.
 // claim: protocol.error-message-cap
+// claim: extension.v3-error-payload
 func TestErrorMessageCappedAt8000Bytes(t *testing.T) {
 	needEnv(t)
 	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_long_error(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION '%', repeat('é', 6000) USING ERRCODE = '22023'; END $$;
+BEGIN
+  IF length(b) > 0 THEN
+    RAISE EXCEPTION '%', repeat('€', 3000) USING ERRCODE = '22023', HINT = repeat('€', 700);
+  END IF;
+  RAISE EXCEPTION '%', repeat('é', 6000) USING ERRCODE = '22023';
+END $$;
 SELECT standbyd.register_handler(282, 'long_error', 'public.e2e_long_error(bytea)')`)
 	t.Cleanup(func() {
 		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(282); DROP FUNCTION public.e2e_long_error(bytea)")
@@ -106,6 +114,17 @@ SELECT standbyd.register_handler(282, 'long_error', 'public.e2e_long_error(bytea
 		t.Fatalf("after a long error: %v", r.Err())
 	}
 	ch.finish()
+
+	v3 := enter(t, superuser(t, "primary", ""))
+	if v := v3.helloVersion(1, 3); v != 3 {
+		t.Fatalf("hello offering 1 to 3 chose version %d", v)
+	}
+	// 9000 and 2100 bytes of '€' (3 bytes): 7998 and 1998 bytes kept.
+	e := parseV3Error(t, v3.call(282, 3, []byte{1}))
+	if e.sqlstate != "22023" || e.message != strings.Repeat("€", 2666) || e.hint != strings.Repeat("€", 666) {
+		t.Fatalf("three-byte characters: %s, message of %d bytes (want 7998), hint of %d bytes (want 1998)", e.sqlstate, len(e.message), len(e.hint))
+	}
+	v3.finish()
 }
 
 var channelContext = regexp.MustCompile(`standbyd (channel|request): (\d+) total`)
