@@ -245,9 +245,11 @@ CREATE OR REPLACE FUNCTION public.e2e_second(b bytea) RETURNS bytea LANGUAGE sql
 }
 
 // The registry is writable only by its owner, and registering needs
-// EXECUTE on register_handler (revoked from PUBLIC); a role that may use
+// EXECUTE on register_handler (revoked from PUBLIC) and the right to write
+// the registry (EXECUTE alone is refused at the table); a role that may use
 // the schema reads it, a role that may not is refused at the schema.
 // claim: extension.registry-writable-by-owner
+// claim: extension.register-privilege
 func TestRegistryWritableOnlyByItsOwner(t *testing.T) {
 	needEnv(t)
 	primarySQL(t, "DROP ROLE IF EXISTS e2e_reader; CREATE ROLE e2e_reader; GRANT USAGE ON SCHEMA standbyd TO e2e_reader; DROP ROLE IF EXISTS e2e_outsider; CREATE ROLE e2e_outsider")
@@ -269,6 +271,21 @@ func TestRegistryWritableOnlyByItsOwner(t *testing.T) {
 		_, err := env.PrimarySQL(ctxT(t, 10*time.Second), sql)
 		if err == nil || !strings.Contains(err.Error(), "permission denied") {
 			t.Fatalf("%s: %v, want permission denied", sql, err)
+		}
+	}
+	// EXECUTE on register_handler is not enough: writing the registry is
+	// its owner's right.
+	primarySQL(t, "GRANT EXECUTE ON FUNCTION standbyd.register_handler, standbyd.unregister_handler TO e2e_reader")
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "REVOKE ALL ON FUNCTION standbyd.register_handler, standbyd.unregister_handler FROM e2e_reader")
+	})
+	for _, sql := range []string{
+		"SET ROLE e2e_reader; SELECT standbyd.register_handler(284, 'x', 'pg_catalog.byteasend(bytea)')",
+		"SET ROLE e2e_reader; SELECT standbyd.unregister_handler(256)",
+	} {
+		_, err := env.PrimarySQL(ctxT(t, 10*time.Second), sql)
+		if err == nil || !strings.Contains(err.Error(), "permission denied for table handlers") {
+			t.Fatalf("with EXECUTE granted, %s: %v, want permission denied for table handlers", sql, err)
 		}
 	}
 }

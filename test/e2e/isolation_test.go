@@ -217,8 +217,10 @@ SELECT standbyd.register_handler(324, 'iso_write', 'iso_err.write(bytea)')`)
 // The setting built-in reports the channel session's value: one the
 // channel's role or its connection options set, never one a handler set;
 // a superuser-only parameter needs pg_read_all_settings, and a grant of it
-// is seen at the next request.
+// is seen at the next request. The role may only enter the channel: hello,
+// ping, N and wal need no more.
 // claim: extension.setting-privilege
+// claim: extension.builtins-need-entering
 func TestIsolationSettingValueAndPrivilege(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -233,6 +235,11 @@ ALTER ROLE iso_settings SET work_mem = '5MB'`)
 REVOKE ALL ON SCHEMA standbyd FROM iso_settings; DROP ROLE IF EXISTS iso_settings`)
 	})
 	ch := enter(t, superuser(t, "primary", "user=iso_settings"))
+	// hello, ping, N and wal need nothing beyond entering the channel.
+	wantOK(t, ch.call(protocol.OpHello, 11, protocol.HelloRequest{MinVersion: 1, MaxVersion: 3, MaxFrameSize: 1 << 20}.Append(nil)), "hello")
+	wantOK(t, ch.call(protocol.OpPing, 12, nil), "ping")
+	wantOK(t, ch.call(protocol.OpN, 13, protocol.AppendN(nil, [3]int32{1, 2, 3})), "N")
+	wantOK(t, ch.call(protocol.OpWAL, 14, nil), "wal")
 	if got := string(wantOK(t, ch.call(protocol.OpSetting, 1, []byte("work_mem")), "work_mem set by the role")); got != "5MB" {
 		t.Fatalf("work_mem set by ALTER ROLE: %q", got)
 	}
