@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/standbyd/standbyd/internal/protocol"
 )
@@ -401,5 +402,95 @@ func TestIdleChannelWaitEvent(t *testing.T) {
 	waitFor(t, 10*time.Second, "the idle channel's wait event "+want, func() bool {
 		return primarySQL(t, q) == want
 	})
+	ch.finish()
+}
+
+// ping, N and wal run outside any transaction; hello and a handler each get
+// one of their own. A handler reports its virtual transaction ID, whose
+// local part grows by one per transaction of the backend: between two
+// handler calls, ten of each of ping, N and wal add nothing, one hello adds
+// one.
+// claim: extension.builtins-no-transaction
+func TestBuiltinsNeedNoTransaction(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_vxid(b bytea) RETURNS bytea LANGUAGE sql AS $$
+  SELECT split_part(virtualtransaction, '/', 2)::bytea FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'virtualxid' $$;
+SELECT standbyd.register_handler(287, 'e2e_vxid', 'public.e2e_vxid(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(287); DROP FUNCTION public.e2e_vxid(bytea)")
+	})
+	ch := enter(t, superuser(t, "primary", ""))
+	id := uint32(0)
+	vxid := func() int {
+		t.Helper()
+		id++
+		r := ch.call(287, id, nil)
+		n, err := strconv.Atoi(string(r.Payload))
+		if r.Err() != nil || err != nil {
+			t.Fatalf("vxid: %q %v %v", r.Payload, r.Err(), err)
+		}
+		return n
+	}
+	call := func(op uint16, payload []byte) {
+		t.Helper()
+		id++
+		if r := ch.call(op, id, payload); r.Err() != nil {
+			t.Fatalf("op %d: %v", op, r.Err())
+		}
+	}
+	a := vxid()
+	for i := 0; i < 10; i++ {
+		call(protocol.OpPing, nil)
+		call(protocol.OpN, protocol.AppendN(nil, [3]int32{1, 2, 3}))
+		call(protocol.OpWAL, nil)
+	}
+	b := vxid()
+	if b != a+1 {
+		t.Fatalf("30 calls of ping, N and wal between two handler calls: local transaction IDs %d then %d, want %d", a, b, a+1)
+	}
+	call(protocol.OpHello, protocol.HelloRequest{MinVersion: 1, MaxVersion: 3, MaxFrameSize: 1 << 20}.Append(nil))
+	if c := vxid(); c != b+2 {
+		t.Fatalf("a hello between two handler calls: local transaction IDs %d then %d, want %d (hello in a transaction of its own)", b, c, b+2)
+	}
+	ch.finish()
+}
+
+// A cancel that arrives while a request frame is half sent does not break
+// the frame: the backend reads the whole message, the request is served
+// and the channel stays in step.
+// claim: extension.interrupts-between-messages
+func TestCancelDuringAHalfSentFrame(t *testing.T) {
+	needEnv(t)
+	pc := superuser(t, "primary", "")
+	ch := enter(t, pc)
+	if r := ch.call(protocol.OpPing, 1, nil); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	msg, err := (&pgproto3.CopyData{Data: protocol.AppendRequest(nil, protocol.OpN, 2, protocol.AppendN(nil, [3]int32{10, 20, 30}))}).Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := len(msg) / 2
+	if _, err := pc.Conn().Write(msg[:half]); err != nil {
+		t.Fatal(err)
+	}
+	seen := strings.Count(env.Log("primary"), "ignored a cancel request while idle")
+	primarySQL(t, "SELECT pg_cancel_backend("+strconv.Itoa(int(pc.PID()))+")")
+	time.Sleep(300 * time.Millisecond) // the cancel is delivered while the message is incomplete
+	if _, err := pc.Conn().Write(msg[half:]); err != nil {
+		t.Fatal(err)
+	}
+	r := ch.reply()
+	n, err := protocol.ParseN(r.Payload)
+	if r.Err() != nil || err != nil || r.ID != 2 || n != [3]int32{310, 320, 330} {
+		t.Fatalf("the half-sent N: id %d %v %v %v", r.ID, n, r.Err(), err)
+	}
+	// The cancel was handled once the message was whole, as an idle one.
+	waitFor(t, 30*time.Second, "the ignored cancel in the server log", func() bool {
+		return strings.Count(env.Log("primary"), "ignored a cancel request while idle") > seen
+	})
+	if r := ch.call(protocol.OpPing, 3, nil); r.Err() != nil || r.ID != 3 {
+		t.Fatalf("ping after: %v", r.Err())
+	}
 	ch.finish()
 }

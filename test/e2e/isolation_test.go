@@ -308,6 +308,7 @@ func TestIsolationAdvisoryLockReleased(t *testing.T) {
 
 // Writes of handlers reach pg_stat_user_tables while the channel stays open.
 // claim: extension.statistics-while-open
+// claim: extension.statistics-idle
 func TestIsolationStatisticsWhileOpen(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
