@@ -167,6 +167,7 @@ func TestSQLCallHandlerErrorKeepsFields(t *testing.T) {
 // statement_timeout bounds a call on a sleeping handler: 57014 well within
 // the bound, the same backend goes on and its next call works.
 // claim: sqlcall.statement-timeout
+// claim: extension.call-interrupts
 func TestSQLCallStatementTimeout(t *testing.T) {
 	needEnv(t)
 	sqlcallDaemon(t, env)
@@ -196,6 +197,7 @@ func TestSQLCallStatementTimeout(t *testing.T) {
 // handler's late reply.
 // claim: sqlcall.cancel
 // claim: sqlcall.caller-gone
+// claim: extension.call-interrupts
 func TestSQLCallCancel(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
@@ -213,7 +215,9 @@ func TestSQLCallCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the call did not end within 10 s of pg_cancel_backend")
 	}
-	wantSQLState(t, r.err, "57014")
+	if pe := wantSQLState(t, r.err, "57014"); !strings.Contains(pe.Where, "outcome") {
+		t.Fatalf("the cancelled call's error does not say the outcome on the primary is unknown: %+v", pe)
+	}
 	t.Logf("cancelled after %s", time.Since(start).Round(time.Millisecond))
 	// The backend closed its connection to the daemon (so the daemon knows
 	// the caller has gone) and opens a new one for its next call.
@@ -229,6 +233,7 @@ func TestSQLCallCancel(t *testing.T) {
 // at once; a new session's call works; the daemon drops the late reply.
 // claim: sqlcall.terminate
 // claim: sqlcall.caller-gone
+// claim: extension.call-interrupts
 func TestSQLCallTerminate(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
@@ -261,6 +266,7 @@ func TestSQLCallTerminate(t *testing.T) {
 // backend waiting on any socket does) instead of waiting for the handler
 // on the primary to end.
 // claim: sqlcall.postmaster-death
+// claim: extension.call-interrupts
 func TestSQLCallPostmasterDeath(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})
@@ -299,6 +305,7 @@ func TestSQLCallPostmasterDeath(t *testing.T) {
 // The daemon down: 08001 naming the socket, nothing sent; once it is back
 // the same backend's next call works.
 // claim: sqlcall.daemon-down
+// claim: extension.call-daemon-unreachable
 func TestSQLCallDaemonDown(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
@@ -323,6 +330,7 @@ func TestSQLCallDaemonDown(t *testing.T) {
 // The daemon restarting between two calls of one backend: the second call
 // finds the old connection dead and reconnects.
 // claim: sqlcall.reconnect
+// claim: extension.call-connection
 func TestSQLCallDaemonRestart(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
@@ -405,6 +413,7 @@ func TestSQLCallChannelLostMidCall(t *testing.T) {
 // claim: sqlcall.forbidden
 // claim: sqlcall.null-argument
 // claim: sqlcall.socket-superuser
+// claim: extension.call-declaration
 func TestSQLCallPrivileges(t *testing.T) {
 	needEnv(t)
 	sqlcallDaemon(t, env)
