@@ -694,3 +694,17 @@ func TestSQLCallOnPrimary(t *testing.T) {
 		t.Fatalf("refusal on the primary: %+v", pe)
 	}
 }
+
+// On the primary the handler runs as the daemon's channel role, never as
+// the standby caller: the row a call by sqlcall_user writes was inserted by
+// standbyd_repl.
+// claim: sqlcall.runs-as-channel-role
+func TestSQLCallRunsAsTheChannelRole(t *testing.T) {
+	needEnv(t)
+	sqlcallDaemon(t, env)
+	s := sqlConnect(t, env, "standby", scUser)
+	s.mustCall(scWrite, []byte("who wrote this"), false, "written:who wrote this")
+	if who, err := env.PrimarySQL(ctxT(t, 10*time.Second), "SELECT string_agg(who, ',') FROM sqlcall.t WHERE v = 'who wrote this'"); err != nil || who != "standbyd_repl" {
+		t.Fatalf("the handler's row was written by %q (%v), want the channel role standbyd_repl", who, err)
+	}
+}
