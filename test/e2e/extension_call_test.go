@@ -84,6 +84,31 @@ FROM pg_proc p WHERE p.pronamespace = 'standbyd'::regnamespace AND p.proname = '
 		}
 	}
 
+	// The same checks come before the recovery check, so a primary gives
+	// the same errors; what passes them is 55000 there.
+	pp := superuser(t, "primary", "")
+	for _, c := range []struct{ sql, code, in string }{
+		{"SELECT standbyd.call(NULL::text)", "22004", "NULL"},
+		{"SELECT standbyd.call(290, NULL)", "22004", "NULL"},
+		{"SELECT standbyd.call('ping')", "42501", "built-in"},
+		{"SELECT standbyd.call(87)", "42501", "built-in"},
+		{"SELECT standbyd.call('nosuch')", "42883", "replayed"},
+		{"SELECT standbyd.call(291)", "42883", "no handler"},
+		{"SET ROLE e2e_call_user", "", ""},
+		{"SELECT standbyd.call('call_echo', '\\x01')", "42501", "permission denied for function echo"},
+		{"SELECT standbyd.call(290)", "42501", "permission denied for function echo"},
+		{"RESET ROLE", "", ""},
+		{"SELECT standbyd.call('call_echo', '\\x01')", "55000", "e2e_call.echo(bytea)"},
+	} {
+		code, msg := sqlState(t, pp, c.sql)
+		if code != c.code || !strings.Contains(msg, c.in) {
+			t.Fatalf("on the primary, %s: got %s %q, want %s containing %q", c.sql, code, msg, c.code, c.in)
+		}
+	}
+	if _, msg := sqlState(t, pp, "SELECT standbyd.call(290)"); !strings.Contains(msg, "standbyd.call() runs on a standby |") || !strings.Contains(msg, "| ") || !strings.Contains(msg[strings.Index(msg, "| "):], "e2e_call.echo(bytea)") {
+		t.Fatalf("on the primary: %q, want the message saying it runs on a standby and a hint naming e2e_call.echo(bytea)", msg)
+	}
+
 	// Granted on the primary, the grant replicates: the same role passes.
 	primarySQL(t, "GRANT EXECUTE ON FUNCTION e2e_call.echo(bytea) TO e2e_call_user")
 	lsn = primarySQL(t, "SELECT pg_current_wal_insert_lsn()")
@@ -96,10 +121,4 @@ FROM pg_proc p WHERE p.pronamespace = 'standbyd'::regnamespace AND p.proname = '
 		t.Fatalf("after the grant: %s %q, want 08001 naming %s", code, msg, nowhere)
 	}
 	sqlState(t, sb, "RESET ROLE")
-
-	// On the primary: 55000, pointing at the handler function.
-	pp := superuser(t, "primary", "")
-	if code, msg := sqlState(t, pp, "SELECT standbyd.call('call_echo')"); code != "55000" || !strings.Contains(msg, "e2e_call.echo(bytea)") {
-		t.Fatalf("on the primary: %s %q", code, msg)
-	}
 }

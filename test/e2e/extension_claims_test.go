@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/standbyd/standbyd/internal/protocol"
 )
@@ -79,12 +82,20 @@ func TestSecurityDefinerHandlerRunsAsItsOwner(t *testing.T) {
 	}
 }
 
-// An error message is cut to 8000 bytes on a character boundary.
+// An error message is cut to 8000 bytes on a character boundary, and on a
+// version-3 channel the hint to 2000: with three-byte characters both cuts
+// fall inside a character, so message and hint end a character earlier.
 // claim: protocol.error-message-cap
+// claim: extension.v3-error-payload
 func TestErrorMessageCappedAt8000Bytes(t *testing.T) {
 	needEnv(t)
 	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_long_error(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION '%', repeat('é', 6000) USING ERRCODE = '22023'; END $$;
+BEGIN
+  IF length(b) > 0 THEN
+    RAISE EXCEPTION '%', repeat('€', 3000) USING ERRCODE = '22023', HINT = repeat('€', 700);
+  END IF;
+  RAISE EXCEPTION '%', repeat('é', 6000) USING ERRCODE = '22023';
+END $$;
 SELECT standbyd.register_handler(282, 'long_error', 'public.e2e_long_error(bytea)')`)
 	t.Cleanup(func() {
 		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(282); DROP FUNCTION public.e2e_long_error(bytea)")
@@ -104,6 +115,17 @@ SELECT standbyd.register_handler(282, 'long_error', 'public.e2e_long_error(bytea
 		t.Fatalf("after a long error: %v", r.Err())
 	}
 	ch.finish()
+
+	v3 := enter(t, superuser(t, "primary", ""))
+	if v := v3.helloVersion(1, 3); v != 3 {
+		t.Fatalf("hello offering 1 to 3 chose version %d", v)
+	}
+	// 9000 and 2100 bytes of '€' (3 bytes): 7998 and 1998 bytes kept.
+	e := parseV3Error(t, v3.call(282, 3, []byte{1}))
+	if e.sqlstate != "22023" || e.message != strings.Repeat("€", 2666) || e.hint != strings.Repeat("€", 666) {
+		t.Fatalf("three-byte characters: %s, message of %d bytes (want 7998), hint of %d bytes (want 1998)", e.sqlstate, len(e.message), len(e.hint))
+	}
+	v3.finish()
 }
 
 var channelContext = regexp.MustCompile(`standbyd (channel|request): (\d+) total`)
@@ -255,9 +277,11 @@ CREATE OR REPLACE FUNCTION public.e2e_second(b bytea) RETURNS bytea LANGUAGE sql
 }
 
 // The registry is writable only by its owner, and registering needs
-// EXECUTE on register_handler (revoked from PUBLIC); a role that may use
+// EXECUTE on register_handler (revoked from PUBLIC) and the right to write
+// the registry (EXECUTE alone is refused at the table); a role that may use
 // the schema reads it, a role that may not is refused at the schema.
 // claim: extension.registry-writable-by-owner
+// claim: extension.register-privilege
 func TestRegistryWritableOnlyByItsOwner(t *testing.T) {
 	needEnv(t)
 	primarySQL(t, "DROP ROLE IF EXISTS e2e_reader; CREATE ROLE e2e_reader; GRANT USAGE ON SCHEMA standbyd TO e2e_reader; DROP ROLE IF EXISTS e2e_outsider; CREATE ROLE e2e_outsider")
@@ -281,6 +305,21 @@ func TestRegistryWritableOnlyByItsOwner(t *testing.T) {
 			t.Fatalf("%s: %v, want permission denied", sql, err)
 		}
 	}
+	// EXECUTE on register_handler is not enough: writing the registry is
+	// its owner's right.
+	primarySQL(t, "GRANT EXECUTE ON FUNCTION standbyd.register_handler, standbyd.unregister_handler TO e2e_reader")
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "REVOKE ALL ON FUNCTION standbyd.register_handler, standbyd.unregister_handler FROM e2e_reader")
+	})
+	for _, sql := range []string{
+		"SET ROLE e2e_reader; SELECT standbyd.register_handler(284, 'x', 'pg_catalog.byteasend(bytea)')",
+		"SET ROLE e2e_reader; SELECT standbyd.unregister_handler(256)",
+	} {
+		_, err := env.PrimarySQL(ctxT(t, 10*time.Second), sql)
+		if err == nil || !strings.Contains(err.Error(), "permission denied for table handlers") {
+			t.Fatalf("with EXECUTE granted, %s: %v, want permission denied for table handlers", sql, err)
+		}
+	}
 }
 
 // A registered function's NULL result is error 22004; page of a relation
@@ -299,6 +338,190 @@ SELECT standbyd.register_handler(285, 'e2e_null', 'public.e2e_null(bytea)')`)
 	wantError(t, ch.call(protocol.OpPage, 2, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, "pg_catalog.pg_tables")), protocol.OpPage, 2, "42809")
 	if r := ch.call(protocol.OpPing, 3, nil); r.Err() != nil {
 		t.Fatalf("after the errors: %v", r.Err())
+	}
+	ch.finish()
+}
+
+// vmHWMKB is the backend's peak resident memory (VmHWM) in kB.
+func vmHWMKB(t *testing.T, pid uint32) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			v, _ := strconv.Atoi(strings.Fields(l)[1])
+			return v
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// A frame of exactly standbyd.max_frame_size (header included) is served,
+// one byte more is 54000 echoing the frame's op and id. A 64 MB frame over
+// the limit is discarded without being buffered: the backend's peak memory
+// grows by far less than the frame (the same frame under a limit raised to
+// 128 MB, buffered, grows it by more: the control), and the extension's
+// contexts hold under 64 kB afterwards.
+// claim: extension.oversize-frame
+func TestOversizeFrameBoundaryAndNotBuffered(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_len(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT octet_length(b)::text::bytea $$;
+SELECT standbyd.register_handler(286, 'e2e_len', 'public.e2e_len(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(286); DROP FUNCTION public.e2e_len(bytea)")
+	})
+	const limit = 64 * 1024
+	pc := superuser(t, "primary", "options='-c standbyd.max_frame_size=64kB'")
+	ch := enter(t, pc)
+	if got := string(wantOK(t, ch.call(protocol.OpSetting, 1, []byte("standbyd.max_frame_size")), "setting")); got != "64kB" {
+		t.Fatalf("standbyd.max_frame_size = %q, want 64kB", got)
+	}
+	if got := string(wantOK(t, ch.call(286, 2, make([]byte, limit-protocol.HeaderSize)), "a frame of exactly max_frame_size")); got != strconv.Itoa(limit-protocol.HeaderSize) {
+		t.Fatalf("a frame of exactly max_frame_size: the handler saw %s bytes", got)
+	}
+	wantError(t, ch.call(286, 3, make([]byte, limit-protocol.HeaderSize+1)), 286, 3, "54000")
+
+	const big = 64 << 20
+	before := vmHWMKB(t, pc.PID())
+	wantError(t, ch.call(286, 4, make([]byte, big)), 286, 4, "54000")
+	grew := vmHWMKB(t, pc.PID()) - before
+	t.Logf("a discarded 64 MB frame grew the backend's VmHWM by %d kB", grew)
+	if grew > 16<<10 {
+		t.Fatalf("the backend's peak memory grew by %d kB for a discarded frame of %d kB", grew, big>>10)
+	}
+	if mem := channelMemory(t, pc.PID()); mem >= 64*1024 {
+		t.Fatalf("the extension's contexts hold %d bytes after a discarded 64 MB frame", mem)
+	}
+	if r := ch.call(protocol.OpPing, 5, nil); r.Err() != nil {
+		t.Fatalf("ping after the oversize frames: %v", r.Err())
+	}
+	ch.finish()
+
+	// The control: under a 128 MB limit the same frame is read whole.
+	pc2 := superuser(t, "primary", "options='-c standbyd.max_frame_size=128MB'")
+	ch2 := enter(t, pc2)
+	before = vmHWMKB(t, pc2.PID())
+	if got := string(wantOK(t, ch2.call(286, 1, make([]byte, big)), "64 MB under a 128 MB limit")); got != strconv.Itoa(big) {
+		t.Fatalf("64 MB under a 128 MB limit: the handler saw %s bytes", got)
+	}
+	grew = vmHWMKB(t, pc2.PID()) - before
+	t.Logf("a buffered 64 MB frame grew the backend's VmHWM by %d kB", grew)
+	if grew < big>>10 {
+		t.Fatalf("buffering a 64 MB frame grew the peak memory by only %d kB: the measure would not see buffering", grew)
+	}
+	ch2.finish()
+}
+
+// While idle the channel's wait event type is Extension; the event is
+// StandbydChannel on 17+ (its own name) and the generic Extension before.
+// claim: extension.idle-wait-event
+func TestIdleChannelWaitEvent(t *testing.T) {
+	needEnv(t)
+	pc := superuser(t, "primary", "")
+	ch := enter(t, pc)
+	if r := ch.call(protocol.OpPing, 1, nil); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	want := "Extension|Extension"
+	if v, _ := strconv.Atoi(primarySQL(t, "SHOW server_version_num")); v >= 170000 {
+		want = "Extension|StandbydChannel"
+	}
+	q := "SELECT wait_event_type || '|' || wait_event FROM pg_stat_activity WHERE pid = " + strconv.Itoa(int(pc.PID()))
+	waitFor(t, 10*time.Second, "the idle channel's wait event "+want, func() bool {
+		return primarySQL(t, q) == want
+	})
+	ch.finish()
+}
+
+// ping, N and wal run outside any transaction; hello and a handler each get
+// one of their own. A handler reports its virtual transaction ID, whose
+// local part grows by one per transaction of the backend: between two
+// handler calls, ten of each of ping, N and wal add nothing, one hello adds
+// one.
+// claim: extension.builtins-no-transaction
+func TestBuiltinsNeedNoTransaction(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `CREATE OR REPLACE FUNCTION public.e2e_vxid(b bytea) RETURNS bytea LANGUAGE sql AS $$
+  SELECT split_part(virtualtransaction, '/', 2)::bytea FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'virtualxid' $$;
+SELECT standbyd.register_handler(287, 'e2e_vxid', 'public.e2e_vxid(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(287); DROP FUNCTION public.e2e_vxid(bytea)")
+	})
+	ch := enter(t, superuser(t, "primary", ""))
+	id := uint32(0)
+	vxid := func() int {
+		t.Helper()
+		id++
+		r := ch.call(287, id, nil)
+		n, err := strconv.Atoi(string(r.Payload))
+		if r.Err() != nil || err != nil {
+			t.Fatalf("vxid: %q %v %v", r.Payload, r.Err(), err)
+		}
+		return n
+	}
+	call := func(op uint16, payload []byte) {
+		t.Helper()
+		id++
+		if r := ch.call(op, id, payload); r.Err() != nil {
+			t.Fatalf("op %d: %v", op, r.Err())
+		}
+	}
+	a := vxid()
+	for i := 0; i < 10; i++ {
+		call(protocol.OpPing, nil)
+		call(protocol.OpN, protocol.AppendN(nil, [3]int32{1, 2, 3}))
+		call(protocol.OpWAL, nil)
+	}
+	b := vxid()
+	if b != a+1 {
+		t.Fatalf("30 calls of ping, N and wal between two handler calls: local transaction IDs %d then %d, want %d", a, b, a+1)
+	}
+	call(protocol.OpHello, protocol.HelloRequest{MinVersion: 1, MaxVersion: 3, MaxFrameSize: 1 << 20}.Append(nil))
+	if c := vxid(); c != b+2 {
+		t.Fatalf("a hello between two handler calls: local transaction IDs %d then %d, want %d (hello in a transaction of its own)", b, c, b+2)
+	}
+	ch.finish()
+}
+
+// A cancel that arrives while a request frame is half sent does not break
+// the frame: the backend reads the whole message, the request is served
+// and the channel stays in step.
+// claim: extension.interrupts-between-messages
+func TestCancelDuringAHalfSentFrame(t *testing.T) {
+	needEnv(t)
+	pc := superuser(t, "primary", "")
+	ch := enter(t, pc)
+	if r := ch.call(protocol.OpPing, 1, nil); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	msg, err := (&pgproto3.CopyData{Data: protocol.AppendRequest(nil, protocol.OpN, 2, protocol.AppendN(nil, [3]int32{10, 20, 30}))}).Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := len(msg) / 2
+	if _, err := pc.Conn().Write(msg[:half]); err != nil {
+		t.Fatal(err)
+	}
+	seen := strings.Count(env.Log("primary"), "ignored a cancel request while idle")
+	primarySQL(t, "SELECT pg_cancel_backend("+strconv.Itoa(int(pc.PID()))+")")
+	time.Sleep(300 * time.Millisecond) // the cancel is delivered while the message is incomplete
+	if _, err := pc.Conn().Write(msg[half:]); err != nil {
+		t.Fatal(err)
+	}
+	r := ch.reply()
+	n, err := protocol.ParseN(r.Payload)
+	if r.Err() != nil || err != nil || r.ID != 2 || n != [3]int32{310, 320, 330} {
+		t.Fatalf("the half-sent N: id %d %v %v %v", r.ID, n, r.Err(), err)
+	}
+	// The cancel was handled once the message was whole, as an idle one.
+	waitFor(t, 30*time.Second, "the ignored cancel in the server log", func() bool {
+		return strings.Count(env.Log("primary"), "ignored a cancel request while idle") > seen
+	})
+	if r := ch.call(protocol.OpPing, 3, nil); r.Err() != nil || r.ID != 3 {
+		t.Fatalf("ping after: %v", r.Err())
 	}
 	ch.finish()
 }

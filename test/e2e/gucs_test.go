@@ -5,9 +5,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/standbyd/standbyd/internal/protocol"
+	"github.com/standbyd/standbyd/internal/testcluster"
 )
 
 // The Settings table of docs/extension.md is what the loaded library
@@ -68,5 +72,59 @@ func TestSettingsTableMatchesTheServer(t *testing.T) {
 	sort.Strings(documented)
 	if strings.Join(defined, " ") != strings.Join(documented, " ") {
 		t.Errorf("the library defines %v, the table lists %v", defined, documented)
+	}
+}
+
+// standbyd.log_sessions: on, a channel's opening and its end with the count
+// of requests are logged; off (by reload), neither is.
+// claim: extension.settings-table
+func TestLogSessionsSetting(t *testing.T) {
+	needEnv(t)
+	e := testcluster.New(t, testcluster.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	lines := func(pid uint32) []string {
+		var got []string
+		for _, l := range strings.Split(e.Log("primary"), "\n") {
+			if strings.Contains(l, "["+strconv.Itoa(int(pid))+"]") && strings.Contains(l, "standbyd channel") {
+				got = append(got, l[strings.Index(l, "standbyd channel"):])
+			}
+		}
+		return got
+	}
+	session := func() uint32 {
+		pc := connectTo(t, e, "")
+		ch := enter(t, pc)
+		for i := uint32(1); i <= 3; i++ {
+			wantOK(t, ch.call(protocol.OpPing, i, nil), "ping")
+		}
+		ch.finish()
+		return pc.PID()
+	}
+	on := session()
+	want := "standbyd channel opened|standbyd channel closed by the client after 3 requests"
+	waitFor(t, 10*time.Second, "the log lines of a channel with log_sessions on", func() bool {
+		return strings.Join(lines(on), "|") == want
+	})
+	admin := connectTo(t, e, "")
+	for _, sql := range []string{"LOAD 'standbyd'", "ALTER SYSTEM SET standbyd.log_sessions = off", "SELECT pg_reload_conf()"} {
+		if _, err := admin.Exec(ctx, sql).ReadAll(); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	waitFor(t, 10*time.Second, "log_sessions off in new sessions", func() bool {
+		out, err := e.PrimarySQL(ctx, "LOAD 'standbyd'; SELECT current_setting('standbyd.log_sessions')")
+		return err == nil && out == "off"
+	})
+	off := session()
+	// A line logged after the channel ended: once it is in the log, the
+	// channel's lines would be too.
+	if _, err := e.PrimarySQL(ctx, "DO $$ BEGIN RAISE LOG 'e2e marker after the channel'; END $$"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the marker in the server log", func() bool {
+		return strings.Contains(e.Log("primary"), "e2e marker after the channel")
+	})
+	if got := lines(off); len(got) != 0 {
+		t.Fatalf("log_sessions off: the channel logged %q", got)
 	}
 }

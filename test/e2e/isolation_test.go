@@ -174,7 +174,93 @@ func TestIsolationRequestTimeAndNoIdleTransaction(t *testing.T) {
 	if xs := primarySQL(t, "SELECT coalesce(xact_start::text, 'NULL') FROM pg_stat_activity WHERE pid = "+pid); xs != "NULL" {
 		t.Fatalf("idle channel has xact_start %s", xs)
 	}
+	// During a call, pg_stat_activity.xact_start is the request's time too.
+	time.Sleep(300 * time.Millisecond)
+	before = float64(time.Now().UnixMicro()) / 1e6
+	ch.send(protocol.AppendRequest(nil, opIsoHold, 3, []byte("1")))
+	if got := pollSQL(t, env, "SELECT wait_event FROM pg_stat_activity WHERE pid = "+pid, "PgSleep", 10*time.Second); got != "PgSleep" {
+		t.Fatalf("the handler did not start sleeping: wait_event %q", got)
+	}
+	xs := primarySQL(t, "SELECT extract(epoch FROM xact_start) FROM pg_stat_activity WHERE pid = "+pid)
+	seen := float64(time.Now().UnixMicro()) / 1e6
+	v, err := strconv.ParseFloat(xs, 64)
+	if err != nil || v < before-0.001 || v > seen+0.001 {
+		t.Fatalf("xact_start during the call is %q, not within [%f (request sent), %f]", xs, before, seen)
+	}
+	wantOK(t, ch.reply(), "hold")
 	ch.finish()
+}
+
+// A handler that writes and then raises: its write is rolled back with its
+// transaction, the error is the reply, the channel goes on.
+// claim: extension.handler-error-reply
+func TestIsolationHandlerErrorRollsBackItsWrite(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, `DROP SCHEMA IF EXISTS iso_err CASCADE; CREATE SCHEMA iso_err; CREATE TABLE iso_err.t(v text);
+CREATE FUNCTION iso_err.write_then_fail(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO iso_err.t VALUES ('written'); RAISE EXCEPTION 'after the write' USING ERRCODE = '22P02'; END $$;
+CREATE FUNCTION iso_err.write(b bytea) RETURNS bytea LANGUAGE sql AS $$ INSERT INTO iso_err.t VALUES ('kept') RETURNING 'ok'::bytea $$;
+SELECT standbyd.register_handler(323, 'iso_write_then_fail', 'iso_err.write_then_fail(bytea)');
+SELECT standbyd.register_handler(324, 'iso_write', 'iso_err.write(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), "SELECT standbyd.unregister_handler(323); SELECT standbyd.unregister_handler(324); DROP SCHEMA IF EXISTS iso_err CASCADE")
+	})
+	ch := enter(t, superuser(t, "primary", ""))
+	wantServerErrorReply(t, ch.call(323, 1, nil), "22P02", "after the write")
+	wantOK(t, ch.call(324, 2, nil), "a write after the error")
+	if got := primarySQL(t, "SELECT string_agg(v, ',') FROM iso_err.t"); got != "kept" {
+		t.Fatalf("iso_err.t holds %q, want only the second call's row", got)
+	}
+	ch.finish()
+}
+
+// The setting built-in reports the channel session's value: one the
+// channel's role or its connection options set, never one a handler set;
+// a superuser-only parameter needs pg_read_all_settings, and a grant of it
+// is seen at the next request. The role may only enter the channel: hello,
+// ping, N and wal need no more.
+// claim: extension.setting-privilege
+// claim: extension.builtins-need-entering
+func TestIsolationSettingValueAndPrivilege(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	primarySQL(t, `DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'iso_settings') THEN CREATE ROLE iso_settings LOGIN; END IF;
+END $$;
+GRANT USAGE ON SCHEMA standbyd TO iso_settings;
+GRANT EXECUTE ON PROCEDURE standbyd.serve() TO iso_settings;
+ALTER ROLE iso_settings SET work_mem = '5MB'`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), `REVOKE pg_read_all_settings FROM iso_settings; REVOKE ALL ON PROCEDURE standbyd.serve() FROM iso_settings;
+REVOKE ALL ON SCHEMA standbyd FROM iso_settings; DROP ROLE IF EXISTS iso_settings`)
+	})
+	ch := enter(t, superuser(t, "primary", "user=iso_settings"))
+	// hello, ping, N and wal need nothing beyond entering the channel.
+	wantOK(t, ch.call(protocol.OpHello, 11, protocol.HelloRequest{MinVersion: 1, MaxVersion: 3, MaxFrameSize: 1 << 20}.Append(nil)), "hello")
+	wantOK(t, ch.call(protocol.OpPing, 12, nil), "ping")
+	wantOK(t, ch.call(protocol.OpN, 13, protocol.AppendN(nil, [3]int32{1, 2, 3})), "N")
+	wantOK(t, ch.call(protocol.OpWAL, 14, nil), "wal")
+	if got := string(wantOK(t, ch.call(protocol.OpSetting, 1, []byte("work_mem")), "work_mem set by the role")); got != "5MB" {
+		t.Fatalf("work_mem set by ALTER ROLE: %q", got)
+	}
+	// The message names the parameter; pg_read_all_settings is in it on 15,
+	// in the detail from 16 on.
+	wantServerErrorReply(t, ch.call(protocol.OpSetting, 2, []byte("data_directory")), "42501", `"data_directory"`)
+	primarySQL(t, "GRANT pg_read_all_settings TO iso_settings")
+	if got, want := string(wantOK(t, ch.call(protocol.OpSetting, 3, []byte("data_directory")), "data_directory after the grant")), primarySQL(t, "SHOW data_directory"); got != want {
+		t.Fatalf("data_directory after the grant: %q, want %q", got, want)
+	}
+	ch.finish()
+
+	su := enter(t, superuser(t, "primary", "options='-c work_mem=7MB'"))
+	if got := string(wantOK(t, su.call(protocol.OpSetting, 1, []byte("work_mem")), "work_mem from the connection options")); got != "7MB" {
+		t.Fatalf("work_mem from the connection options: %q", got)
+	}
+	wantOK(t, su.call(opIsoSetGUCs, 2, nil), "a handler sets work_mem to 77MB")
+	if got := string(wantOK(t, su.call(protocol.OpSetting, 3, []byte("work_mem")), "work_mem after the handler")); got != "7MB" {
+		t.Fatalf("work_mem after a handler set it: %q, want the session's 7MB", got)
+	}
+	su.finish()
 }
 
 // A handler's SET, set_config(..., false) and search_path change end with
@@ -222,6 +308,7 @@ func TestIsolationAdvisoryLockReleased(t *testing.T) {
 
 // Writes of handlers reach pg_stat_user_tables while the channel stays open.
 // claim: extension.statistics-while-open
+// claim: extension.statistics-idle
 func TestIsolationStatisticsWhileOpen(t *testing.T) {
 	needEnv(t)
 	isolationHandlers(t)
@@ -253,10 +340,11 @@ func TestIsolationCancelIdleAndDuringHandler(t *testing.T) {
 	if got := primarySQL(t, "SELECT pg_cancel_backend("+pid+")"); got != "t" {
 		t.Fatalf("pg_cancel_backend: %s", got)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(env.Log("primary"), "ignored a cancel request while idle") == seen && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	// The server log says the cancel was ignored; the bound is generous (the
+	// line comes as soon as the backend handles the interrupt).
+	waitFor(t, 30*time.Second, "the server log line about the ignored cancel", func() bool {
+		return strings.Count(env.Log("primary"), "ignored a cancel request while idle") > seen
+	})
 	wantOK(t, ch.call(protocol.OpPing, 2, nil), "ping after a cancel while idle")
 
 	ch.send(protocol.AppendRequest(nil, opIsoHold, 3, []byte("30")))
@@ -311,6 +399,112 @@ func TestIsolationHandlerCacheFollowsChanges(t *testing.T) {
 	ch.finish()
 }
 
+// The handler cache follows changes to the function (a new body, a new
+// owner, a rename, a drop and re-create), to the owner's role (losing
+// superuser) and to the function's schema (a rename): each is seen at the
+// next call of a channel opened before it. The owner policy refuses a
+// function of a plain role at registration with 42501, and a later ALTER
+// FUNCTION ... OWNER TO at the next call, naming the handler and the owner.
+// A cached registry costs no query per call: the registry table is scanned
+// when the channel loads it (first call, after a change), never by the
+// calls in between.
+// claim: extension.owner-policy
+// claim: extension.handler-cache
+func TestIsolationHandlerCacheFollowsFunctionRoleSchema(t *testing.T) {
+	needEnv(t)
+	isolationHandlers(t)
+	primarySQL(t, `DROP SCHEMA IF EXISTS iso_cache CASCADE; DROP SCHEMA IF EXISTS iso_cache2 CASCADE;
+DROP ROLE IF EXISTS iso_su; CREATE ROLE iso_su SUPERUSER;
+CREATE SCHEMA iso_cache; GRANT USAGE ON SCHEMA iso_cache TO standbyd_repl;
+CREATE FUNCTION iso_cache.f(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$ BEGIN RETURN 'v1'::bytea; END $$;
+ALTER FUNCTION iso_cache.f(bytea) OWNER TO iso_su;
+CREATE FUNCTION iso_cache.scans(b bytea) RETURNS bytea LANGUAGE sql AS $$
+  SELECT (pg_stat_get_xact_numscans('standbyd.handlers'::regclass) + coalesce((SELECT sum(pg_stat_get_xact_numscans(indexrelid))
+    FROM pg_index WHERE indrelid = 'standbyd.handlers'::regclass), 0))::text::bytea $$;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA iso_cache TO standbyd_repl;
+SELECT standbyd.register_handler(320, 'iso_cache', 'iso_cache.f(bytea)');
+SELECT standbyd.register_handler(321, 'iso_scans', 'iso_cache.scans(bytea)')`)
+	t.Cleanup(func() {
+		_, _ = env.PrimarySQL(context.Background(), `SELECT standbyd.unregister_handler(320); SELECT standbyd.unregister_handler(321);
+DROP SCHEMA IF EXISTS iso_cache CASCADE; DROP SCHEMA IF EXISTS iso_cache2 CASCADE; DROP ROLE IF EXISTS iso_su`)
+	})
+	// At registration: a function of a plain role is refused with 42501.
+	_, err := superuser(t, "primary", "").Exec(ctxT(t, 10*time.Second), "SELECT standbyd.register_handler(322, 'iso_refused', 'iso.owned(bytea)')").ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42501" || !strings.Contains(pe.Message, `owned by role "iso_plain"`) {
+		t.Fatalf("registering a function of a plain role: %v, want 42501 naming iso_plain", err)
+	}
+
+	ch := enter(t, superuser(t, "primary", "user=standbyd_repl"))
+	id := uint32(0)
+	want := func(what, out string) {
+		t.Helper()
+		id++
+		if got := string(wantOK(t, ch.call(320, id, nil), what)); got != out {
+			t.Fatalf("%s: %q, want %q", what, got, out)
+		}
+	}
+	wantErr := func(what, sqlstate, msg string) {
+		t.Helper()
+		id++
+		r := ch.call(320, id, nil)
+		var se *protocol.ServerError
+		if !errors.As(r.Err(), &se) || se.SQLState != sqlstate || !strings.Contains(se.Message, msg) {
+			t.Fatalf("%s: %v, want %s containing %q", what, r.Err(), sqlstate, msg)
+		}
+	}
+	want("first call", "v1")
+	primarySQL(t, "CREATE OR REPLACE FUNCTION iso_cache.f(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$ BEGIN RETURN 'v2'::bytea; END $$")
+	want("after CREATE OR REPLACE", "v2")
+	primarySQL(t, "ALTER FUNCTION iso_cache.f(bytea) OWNER TO iso_plain")
+	wantErr("after ALTER FUNCTION OWNER TO a plain role", "42501", `handler "iso_cache" is not run: its function iso_cache.f(bytea) is owned by role "iso_plain"`)
+	primarySQL(t, "ALTER FUNCTION iso_cache.f(bytea) OWNER TO iso_su")
+	want("after ALTER FUNCTION OWNER TO a superuser", "v2")
+	primarySQL(t, "ALTER ROLE iso_su NOSUPERUSER")
+	wantErr("after the owner lost superuser", "42501", `owned by role "iso_su"`)
+	primarySQL(t, "ALTER ROLE iso_su SUPERUSER")
+	want("after the owner is superuser again", "v2")
+	primarySQL(t, "ALTER FUNCTION iso_cache.f(bytea) RENAME TO g")
+	wantErr("after renaming the function", "42883", "function iso_cache.f(bytea) registered for handler")
+	primarySQL(t, "ALTER FUNCTION iso_cache.g(bytea) RENAME TO f")
+	want("after renaming it back", "v2")
+	primarySQL(t, "ALTER SCHEMA iso_cache RENAME TO iso_cache2")
+	wantErr("after renaming the schema", "42883", "function iso_cache.f(bytea) registered for handler")
+	primarySQL(t, "ALTER SCHEMA iso_cache2 RENAME TO iso_cache")
+	want("after renaming the schema back", "v2")
+	primarySQL(t, `DROP FUNCTION iso_cache.f(bytea);
+CREATE FUNCTION iso_cache.f(b bytea) RETURNS bytea LANGUAGE plpgsql AS $$ BEGIN RETURN 'v3'::bytea; END $$;
+ALTER FUNCTION iso_cache.f(bytea) OWNER TO iso_su; GRANT EXECUTE ON FUNCTION iso_cache.f(bytea) TO standbyd_repl`)
+	want("after DROP and CREATE", "v3")
+
+	// The backend's scan counts of standbyd.handlers (and its indexes) not
+	// yet sent to the statistics: they only grow between two sends (at most
+	// one a second), so calls back to back that do not read the registry
+	// show the same count, or a smaller one after a send.
+	scans := func() int {
+		id++
+		n, err := strconv.Atoi(string(wantOK(t, ch.call(321, id, nil), "scans")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	primarySQL(t, "SELECT standbyd.register_handler(320, 'iso_cache', 'iso_cache.f(bytea)')") // a change: read again
+	if n := scans(); n < 1 {
+		t.Fatalf("the call after a registry change shows %d scans of standbyd.handlers: the count does not see the registry being read", n)
+	}
+	prev := scans()
+	for i := 0; i < 20; i++ {
+		want("a cached call", "v3")
+		n := scans()
+		if n > prev {
+			t.Fatalf("standbyd.handlers scanned %d more times by cached calls (call %d)", n-prev, i)
+		}
+		prev = n
+	}
+	ch.finish()
+}
+
 // page needs superuser: pg_read_all_data is not enough (it would show dead
 // tuples and rows hidden by row-level security). A missing fork is a clear
 // error.
@@ -344,6 +538,7 @@ GRANT EXECUTE ON PROCEDURE standbyd.serve() TO iso_reader`)
 // claim: extension.recovery-conflict
 // claim: extension.client-stops-reading
 // claim: protocol.transactions
+// claim: extension.settings-table
 func TestIsolationOwnServer(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})
@@ -408,13 +603,20 @@ func TestIsolationOwnServer(t *testing.T) {
 				}
 			}
 		}()
+		// A generous bound (the timeout is 1 s) for a loaded machine.
 		gone := pollSQL(t, e, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid, "0", 60*time.Second)
 		if gone != "0" {
 			t.Fatalf("the backend of a client that stopped reading is still there")
 		}
 		<-done
-		if !strings.Contains(e.Log("primary"), "the client read no reply") {
-			t.Fatal("the server log does not say why the channel ended")
+		// The log names the configured timeout (1s): the time without
+		// progress after which the channel was dropped.
+		said := false
+		for _, l := range strings.Split(e.Log("primary"), "\n") {
+			said = said || strings.Contains(l, "["+pid+"]") && strings.Contains(l, "terminating standbyd channel: the client read no reply for 1000 ms")
+		}
+		if !said {
+			t.Fatal("the server log does not say why the channel ended, with the timeout of 1000 ms")
 		}
 	})
 
@@ -435,6 +637,12 @@ SELECT standbyd.register_handler(311, 'iso_big', 'iso.big(bytea)')`); err != nil
 		// Committed before the reply is written: then the backend is stuck.
 		if got := pollSQL(t, e, "SELECT count(*) FROM iso.marks", "1", 30*time.Second); got != "1" {
 			t.Fatalf("the request did not run: %q", got)
+		}
+		// idle_timeout 0 turns it off: 3 s later the stuck backend is still
+		// there (at 1 s the previous subtest's was ended).
+		time.Sleep(3 * time.Second)
+		if n := pollSQL(t, e, "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid, "1", 10*time.Second); n != "1" {
+			t.Fatal("with standbyd.idle_timeout = 0 the backend of a client that stopped reading was ended")
 		}
 		if _, err := e.PrimarySQL(ctx, "SELECT pg_terminate_backend("+pid+")"); err != nil {
 			t.Fatal(err)
@@ -530,8 +738,10 @@ func TestIsolationSQLHandlerPlannedOnce(t *testing.T) {
 }
 
 // Text in frames is UTF-8 whatever the database encoding: a handler's error
-// message and a setting's value from a LATIN1 database.
+// message and a setting's value from a LATIN1 database (set for the
+// database: ALTER DATABASE ... SET).
 // claim: protocol.conventions
+// claim: extension.setting-privilege
 func TestIsolationTextIsUTF8(t *testing.T) {
 	needEnv(t)
 	primarySQL(t, "DROP DATABASE IF EXISTS iso_latin1")
@@ -557,7 +767,8 @@ SELECT standbyd.register_handler(300, 'fails', 'public.fails(bytea)');`).ReadAll
 }
 
 // With transaction_timeout (PostgreSQL 17+) set for the channel's session,
-// an idle channel lives on: it is outside any transaction between requests.
+// an idle channel lives on: it is outside any transaction between requests;
+// a call that outlives it ends the session with FATAL 25P04.
 // claim: extension.transaction-timeout
 func TestIsolationTransactionTimeoutSparesIdleChannel(t *testing.T) {
 	needEnv(t)
@@ -579,7 +790,57 @@ func TestIsolationTransactionTimeoutSparesIdleChannel(t *testing.T) {
 	wantOK(t, ch.call(opIsoEcho, 2, []byte("b")), "a SQL request after idling")
 	time.Sleep(time.Second)
 	wantOK(t, ch.call(protocol.OpPing, 3, nil), "ping after idling")
+	// A handler that sleeps 5 s, ten times the timeout's 300 ms, is in its
+	// call's transaction: the timeout fires and ends the session.
+	ch.send(protocol.AppendRequest(nil, opIsoHold, 4, []byte("5")))
+	for {
+		msg, err := pc.ReceiveMessage(ctxT(t, 30*time.Second))
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			if pe.Severity != "FATAL" || pe.Code != "25P04" {
+				t.Fatalf("a call outliving transaction_timeout: %s %s %s, want FATAL 25P04", pe.Severity, pe.Code, pe.Message)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("a call outliving transaction_timeout: %v, want FATAL 25P04", err)
+		}
+		if d, ok := msg.(*pgproto3.CopyData); ok {
+			t.Fatalf("a call outliving transaction_timeout got a reply % x, want FATAL 25P04", d.Data)
+		}
+	}
+}
+
+// idle_session_timeout and idle_in_transaction_session_timeout never fire
+// on an idle channel (its backend is active): with both at 300 ms for the
+// channel's session it lives through idling several times that long. The
+// same options end an ordinary idle session, so they are in effect.
+// claim: extension.idle-timeout
+func TestIsolationIdleSessionTimeoutsNeverFire(t *testing.T) {
+	needEnv(t)
+	const opts = "options='-c idle_session_timeout=300 -c idle_in_transaction_session_timeout=300'"
+	plain := superuser(t, "primary", opts)
+	pc := superuser(t, "primary", opts)
+	if got := func() string {
+		r, err := pc.Exec(ctxT(t, 10*time.Second), "SELECT current_setting('idle_session_timeout') || ' ' || current_setting('idle_in_transaction_session_timeout')").ReadAll()
+		if err != nil || len(r) != 1 || len(r[0].Rows) != 1 {
+			t.Fatalf("reading the timeouts: %v", err)
+		}
+		return string(r[0].Rows[0][0])
+	}(); got != "300ms 300ms" {
+		t.Fatalf("the channel session's timeouts are %q, want 300ms 300ms", got)
+	}
+	ch := enter(t, pc)
+	wantOK(t, ch.call(protocol.OpPing, 1, nil), "ping")
+	time.Sleep(1500 * time.Millisecond)
+	wantOK(t, ch.call(protocol.OpPing, 2, nil), "ping after idling 1.5 s")
+	time.Sleep(1500 * time.Millisecond)
+	wantOK(t, ch.call(protocol.OpSetting, 3, []byte("idle_session_timeout")), "setting after idling again")
 	ch.finish()
+	// The control: the ordinary session idled as long and was ended.
+	if _, err := plain.Exec(ctxT(t, 10*time.Second), "SELECT 1").ReadAll(); err == nil {
+		t.Fatal("an ordinary session with the same options survived 3 s idle: the timeouts were not in effect")
+	}
 }
 
 // page takes any relation name SQL can write: two quoted identifiers of 63

@@ -46,7 +46,7 @@ DROP SCHEMA IF EXISTS sqlcall CASCADE;
 CREATE SCHEMA sqlcall;
 GRANT USAGE ON SCHEMA sqlcall TO standbyd_repl, sqlcall_user, sqlcall_nocall;
 GRANT USAGE ON SCHEMA standbyd TO sqlcall_user, sqlcall_nocall;
-CREATE TABLE sqlcall.t(v text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE TABLE sqlcall.t(v text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp(), who name NOT NULL DEFAULT current_user);
 GRANT INSERT, SELECT ON sqlcall.t TO standbyd_repl;
 GRANT SELECT ON sqlcall.t TO sqlcall_user;
 CREATE FUNCTION sqlcall.write(b bytea) RETURNS bytea LANGUAGE plpgsql AS $f$

@@ -168,6 +168,7 @@ func TestSQLCallHandlerErrorKeepsFields(t *testing.T) {
 // statement_timeout bounds a call on a sleeping handler: 57014 well within
 // the bound, the same backend goes on and its next call works.
 // claim: sqlcall.statement-timeout
+// claim: extension.call-interrupts
 func TestSQLCallStatementTimeout(t *testing.T) {
 	needEnv(t)
 	sqlcallDaemon(t, env)
@@ -197,6 +198,7 @@ func TestSQLCallStatementTimeout(t *testing.T) {
 // handler's late reply.
 // claim: sqlcall.cancel
 // claim: sqlcall.caller-gone
+// claim: extension.call-interrupts
 func TestSQLCallCancel(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
@@ -214,7 +216,9 @@ func TestSQLCallCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the call did not end within 10 s of pg_cancel_backend")
 	}
-	wantSQLState(t, r.err, "57014")
+	if pe := wantSQLState(t, r.err, "57014"); !strings.Contains(pe.Where, "outcome") {
+		t.Fatalf("the cancelled call's error does not say the outcome on the primary is unknown: %+v", pe)
+	}
 	t.Logf("cancelled after %s", time.Since(start).Round(time.Millisecond))
 	// The backend closed its connection to the daemon (so the daemon knows
 	// the caller has gone) and opens a new one for its next call.
@@ -230,6 +234,7 @@ func TestSQLCallCancel(t *testing.T) {
 // at once; a new session's call works; the daemon drops the late reply.
 // claim: sqlcall.terminate
 // claim: sqlcall.caller-gone
+// claim: extension.call-interrupts
 func TestSQLCallTerminate(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
@@ -262,6 +267,7 @@ func TestSQLCallTerminate(t *testing.T) {
 // backend waiting on any socket does) instead of waiting for the handler
 // on the primary to end.
 // claim: sqlcall.postmaster-death
+// claim: extension.call-interrupts
 func TestSQLCallPostmasterDeath(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})
@@ -300,6 +306,7 @@ func TestSQLCallPostmasterDeath(t *testing.T) {
 // The daemon down: 08001 naming the socket, nothing sent; once it is back
 // the same backend's next call works.
 // claim: sqlcall.daemon-down
+// claim: extension.call-daemon-unreachable
 func TestSQLCallDaemonDown(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
@@ -324,6 +331,7 @@ func TestSQLCallDaemonDown(t *testing.T) {
 // The daemon restarting between two calls of one backend: the second call
 // finds the old connection dead and reconnects.
 // claim: sqlcall.reconnect
+// claim: extension.call-connection
 func TestSQLCallDaemonRestart(t *testing.T) {
 	needEnv(t)
 	d := sqlcallDaemon(t, env)
@@ -406,6 +414,7 @@ func TestSQLCallChannelLostMidCall(t *testing.T) {
 // claim: sqlcall.forbidden
 // claim: sqlcall.null-argument
 // claim: sqlcall.socket-superuser
+// claim: extension.call-declaration
 func TestSQLCallPrivileges(t *testing.T) {
 	needEnv(t)
 	sqlcallDaemon(t, env)
@@ -673,7 +682,8 @@ func TestSQLCallNoLeak(t *testing.T) {
 	}
 }
 
-// On the primary the function refuses (55000) and says what to do instead.
+// On the primary the function refuses (55000) and says what to do instead:
+// the hint names the handler function to call directly.
 // claim: sqlcall.on-primary
 func TestSQLCallOnPrimary(t *testing.T) {
 	needEnv(t)
@@ -681,7 +691,21 @@ func TestSQLCallOnPrimary(t *testing.T) {
 	p := sqlConnect(t, env, "primary", scUser)
 	_, err := p.call(ctxT(t, 30*time.Second), scEcho, []byte("x"), false)
 	pe := wantSQLState(t, err, "55000")
-	if !strings.Contains(pe.Message, "standby") || pe.Hint == "" {
+	if !strings.Contains(pe.Message, "runs on a standby") || !strings.Contains(pe.Hint, "sqlcall.echo(bytea)") {
 		t.Fatalf("refusal on the primary: %+v", pe)
+	}
+}
+
+// On the primary the handler runs as the daemon's channel role, never as
+// the standby caller: the row a call by sqlcall_user writes was inserted by
+// standbyd_repl.
+// claim: sqlcall.runs-as-channel-role
+func TestSQLCallRunsAsTheChannelRole(t *testing.T) {
+	needEnv(t)
+	sqlcallDaemon(t, env)
+	s := sqlConnect(t, env, "standby", scUser)
+	s.mustCall(scWrite, []byte("who wrote this"), false, "written:who wrote this")
+	if who, err := env.PrimarySQL(ctxT(t, 10*time.Second), "SELECT string_agg(who, ',') FROM sqlcall.t WHERE v = 'who wrote this'"); err != nil || who != "standbyd_repl" {
+		t.Fatalf("the handler's row was written by %q (%v), want the channel role standbyd_repl", who, err)
 	}
 }

@@ -351,3 +351,45 @@ func TestPgUpgradeWithHandlerRegistered(t *testing.T) {
 	}
 	ch.finish()
 }
+
+// The update from 1.1 to 1.2 names each handler's function: a row whose
+// function was dropped cannot be named and is removed with a WARNING; a row
+// whose function fails the owner policy is kept, with a WARNING.
+// claim: extension.update-12-rows
+func TestUpdate11To12DropsAndWarns(t *testing.T) {
+	needEnv(t)
+	primarySQL(t, "DROP ROLE IF EXISTS e2e_plain_owner12; CREATE ROLE e2e_plain_owner12")
+	t.Cleanup(func() { _, _ = env.PrimarySQL(context.Background(), "DROP ROLE IF EXISTS e2e_plain_owner12") })
+	freshDB(t, "update12_e2e")
+	var notices []string
+	cfg, err := pgconn.ParseConfig("host=" + env.SocketDir + " port=" + strconv.Itoa(env.PrimaryPort) + " user=postgres dbname=update12_e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Severity+": "+n.Message) }
+	pc, err := pgconn.ConnectConfig(ctxT(t, 10*time.Second), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close(context.Background()) })
+	sqlOn(t, pc, `CREATE EXTENSION standbyd VERSION '1.1';
+CREATE SCHEMA app;
+CREATE FUNCTION app.kept(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT b $$;
+CREATE FUNCTION app.gone(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT b $$;
+CREATE FUNCTION app.plain(b bytea) RETURNS bytea LANGUAGE sql AS $$ SELECT b $$;
+ALTER FUNCTION app.plain(bytea) OWNER TO e2e_plain_owner12;
+SELECT standbyd.register_handler(300, 'kept', 'app.kept(bytea)');
+SELECT standbyd.register_handler(301, 'gone', 'app.gone(bytea)');
+SELECT standbyd.register_handler(302, 'plain', 'app.plain(bytea)');
+DROP FUNCTION app.gone(bytea)`)
+	notices = nil
+	sqlOn(t, pc, "ALTER EXTENSION standbyd UPDATE TO '1.2'")
+	if got := sqlOn(t, pc, "SELECT string_agg(op || '=' || handler, ',' ORDER BY op) FROM standbyd.handlers"); got != "300=app.kept,302=app.plain" {
+		t.Fatalf("registry after the update: %s", got)
+	}
+	all := strings.Join(notices, "\n")
+	if !strings.Contains(all, `WARNING: standbyd: handler "gone" (op 301) removed: its function no longer exists`) ||
+		!strings.Contains(all, `WARNING: standbyd: handler "plain" (op 302) will be refused with 42501`) || strings.Contains(all, `"kept"`) {
+		t.Fatalf("the update's warnings:\n%s", all)
+	}
+}
