@@ -385,7 +385,20 @@ func TestFastPathShutdownAnswersInFlight(t *testing.T) {
 	<-g.arrived
 	stopped := make(chan error, 1)
 	go func() { stopped <- srv.Shutdown(context.Background()) }()
-	time.Sleep(50 * time.Millisecond) // let Shutdown reach the connection
+	// Shutdown has begun once the socket takes no new connection: only
+	// then is the call in flight released.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nc, err := net.Dial("unix", cfg.Socket)
+		if err != nil {
+			break
+		}
+		nc.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the socket still takes connections 10s after Shutdown")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	close(g.release)
 	if h, body := readFrame(t, c); h.ID != 1 || string(body) != "wait" {
 		t.Fatalf("in flight at shutdown: %+v %q", h, body)
