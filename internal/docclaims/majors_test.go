@@ -203,3 +203,131 @@ func TestReadmeUnbuiltMajorsAreNotBuilt(t *testing.T) {
 		t.Errorf("debian/pgversions is %q, want 15+ (13 and 14 excluded)", pgv)
 	}
 }
+
+// majorsE2E maps each item of docs/extension.md's list of the end-to-end
+// tests run on every major to the alternatives of scripts/majors.sh's
+// E2E_TESTS that run it.
+var majorsE2E = map[string][]string{
+	"hello and ping":                                        {"TestExtensionHelloAndPing"},
+	"the contexts `serve()` refuses":                        {"TestExtensionRefusesWrongContexts"},
+	"N and a handler through the daemon":                    {"TestCallNThroughDaemon", "TestHandlersThroughDaemon"},
+	"hostile frames":                                        {"TestHostileFrames"},
+	"no xmin or lock held while idle":                       {"TestIdleChannelHoldsNoXmin"},
+	"the idle wait event":                                   {"TestIdleChannelWaitEvent"},
+	"large buffers released after a request":                {"TestLargeBuffersReleasedAfterTheRequest"},
+	"the `pg_basebackup -R` conninfo":                       {"TestBasebackupConninfoHasTheHardKeywords"},
+	"the test clusters (a primary and a streaming standby)": {"TestPrimaryAndStreamingStandby"},
+	"the isolation tests":                                   {"TestIsolation.*"},
+	"registry changes reaching an open channel, and a registry still at 1.1":         {"TestRegistryChangesReachAnOpenChannel", "TestHandlerWithRegistryAt11"},
+	"`pg_upgrade`, dump and restore, and extension updates with handlers registered": {"TestPgUpgradeWithHandlerRegistered", "TestDumpAndRestoreKeepHandlers", "TestUpdate10To11To12WithHandler"},
+	"the control file's fields against `pg_controldata`":                             {"TestControlFileMatchesControldata"},
+	"a promotion and a `pg_rewind` rejoin with the daemon":                           {"TestFailoverPromotionWithOldPrimaryAlive", "TestFailoverRewindAndRejoin"},
+	"pipelining and the goodbye frame":                                               {"TestPipelineExtensionOrderAndGoodbye", "TestPipelineEightCallersOneSession"},
+	"version 3's detail and hint reaching callers, and version 2's message alone":    {"TestProtocolV3DetailAndHintReachCallers", "TestProtocolV2ChannelGivesMessageOnly"},
+	"a fast-path caller gone with requests in flight":                                {"TestFastPathCallerGoneWithRequestsInFlight"},
+	"`standbyd.call()` from a standby":                                               {"TestStandbySQLCallsAreAttributed", "TestSQLCall.*"},
+}
+
+// testFuncs lists the test functions declared in the _test.go files of the
+// given directories.
+func testFuncs(t *testing.T, root string, dirs ...string) []string {
+	t.Helper()
+	var names []string
+	re := regexp.MustCompile(`(?m)^func (Test\w+)\(t \*testing\.T\)`)
+	for _, dir := range dirs {
+		files, err := filepath.Glob(filepath.Join(root, dir, "*_test.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("%s: no test files (%v)", dir, err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+				names = append(names, m[1])
+			}
+		}
+	}
+	return names
+}
+
+// docs/extension.md's list of the end-to-end tests run on every major is
+// scripts/majors.sh's E2E_TESTS, both ways: each item of the list is run
+// by alternatives of E2E_TESTS, every alternative belongs to an item (the
+// doc says the list is complete), and each alternative names test
+// functions that exist in the packages the script tests (an exact name, or
+// a pattern matching at least one). The mapping of item to tests is
+// majorsE2E above: an item added to the doc or a test added to E2E_TESTS
+// without updating it fails here.
+// claim: extension.majors-e2e-list
+func TestExtensionDocE2EListIsMajorsE2ETests(t *testing.T) {
+	root := repoRoot(t)
+	doc, err := os.ReadFile(filepath.Join(root, "docs/extension.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)tests of the `E2E_TESTS` list in `scripts/majors.sh`, which are, all of\\s+them: (.*?)\\. <!-- claim: extension.majors-e2e-list -->").FindSubmatch(doc)
+	if m == nil {
+		t.Fatal("docs/extension.md: no complete list of the E2E_TESTS")
+	}
+	items := map[string]bool{}
+	for _, it := range strings.Split(strings.Join(strings.Fields(string(m[1])), " "), "; ") {
+		items[it] = true
+		if _, ok := majorsE2E[it]; !ok {
+			t.Errorf("docs/extension.md lists %q, which majorsE2E does not map to tests", it)
+		}
+	}
+	for it := range majorsE2E {
+		if !items[it] {
+			t.Errorf("majorsE2E maps %q, which docs/extension.md does not list", it)
+		}
+	}
+
+	b, err := os.ReadFile(filepath.Join(root, "scripts/majors.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := string(b)
+	e2e := regexp.MustCompile(`(?m)^E2E_TESTS='(\^\(([^)]*)\)\$)'`).FindStringSubmatch(script)
+	if e2e == nil {
+		t.Fatal("scripts/majors.sh: no E2E_TESTS")
+	}
+	// The packages the script runs E2E_TESTS in.
+	if !strings.Contains(script, `-run "$E2E_TESTS" ./test/e2e ./internal/testcluster`) {
+		t.Fatal("scripts/majors.sh no longer runs E2E_TESTS in ./test/e2e ./internal/testcluster")
+	}
+	run := regexp.MustCompile(e2e[1])
+	alts := map[string]bool{}
+	for _, a := range strings.Split(e2e[2], "|") {
+		alts[a] = true
+	}
+	funcs := testFuncs(t, root, "test/e2e", "internal/testcluster")
+	mapped := map[string]bool{}
+	for it, tests := range majorsE2E {
+		for _, a := range tests {
+			mapped[a] = true
+			if !alts[a] {
+				t.Errorf("docs/extension.md lists %q (%s), not in scripts/majors.sh's E2E_TESTS", it, a)
+			}
+			one := regexp.MustCompile("^(" + a + ")$")
+			n := 0
+			for _, f := range funcs {
+				if one.MatchString(f) {
+					n++
+					if !run.MatchString(f) {
+						t.Errorf("%s (for %q) is not matched by E2E_TESTS", f, it)
+					}
+				}
+			}
+			if n == 0 {
+				t.Errorf("%s (for %q): no such test function in test/e2e or internal/testcluster", a, it)
+			}
+		}
+	}
+	for a := range alts {
+		if !mapped[a] {
+			t.Errorf("scripts/majors.sh's E2E_TESTS runs %s, which docs/extension.md's list does not name", a)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/standbyd/standbyd/internal/conninfo"
 	"github.com/standbyd/standbyd/internal/pgconf"
 	"github.com/standbyd/standbyd/internal/protocol"
+	"github.com/standbyd/standbyd/internal/testcluster"
 )
 
 // Registered handlers used by the tests (op codes 256-263).
@@ -400,5 +401,115 @@ func TestSettingWALAndPageBuiltins(t *testing.T) {
 	wantServerError(t, err, "42P01", "no_such_table")
 	if _, err := sess.Call(ctx, protocol.OpPing, nil); err != nil {
 		t.Fatalf("after page errors: %v", err)
+	}
+}
+
+// The wal reply's fields are the server's own positions: on a primary the
+// insert, write and flush LSNs lie between pg_current_wal_insert_lsn(),
+// pg_current_wal_lsn() and pg_current_wal_flush_lsn() read just before and
+// just after; on a standby the received and replayed LSNs lie between
+// pg_last_wal_receive_lsn() and pg_last_wal_replay_lsn() before and after,
+// and the commit time between pg_last_xact_replay_timestamp() before and
+// after. The timeline is checked on timeline 2 (a promoted standby, and a
+// standby that follows it), so that a timeline stuck at 1 would show.
+// claim: protocol.wal-reply-layout
+func TestWALReplyFieldsMatchTheServer(t *testing.T) {
+	needEnv(t)
+	e := testcluster.New(t, testcluster.Options{Standby: true})
+	ctx := ctxT(t, 3*time.Minute)
+	port2, err := e.AddStandby(ctx, "standby2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	promote(t, e, "standby")
+	repoint(t, e, "standby2", e.StandbyPort)
+	if !pollFor(60*time.Second, func() bool { return receivedTimeline(e, "standby2") == "2" }) {
+		t.Fatalf("standby2 did not follow timeline 2 (received %q)", receivedTimeline(e, "standby2"))
+	}
+	sql := func(server, q string) []string {
+		t.Helper()
+		out, err := e.SQL(ctx, server, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Split(out, "|")
+	}
+	lsns := func(fields []string) []protocol.LSN {
+		t.Helper()
+		var out []protocol.LSN
+		for _, f := range fields {
+			l, err := protocol.ParseLSN(f)
+			if err != nil {
+				t.Fatalf("%q: %v", f, err)
+			}
+			out = append(out, l)
+		}
+		return out
+	}
+	between := func(name string, lo, got, hi protocol.LSN) {
+		t.Helper()
+		if got == 0 || got < lo || got > hi {
+			t.Errorf("%s %s, want between %s and %s", name, got, lo, hi)
+		}
+	}
+	wal := func(port int) protocol.WALReport {
+		t.Helper()
+		pc, err := pgconn.Connect(ctx, "host="+e.SocketDir+" port="+strconv.Itoa(port)+" user=postgres dbname=postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close(context.Background())
+		ch := enter(t, pc)
+		r := ch.call(protocol.OpWAL, 1, nil)
+		w, err := protocol.ParseWALReport(r.Payload)
+		if r.Err() != nil || err != nil || len(r.Payload) != 53 {
+			t.Fatalf("wal: %d bytes, %v %v", len(r.Payload), r.Err(), err)
+		}
+		ch.finish()
+		return w
+	}
+
+	// The promoted standby, a primary on timeline 2, with WAL moving.
+	sql("standby", "CREATE TABLE walt(x int); INSERT INTO walt VALUES (1)")
+	const primaryPos = "SELECT pg_current_wal_insert_lsn() || '|' || pg_current_wal_lsn() || '|' || pg_current_wal_flush_lsn()"
+	before := lsns(sql("standby", primaryPos))
+	w := wal(e.StandbyPort)
+	after := lsns(sql("standby", primaryPos))
+	if w.InRecovery || w.Timeline != 2 {
+		t.Errorf("primary: in recovery %v, timeline %d; want false, 2", w.InRecovery, w.Timeline)
+	}
+	between("primary: insert LSN", before[0], w.Insert, after[0])
+	between("primary: write LSN", before[1], w.Write, after[1])
+	between("primary: flush LSN", before[2], w.Flush, after[2])
+	if w.Received != 0 || w.Replayed != 0 || !w.LastReplayedCommit.IsZero() {
+		t.Errorf("primary: received %s, replayed %s, commit time %v; want zeros", w.Received, w.Replayed, w.LastReplayedCommit)
+	}
+
+	// standby2, replaying timeline 2, once it has replayed a commit.
+	sql("standby", "INSERT INTO walt VALUES (2)")
+	target := sql("standby", "SELECT pg_current_wal_lsn()")[0]
+	if !pollFor(60*time.Second, func() bool {
+		v, _ := e.SQL(ctx, "standby2", "SELECT pg_last_wal_replay_lsn() >= '"+target+"'::pg_lsn AND pg_last_xact_replay_timestamp() IS NOT NULL")
+		return v == "t"
+	}) {
+		t.Fatal("standby2 did not replay the commit")
+	}
+	const standbyPos = "SELECT pg_last_wal_receive_lsn() || '|' || pg_last_wal_replay_lsn() || '|' || (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000000)::bigint"
+	b := sql("standby2", standbyPos)
+	w = wal(port2)
+	a := sql("standby2", standbyPos)
+	if !w.InRecovery || w.Timeline != 2 {
+		t.Errorf("standby: in recovery %v, timeline %d; want true, 2", w.InRecovery, w.Timeline)
+	}
+	lb, la := lsns(b[:2]), lsns(a[:2])
+	between("standby: received LSN", lb[0], w.Received, la[0])
+	between("standby: replayed LSN", lb[1], w.Replayed, la[1])
+	tb, _ := strconv.ParseInt(b[2], 10, 64)
+	ta, _ := strconv.ParseInt(a[2], 10, 64)
+	if got := w.LastReplayedCommit.UnixMicro(); w.LastReplayedCommit.IsZero() || got < tb || got > ta {
+		t.Errorf("standby: commit time %d us, want between pg_last_xact_replay_timestamp() %d and %d", got, tb, ta)
+	}
+	if w.Insert != 0 || w.Write != 0 || w.Flush != 0 {
+		t.Errorf("standby: insert %s, write %s, flush %s; want zeros", w.Insert, w.Write, w.Flush)
 	}
 }

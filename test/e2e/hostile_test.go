@@ -446,3 +446,139 @@ func endedByCrash(err error) bool {
 	}
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
+
+// enterV3 enters the channel on pc and says hello offering versions 1 to
+// 3, which the extension takes; then a ping with id 2, so the last request
+// read is 2.
+func enterV3(t *testing.T, pc *pgconn.PgConn) *channel {
+	t.Helper()
+	ch := enter(t, pc)
+	if v := ch.helloVersion(1, 3); v != 3 {
+		t.Fatalf("hello chose version %d, want 3", v)
+	}
+	if r := ch.call(protocol.OpPing, 2, nil); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	return ch
+}
+
+// silentEnd reads what the server sends until the connection ends and
+// fails on any frame: the backend died without a goodbye.
+func silentEnd(t *testing.T, pc *pgconn.PgConn) error {
+	t.Helper()
+	for {
+		msg, err := pc.ReceiveMessage(ctxT(t, 10*time.Second))
+		if err != nil {
+			return err
+		}
+		if m, ok := msg.(*pgproto3.CopyData); ok {
+			t.Fatalf("a frame from a backend that cannot say goodbye: %q", m.Data)
+		}
+	}
+}
+
+// Which ends of a version-3 channel (version 2's goodbye kept) send the
+// goodbye frame before the FATAL, besides pg_terminate_backend
+// (TestPipelineExtensionOrderAndGoodbye): a fast shutdown, the idle timeout
+// and the postmaster's death noticed while the channel waits for a request
+// do, each naming the last request read (the ping, id 2) and the FATAL's
+// SQLSTATE; an immediate shutdown and the crash of another backend do not
+// (the backend gets SIGQUIT and only says a WARNING).
+// claim: protocol.goodbye-when
+// claim: protocol.goodbye
+// claim: protocol.pipeline-death
+func TestGoodbyeOnShutdownIdleTimeoutAndPostmasterDeath(t *testing.T) {
+	needEnv(t)
+	e := testcluster.New(t, testcluster.Options{})
+	ctx := ctxT(t, 4*time.Minute)
+	wantGoodbye := func(t *testing.T, ch *channel, sqlstate, msg string) {
+		t.Helper()
+		g, fatal := ch.ending()
+		if g == nil || g.LastID != 2 || g.SQLState != sqlstate {
+			t.Fatalf("goodbye %+v; want last id 2 (the ping), %s", g, sqlstate)
+		}
+		if fatal.Severity != "FATAL" || fatal.Code != sqlstate || !strings.Contains(fatal.Message, msg) {
+			t.Fatalf("after the goodbye: %v; want FATAL %s naming %q", fatal, sqlstate, msg)
+		}
+		if !strings.HasPrefix(fatal.Message, g.Message) {
+			t.Fatalf("goodbye message %q is not the FATAL's %q", g.Message, fatal.Message)
+		}
+	}
+	restart := func(t *testing.T) { // after a stop, whether the subtest passed or not
+		if err := e.StartServer(ctx, "primary"); err != nil {
+			t.Errorf("starting the primary again: %v", err)
+		}
+	}
+	up := func(t *testing.T) {
+		t.Helper()
+		waitFor(t, 60*time.Second, "the primary to accept connections", func() bool {
+			_, err := e.PrimarySQL(ctx, "SELECT 1")
+			return err == nil
+		})
+	}
+
+	t.Run("stop -m fast", func(t *testing.T) {
+		ch := enterV3(t, connectTo(t, e, ""))
+		if err := e.StopServer(ctx, "primary", "fast"); err != nil {
+			t.Fatal(err)
+		}
+		defer restart(t)
+		wantGoodbye(t, ch, "57P01", "administrator command")
+	})
+
+	t.Run("standbyd.idle_timeout", func(t *testing.T) {
+		admin := connectTo(t, e, "")
+		for _, sql := range []string{"LOAD 'standbyd'", "ALTER SYSTEM SET standbyd.idle_timeout = '1s'", "SELECT pg_reload_conf()"} {
+			if _, err := admin.Exec(ctx, sql).ReadAll(); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+		defer func() {
+			_, _ = e.PrimarySQL(context.Background(), "ALTER SYSTEM RESET standbyd.idle_timeout")
+			_, _ = e.PrimarySQL(context.Background(), "SELECT pg_reload_conf()")
+		}()
+		waitFor(t, 10*time.Second, "standbyd.idle_timeout to reach new sessions", func() bool {
+			v, err := e.PrimarySQL(ctx, "SELECT current_setting('standbyd.idle_timeout', true)")
+			return err == nil && v == "1s"
+		})
+		// 1s: hello and the ping come well within it.
+		ch := enterV3(t, connectTo(t, e, ""))
+		wantGoodbye(t, ch, "57P05", "without a message from the client")
+	})
+
+	t.Run("stop -m immediate", func(t *testing.T) {
+		ch := enterV3(t, connectTo(t, e, ""))
+		if err := e.StopServer(ctx, "primary", "immediate"); err != nil {
+			t.Fatal(err)
+		}
+		defer restart(t)
+		if err := silentEnd(t, ch.pc); !endedByCrash(err) {
+			t.Fatalf("want the connection closed, got %v", err)
+		}
+	})
+
+	t.Run("crash of another backend", func(t *testing.T) {
+		up(t)
+		ch := enterV3(t, connectTo(t, e, ""))
+		other := connectTo(t, e, "")
+		if err := syscallKill(int(other.PID())); err != nil {
+			t.Fatal(err)
+		}
+		if err := silentEnd(t, ch.pc); !endedByCrash(err) {
+			t.Fatalf("want the connection closed or 57P02, got %v", err)
+		}
+	})
+
+	t.Run("postmaster death", func(t *testing.T) {
+		up(t)
+		ch := enterV3(t, connectTo(t, e, ""))
+		pm, err := e.PostmasterPID("primary")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscallKill(pm); err != nil {
+			t.Fatal(err)
+		}
+		wantGoodbye(t, ch, "57P01", "postmaster exited")
+	})
+}

@@ -71,6 +71,7 @@ func terminate(t *testing.T, pid uint32) {
 // claim: protocol.goodbye-layout
 // claim: protocol.pipeline-fifo
 // claim: protocol.goodbye
+// claim: protocol.goodbye-when
 func TestPipelineExtensionOrderAndGoodbye(t *testing.T) {
 	needEnv(t)
 	registerHandlers(t)
