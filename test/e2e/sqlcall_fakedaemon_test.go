@@ -120,12 +120,14 @@ func (f *fakeDaemon) serve(c net.Conn) {
 // so are a connection lost after the request was sent (08007, the context
 // saying the outcome is unknown), a statement_timeout that passes while
 // the daemon has not answered (57014, and the request carried
-// statement_timeout as its deadline, 0 when it is off) and no daemon at
+// statement_timeout as its deadline, 0 when it is off: the deadline the
+// daemon waits for the channel until) and no daemon at
 // the socket's path (08001). The session goes on after each.
 // claim: sqlcall.not-standby
 // claim: sqlcall.bad-request
 // claim: sqlcall.error-table
 // claim: sqlcall.statement-timeout
+// claim: sqlcall.channel-unavailable
 func TestSQLCallFakeDaemonErrorKinds(t *testing.T) {
 	needEnv(t)
 	sqlcallInstall(t, env)
