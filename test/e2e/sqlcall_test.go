@@ -586,15 +586,29 @@ func TestSQLCallSetRole(t *testing.T) {
 }
 
 // A payload larger than a frame can carry is refused (54000) and nothing is
-// sent; the session goes on.
+// sent; the session goes on. The boundary, with the default
+// channel.max_frame_size of 1 MiB: a payload of that less the 12-byte
+// header reaches the handler whole, one byte more is refused by the
+// daemon (54000); a payload too large for even the fast path's frame is
+// refused by the backend itself.
 // claim: sqlcall.payload-too-large
 func TestSQLCallPayloadTooLarge(t *testing.T) {
 	needEnv(t)
 	sqlcallDaemon(t, env)
 	s := sqlConnect(t, env, "standby", scUser)
+	const largest = 1<<20 - 12
+	got, err := s.call(ctxT(t, 60*time.Second), scLen, make([]byte, largest), false)
+	if err != nil || string(got) != strconv.Itoa(largest) {
+		t.Fatalf("a payload of %d bytes: reply %q, error %v; want the handler to see all of it", largest, got, err)
+	}
+	_, err = s.call(ctxT(t, 60*time.Second), scLen, make([]byte, largest+1), false)
+	pe := wantSQLState(t, err, "54000")
+	if !strings.Contains(pe.Detail, strconv.Itoa(largest)) {
+		t.Fatalf("one byte over: the detail does not give the limit of %d bytes: %+v", largest, pe)
+	}
 	mark := "too-large-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	big := []byte(mark + strings.Repeat("x", 1<<20))
-	_, err := s.call(ctxT(t, 60*time.Second), scWrite, big, false)
+	_, err = s.call(ctxT(t, 60*time.Second), scWrite, big, false)
 	wantSQLState(t, err, "54000")
 	if n, err := env.PrimarySQL(ctxT(t, 10*time.Second), "SELECT count(*) FROM sqlcall.t WHERE v LIKE '"+mark+"%'"); err != nil || n != "0" {
 		t.Fatalf("a refused payload reached the primary (%s rows, %v)", n, err)
