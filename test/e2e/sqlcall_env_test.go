@@ -21,7 +21,7 @@ import (
 // on the hot standby calls handlers registered on the primary through the
 // daemon, whose socket the standby's postgresql.conf names (standbyd.socket).
 
-// Handlers of the standbyd.call() tests (op codes 700-705).
+// Handlers of the standbyd.call() tests (op codes 700-706).
 const (
 	scWrite    = "sqlcall_write"    // 700: inserts its payload (text) into sqlcall.t
 	scFail     = "sqlcall_fail"     // 701: raises SC042 with a detail and a hint
@@ -29,6 +29,7 @@ const (
 	scEcho     = "sqlcall_echo"     // 703: 'echo:' || payload
 	scSecret   = "sqlcall_secret"   // 704: the standby role lacks EXECUTE on it
 	scRootOnly = "sqlcall_rootonly" // 705: api.allow lets only root call it
+	scLen      = "sqlcall_len"      // 706: the payload's length in bytes, as text
 	scEchoCode = 703
 
 	scUser   = "sqlcall_user"   // EXECUTE on standbyd.call and on every handler but secret
@@ -62,6 +63,7 @@ END $f$;
 CREATE FUNCTION sqlcall.nap(b bytea) RETURNS bytea LANGUAGE sql AS $f$
   SELECT pg_sleep(convert_from(b, 'UTF8')::float8)::text::bytea || 'slept'::bytea $f$;
 CREATE FUNCTION sqlcall.echo(b bytea) RETURNS bytea LANGUAGE sql AS $f$ SELECT 'echo:'::bytea || b $f$;
+CREATE FUNCTION sqlcall.len(b bytea) RETURNS bytea LANGUAGE sql AS $f$ SELECT length(b)::text::bytea $f$;
 CREATE FUNCTION sqlcall.secret(b bytea) RETURNS bytea LANGUAGE plpgsql AS $f$
 BEGIN
   INSERT INTO sqlcall.t(v) VALUES ('secret:' || convert_from(b, 'UTF8'));
@@ -73,13 +75,13 @@ BEGIN
   RETURN 'rootonly'::bytea;
 END $f$;
 REVOKE ALL ON FUNCTION sqlcall.write(bytea), sqlcall.fail(bytea), sqlcall.nap(bytea), sqlcall.echo(bytea),
-  sqlcall.secret(bytea), sqlcall.rootonly(bytea) FROM PUBLIC;
+  sqlcall.secret(bytea), sqlcall.rootonly(bytea), sqlcall.len(bytea) FROM PUBLIC;
 -- The channel role runs every handler on the primary, secret included: a
 -- refusal on the standby is then the standby's own doing.
 GRANT EXECUTE ON FUNCTION sqlcall.write(bytea), sqlcall.fail(bytea), sqlcall.nap(bytea), sqlcall.echo(bytea),
-  sqlcall.secret(bytea), sqlcall.rootonly(bytea) TO standbyd_repl;
+  sqlcall.secret(bytea), sqlcall.rootonly(bytea), sqlcall.len(bytea) TO standbyd_repl;
 GRANT EXECUTE ON FUNCTION sqlcall.write(bytea), sqlcall.fail(bytea), sqlcall.nap(bytea), sqlcall.echo(bytea),
-  sqlcall.rootonly(bytea) TO sqlcall_user;
+  sqlcall.rootonly(bytea), sqlcall.len(bytea) TO sqlcall_user;
 GRANT EXECUTE ON FUNCTION sqlcall.echo(bytea) TO sqlcall_nocall;
 GRANT EXECUTE ON FUNCTION standbyd.call(text, bytea, boolean), standbyd.call(integer, bytea, boolean) TO sqlcall_user;
 SELECT standbyd.register_handler(700, 'sqlcall_write', 'sqlcall.write(bytea)');
@@ -88,6 +90,7 @@ SELECT standbyd.register_handler(702, 'sqlcall_nap', 'sqlcall.nap(bytea)');
 SELECT standbyd.register_handler(703, 'sqlcall_echo', 'sqlcall.echo(bytea)');
 SELECT standbyd.register_handler(704, 'sqlcall_secret', 'sqlcall.secret(bytea)');
 SELECT standbyd.register_handler(705, 'sqlcall_rootonly', 'sqlcall.rootonly(bytea)');
+SELECT standbyd.register_handler(706, 'sqlcall_len', 'sqlcall.len(bytea)');
 `
 
 var (
@@ -200,7 +203,7 @@ channel:
   socket_group: postgres
   default_call_timeout: %s
 %s  allow:
-    - ops: [sqlcall_write, sqlcall_fail, sqlcall_nap, sqlcall_echo, sqlcall_secret]
+    - ops: [sqlcall_write, sqlcall_fail, sqlcall_nap, sqlcall_echo, sqlcall_secret, sqlcall_len]
       users: [postgres, root]
     - ops: [sqlcall_rootonly]
       users: [root]

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/standbyd/standbyd/internal/testcluster"
 )
@@ -348,15 +351,18 @@ func TestSQLCallDaemonRestart(t *testing.T) {
 	}
 }
 
-// The primary down: a call waits for the channel until its deadline (here
-// the daemon's api.default_call_timeout, statement_timeout being 0), then
+// The primary down: a call waits for the channel until its deadline, then
 // fails with 08006 and sends nothing; when the primary is back, calls work
-// again.
+// again. The deadline is the daemon's api.default_call_timeout (8 s here)
+// when statement_timeout is 0: the call does not end before it. With a
+// statement_timeout of 500 ms the call ends long before those 8 s, with
+// 08006 (the daemon's deadline) or 57014 (the standby's own timer), which
+// of the two passes first.
 // claim: sqlcall.channel-unavailable
 func TestSQLCallPrimaryDown(t *testing.T) {
 	needEnv(t)
 	e := testcluster.New(t, testcluster.Options{Standby: true})
-	d := sqlcallDaemonWith(t, e, sqlcallOptions{callTimeout: "2s"})
+	d := sqlcallDaemonWith(t, e, sqlcallOptions{callTimeout: "8s"})
 	s := sqlConnect(t, e, "standby", scUser)
 	s.mustCall(scEcho, []byte("up"), false, "echo:up")
 	if err := e.StopServer(ctxT(t, 90*time.Second), "primary", "fast"); err != nil {
@@ -367,8 +373,32 @@ func TestSQLCallPrimaryDown(t *testing.T) {
 	}
 	start := time.Now()
 	_, err := s.call(ctxT(t, 30*time.Second), scWrite, []byte("while primary down"), false)
+	took := time.Since(start)
 	pe := wantSQLState(t, err, "08006")
-	t.Logf("primary down: %s after %s", pe.Message, time.Since(start).Round(time.Millisecond))
+	t.Logf("primary down: %s after %s", pe.Message, took.Round(time.Millisecond))
+	// A lower bound only (a slow machine makes it longer, never shorter);
+	// the daemon's deadline is measured from the request's arrival.
+	if took < 7*time.Second {
+		t.Fatalf("the call failed after %s, before api.default_call_timeout's 8 s", took)
+	}
+	s.mustQuery("SET statement_timeout = '500ms'")
+	start = time.Now()
+	_, err = s.call(ctxT(t, 30*time.Second), scWrite, []byte("while primary down"), false)
+	took = time.Since(start)
+	var code string
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) {
+		code = pe.Code
+	}
+	if code != "08006" && code != "57014" {
+		t.Fatalf("statement_timeout 500ms, primary down: %v, want 08006 or 57014", err)
+	}
+	// Generous: 500 ms expected, 8 s (the daemon's default) if
+	// statement_timeout were not the deadline.
+	if took > 6*time.Second {
+		t.Fatalf("statement_timeout 500ms, primary down: %s after %s", code, took)
+	}
+	t.Logf("statement_timeout 500ms, primary down: %s after %s", code, took.Round(time.Millisecond))
+	s.mustQuery("RESET statement_timeout")
 	if err := e.StartServer(ctxT(t, 90*time.Second), "primary"); err != nil {
 		t.Fatal(err)
 	}
@@ -377,6 +407,36 @@ func TestSQLCallPrimaryDown(t *testing.T) {
 	if c := primaryRows(t, e, "while primary down"); c != 0 {
 		t.Fatalf("%d rows of a call refused with 08006 reached the primary", c)
 	}
+}
+
+// channel.fail_fast: with the primary down a call fails at once with
+// 08006, the daemon's message in the detail, instead of waiting for
+// api.default_call_timeout (60 s here).
+// claim: sqlcall.channel-unavailable
+func TestSQLCallPrimaryDownFailFast(t *testing.T) {
+	needEnv(t)
+	e := testcluster.New(t, testcluster.Options{Standby: true})
+	d := sqlcallDaemonWith(t, e, sqlcallOptions{callTimeout: "60s", channel: "  fail_fast: true\n"})
+	s := sqlConnect(t, e, "standby", scUser)
+	s.mustCall(scEcho, []byte("up"), false, "echo:up")
+	if err := e.StopServer(ctxT(t, 90*time.Second), "primary", "fast"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.waitState(false, 20*time.Second); !ok {
+		t.Fatal("the daemon still reports ready 20 s after the primary stopped")
+	}
+	start := time.Now()
+	_, err := s.call(ctxT(t, 90*time.Second), scWrite, []byte("fail fast"), false)
+	took := time.Since(start)
+	pe := wantSQLState(t, err, "08006")
+	// Generous: at once expected, 60 s without fail_fast.
+	if took > 20*time.Second {
+		t.Fatalf("fail_fast: 08006 after %s", took)
+	}
+	if !strings.Contains(pe.Detail, "fail_fast") {
+		t.Fatalf("the detail does not carry the daemon's fail_fast message: %+v", pe)
+	}
+	t.Logf("fail_fast: %s after %s", pe.Detail, took.Round(time.Millisecond))
 }
 
 // The channel lost while the handler runs: the outcome is unknown, 08007.
@@ -526,15 +586,29 @@ func TestSQLCallSetRole(t *testing.T) {
 }
 
 // A payload larger than a frame can carry is refused (54000) and nothing is
-// sent; the session goes on.
+// sent; the session goes on. The boundary, with the default
+// channel.max_frame_size of 1 MiB: a payload of that less the 12-byte
+// header reaches the handler whole, one byte more is refused by the
+// daemon (54000); a payload too large for even the fast path's frame is
+// refused by the backend itself.
 // claim: sqlcall.payload-too-large
 func TestSQLCallPayloadTooLarge(t *testing.T) {
 	needEnv(t)
 	sqlcallDaemon(t, env)
 	s := sqlConnect(t, env, "standby", scUser)
+	const largest = 1<<20 - 12
+	got, err := s.call(ctxT(t, 60*time.Second), scLen, make([]byte, largest), false)
+	if err != nil || string(got) != strconv.Itoa(largest) {
+		t.Fatalf("a payload of %d bytes: reply %q, error %v; want the handler to see all of it", largest, got, err)
+	}
+	_, err = s.call(ctxT(t, 60*time.Second), scLen, make([]byte, largest+1), false)
+	pe := wantSQLState(t, err, "54000")
+	if !strings.Contains(pe.Detail, strconv.Itoa(largest)) {
+		t.Fatalf("one byte over: the detail does not give the limit of %d bytes: %+v", largest, pe)
+	}
 	mark := "too-large-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	big := []byte(mark + strings.Repeat("x", 1<<20))
-	_, err := s.call(ctxT(t, 60*time.Second), scWrite, big, false)
+	_, err = s.call(ctxT(t, 60*time.Second), scWrite, big, false)
 	wantSQLState(t, err, "54000")
 	if n, err := env.PrimarySQL(ctxT(t, 10*time.Second), "SELECT count(*) FROM sqlcall.t WHERE v LIKE '"+mark+"%'"); err != nil || n != "0" {
 		t.Fatalf("a refused payload reached the primary (%s rows, %v)", n, err)
