@@ -222,7 +222,7 @@ var majorsE2E = map[string][]string{
 	"`pg_upgrade`, dump and restore, and extension updates with handlers registered": {"TestPgUpgradeWithHandlerRegistered", "TestDumpAndRestoreKeepHandlers", "TestUpdate10To11To12WithHandler"},
 	"the control file's fields against `pg_controldata`":                             {"TestControlFileMatchesControldata"},
 	"a promotion and a `pg_rewind` rejoin with the daemon":                           {"TestFailoverPromotionWithOldPrimaryAlive", "TestFailoverRewindAndRejoin"},
-	"pipelining and the goodbye frame":                                               {"TestPipelineExtensionOrderAndGoodbye", "TestPipelineEightCallersOneSession"},
+	"pipelining and the goodbye frame":                                               {"TestPipelineExtensionOrderAndGoodbye", "TestPipelineEightCallersOneSession", "TestGoodbyeOnShutdownIdleTimeoutAndPostmasterDeath"},
 	"version 3's detail and hint reaching callers, and version 2's message alone":    {"TestProtocolV3DetailAndHintReachCallers", "TestProtocolV2ChannelGivesMessageOnly"},
 	"a fast-path caller gone with requests in flight":                                {"TestFastPathCallerGoneWithRequestsInFlight"},
 	"`standbyd.call()` from a standby":                                               {"TestStandbySQLCallsAreAttributed", "TestSQLCall.*"},
