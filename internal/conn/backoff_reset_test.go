@@ -1,9 +1,6 @@
 package conn
 
 import (
-	"context"
-	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,16 +19,11 @@ import (
 func TestBackoffResetOnlyAfterHello(t *testing.T) {
 	const failures = 7
 	p := conntest.Start(t)
-	var attempts atomic.Int32
+	dial, attempts := dialFailingFirst(p, failures)
 	core, logs := observer.New(zapcore.DebugLevel)
 	min := 10 * time.Millisecond
 	sup := run(t, SupervisorConfig{
-		Dial: func(ctx context.Context, connected func()) (*Session, error) {
-			if attempts.Add(1) <= failures {
-				return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
-			}
-			return Dial(ctx, DialOptions{Config: p.Config(), ClientName: "test", OnConnected: connected})
-		},
+		Dial: dial,
 		// The heartbeat finds the killed session without a call.
 		HeartbeatInterval: 20 * time.Millisecond, ReplyTimeout: 2 * time.Second, ConnectTimeout: 2 * time.Second,
 		BackoffMin: min, BackoffMax: 10 * time.Second, CloseTimeout: time.Second,

@@ -2,7 +2,9 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,4 +103,19 @@ func ctx5(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// errRefusedDial is the error a dial to a primary that is down gives.
+var errRefusedDial = errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+
+// dialFailingFirst dials p after its first failures attempts fail with
+// errRefusedDial; attempts counts every attempt.
+func dialFailingFirst(p *conntest.Primary, failures int32) (dial func(context.Context, func()) (*Session, error), attempts *atomic.Int32) {
+	attempts = new(atomic.Int32)
+	return func(ctx context.Context, connected func()) (*Session, error) {
+		if attempts.Add(1) <= failures {
+			return nil, errRefusedDial
+		}
+		return Dial(ctx, DialOptions{Config: p.Config(), ClientName: "test", OnConnected: connected})
+	}, attempts
 }

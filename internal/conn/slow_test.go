@@ -103,7 +103,7 @@ func TestFailuresSummarisedInTheLog(t *testing.T) {
 	failing.Store(true)
 	cfg := fastConfig(p)
 	cfg.Logger = zap.New(core)
-	refused := errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+	refused := errRefusedDial
 	cfg.Dial = func(ctx context.Context, connected func()) (*Session, error) {
 		n := attempts.Add(1)
 		switch {
@@ -175,15 +175,10 @@ func TestFailuresSummarisedInTheLog(t *testing.T) {
 func TestNoChannelBackLineAfterOneFailure(t *testing.T) {
 	p := conntest.Start(t)
 	core, logs := observer.New(zapcore.InfoLevel)
-	var attempts atomic.Int32
 	cfg := fastConfig(p)
 	cfg.Logger = zap.New(core)
-	cfg.Dial = func(ctx context.Context, connected func()) (*Session, error) {
-		if attempts.Add(1) == 1 {
-			return nil, errors.New("connection refused")
-		}
-		return Dial(ctx, DialOptions{Config: p.Config(), ClientName: "test", OnConnected: connected})
-	}
+	var attempts *atomic.Int32
+	cfg.Dial, attempts = dialFailingFirst(p, 1)
 	sup := run(t, cfg)
 	waitReady(t, sup)
 	if n := logs.FilterMessage("channel back after failed attempts").Len(); n != 0 || attempts.Load() != 2 {

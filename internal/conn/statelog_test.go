@@ -1,10 +1,7 @@
 package conn
 
 import (
-	"context"
-	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"go.uber.org/zap"
@@ -20,15 +17,9 @@ import (
 func TestEveryStateChangeIsLogged(t *testing.T) {
 	p := conntest.Start(t)
 	core, logs := observer.New(zapcore.InfoLevel)
-	var attempts atomic.Int32
 	cfg := fastConfig(p)
 	cfg.Logger = zap.New(core)
-	cfg.Dial = func(ctx context.Context, connected func()) (*Session, error) {
-		if attempts.Add(1) == 1 {
-			return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
-		}
-		return Dial(ctx, DialOptions{Config: p.Config(), ClientName: "test", OnConnected: connected})
-	}
+	cfg.Dial, _ = dialFailingFirst(p, 1)
 	sup := run(t, cfg)
 	waitReady(t, sup)
 	var got []string
