@@ -31,6 +31,31 @@ func connectTo(t *testing.T, e *testcluster.Env, extra string) *pgconn.PgConn {
 	return pc
 }
 
+// setIdleTimeoutByReload sets standbyd.idle_timeout to v for e's new
+// sessions (ALTER SYSTEM and a reload), waits until a new session sees it,
+// and resets it when t ends.
+func setIdleTimeoutByReload(t *testing.T, e *testcluster.Env, v string) {
+	t.Helper()
+	ctx := ctxT(t, 30*time.Second)
+	// ALTER SYSTEM knows standbyd.* only in a session that loaded the
+	// library (docs/extension.md).
+	admin := connectTo(t, e, "")
+	for _, sql := range []string{"LOAD 'standbyd'", "ALTER SYSTEM SET standbyd.idle_timeout = '" + v + "'", "SELECT pg_reload_conf()"} {
+		if _, err := admin.Exec(ctx, sql).ReadAll(); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = e.PrimarySQL(context.Background(), "ALTER SYSTEM RESET standbyd.idle_timeout")
+		_, _ = e.PrimarySQL(context.Background(), "SELECT pg_reload_conf()")
+	})
+	// New backends see the value once the postmaster has reloaded.
+	waitFor(t, 10*time.Second, "standbyd.idle_timeout "+v+" to reach new sessions", func() bool {
+		out, err := e.PrimarySQL(ctx, "LOAD 'standbyd'; SELECT current_setting('standbyd.idle_timeout')")
+		return err == nil && strings.HasSuffix(out, v)
+	})
+}
+
 // hostileFrame makes one random or mutated frame.
 func hostileFrame(rng *rand.Rand) []byte {
 	ops := []uint16{protocol.OpHello, protocol.OpPing, protocol.OpN, protocol.OpSetting, protocol.OpWAL, protocol.OpPage, 0, 0x100, 0x1FF, 0xFFFF}
@@ -352,23 +377,7 @@ func TestServerShutdownAndCrashSeenByTheClient(t *testing.T) {
 	})
 
 	t.Run("idle timeout ends a silent channel", func(t *testing.T) {
-		// ALTER SYSTEM knows standbyd.* only in a session that loaded the
-		// library (docs/extension.md).
-		admin := connectTo(t, e, "")
-		for _, sql := range []string{"LOAD 'standbyd'", "ALTER SYSTEM SET standbyd.idle_timeout = '300ms'", "SELECT pg_reload_conf()"} {
-			if _, err := admin.Exec(ctx, sql).ReadAll(); err != nil {
-				t.Fatalf("%s: %v", sql, err)
-			}
-		}
-		defer func() {
-			_, _ = e.PrimarySQL(context.Background(), "ALTER SYSTEM RESET standbyd.idle_timeout")
-			_, _ = e.PrimarySQL(context.Background(), "SELECT pg_reload_conf()")
-		}()
-		// New backends see the value once the postmaster has reloaded.
-		waitFor(t, 10*time.Second, "standbyd.idle_timeout to reach new sessions", func() bool {
-			v, err := e.PrimarySQL(ctx, "SELECT current_setting('standbyd.idle_timeout', true)")
-			return err == nil && v == "300ms"
-		})
+		setIdleTimeoutByReload(t, e, "300ms")
 		pc := connectTo(t, e, "")
 		ch := enter(t, pc)
 		for i := 0; i < 5; i++ { // traffic within the timeout keeps it
@@ -527,20 +536,7 @@ func TestGoodbyeOnShutdownIdleTimeoutAndPostmasterDeath(t *testing.T) {
 	})
 
 	t.Run("standbyd.idle_timeout", func(t *testing.T) {
-		admin := connectTo(t, e, "")
-		for _, sql := range []string{"LOAD 'standbyd'", "ALTER SYSTEM SET standbyd.idle_timeout = '1s'", "SELECT pg_reload_conf()"} {
-			if _, err := admin.Exec(ctx, sql).ReadAll(); err != nil {
-				t.Fatalf("%s: %v", sql, err)
-			}
-		}
-		defer func() {
-			_, _ = e.PrimarySQL(context.Background(), "ALTER SYSTEM RESET standbyd.idle_timeout")
-			_, _ = e.PrimarySQL(context.Background(), "SELECT pg_reload_conf()")
-		}()
-		waitFor(t, 10*time.Second, "standbyd.idle_timeout to reach new sessions", func() bool {
-			v, err := e.PrimarySQL(ctx, "SELECT current_setting('standbyd.idle_timeout', true)")
-			return err == nil && v == "1s"
-		})
+		setIdleTimeoutByReload(t, e, "1s")
 		// 1s: hello and the ping come well within it.
 		ch := enterV3(t, connectTo(t, e, ""))
 		wantGoodbye(t, ch, "57P05", "without a message from the client")

@@ -546,27 +546,7 @@ func TestIsolationOwnServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := ctxT(t, 5*time.Minute)
-	setIdleTimeout := func(t *testing.T, v string) {
-		t.Helper()
-		admin := connectTo(t, e, "")
-		for _, sql := range []string{"LOAD 'standbyd'", "ALTER SYSTEM SET standbyd.idle_timeout = '" + v + "'", "SELECT pg_reload_conf()"} {
-			if _, err := admin.Exec(ctx, sql).ReadAll(); err != nil {
-				t.Fatalf("%s: %v", sql, err)
-			}
-		}
-		// A new session has read the reloaded file.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			out, err := e.PrimarySQL(ctx, "LOAD 'standbyd'; SELECT current_setting('standbyd.idle_timeout')")
-			if err == nil && strings.HasSuffix(out, v) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("idle_timeout is %q, want %s", out, v)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	setIdleTimeout := func(t *testing.T, v string) { t.Helper(); setIdleTimeoutByReload(t, e, v) }
 
 	t.Run("turning idle_timeout on by reload keeps a busy channel", func(t *testing.T) {
 		setIdleTimeout(t, "0")

@@ -351,6 +351,24 @@ func TestSQLCallDaemonRestart(t *testing.T) {
 	}
 }
 
+// sqlSessionWithPrimaryDown starts a cluster of its own, a daemon with o
+// and a SQL session on the standby that has called through the channel;
+// then it stops the primary and waits for the daemon to see it.
+func sqlSessionWithPrimaryDown(t *testing.T, o sqlcallOptions) (*testcluster.Env, *daemon, *sqlSession) {
+	t.Helper()
+	e := testcluster.New(t, testcluster.Options{Standby: true})
+	d := sqlcallDaemonWith(t, e, o)
+	s := sqlConnect(t, e, "standby", scUser)
+	s.mustCall(scEcho, []byte("up"), false, "echo:up")
+	if err := e.StopServer(ctxT(t, 90*time.Second), "primary", "fast"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.waitState(false, 20*time.Second); !ok {
+		t.Fatal("the daemon still reports ready 20 s after the primary stopped")
+	}
+	return e, d, s
+}
+
 // The primary down: a call waits for the channel until its deadline, then
 // fails with 08006 and sends nothing; when the primary is back, calls work
 // again. The deadline is the daemon's api.default_call_timeout (8 s here)
@@ -361,16 +379,7 @@ func TestSQLCallDaemonRestart(t *testing.T) {
 // claim: sqlcall.channel-unavailable
 func TestSQLCallPrimaryDown(t *testing.T) {
 	needEnv(t)
-	e := testcluster.New(t, testcluster.Options{Standby: true})
-	d := sqlcallDaemonWith(t, e, sqlcallOptions{callTimeout: "8s"})
-	s := sqlConnect(t, e, "standby", scUser)
-	s.mustCall(scEcho, []byte("up"), false, "echo:up")
-	if err := e.StopServer(ctxT(t, 90*time.Second), "primary", "fast"); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := d.waitState(false, 20*time.Second); !ok {
-		t.Fatal("the daemon still reports ready 20 s after the primary stopped")
-	}
+	e, d, s := sqlSessionWithPrimaryDown(t, sqlcallOptions{callTimeout: "8s"})
 	start := time.Now()
 	_, err := s.call(ctxT(t, 30*time.Second), scWrite, []byte("while primary down"), false)
 	took := time.Since(start)
@@ -415,16 +424,7 @@ func TestSQLCallPrimaryDown(t *testing.T) {
 // claim: sqlcall.channel-unavailable
 func TestSQLCallPrimaryDownFailFast(t *testing.T) {
 	needEnv(t)
-	e := testcluster.New(t, testcluster.Options{Standby: true})
-	d := sqlcallDaemonWith(t, e, sqlcallOptions{callTimeout: "60s", channel: "  fail_fast: true\n"})
-	s := sqlConnect(t, e, "standby", scUser)
-	s.mustCall(scEcho, []byte("up"), false, "echo:up")
-	if err := e.StopServer(ctxT(t, 90*time.Second), "primary", "fast"); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := d.waitState(false, 20*time.Second); !ok {
-		t.Fatal("the daemon still reports ready 20 s after the primary stopped")
-	}
+	_, _, s := sqlSessionWithPrimaryDown(t, sqlcallOptions{callTimeout: "60s", channel: "  fail_fast: true\n"})
 	start := time.Now()
 	_, err := s.call(ctxT(t, 90*time.Second), scWrite, []byte("fail fast"), false)
 	took := time.Since(start)
