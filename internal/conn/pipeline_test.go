@@ -95,39 +95,41 @@ func TestPipelineEightInFlightAnsweredInOrder(t *testing.T) {
 	}
 }
 
+// A pipelined session keeps at most channel.max_in_flight requests in
+// flight, 16 when none is configured; the others wait, and each answer
+// lets one waiting caller in.
 // claim: protocol.pipeline-max-in-flight
 func TestPipelineBoundedByMaxInFlight(t *testing.T) {
-	p := conntest.Start(t)
-	st := &stash{}
-	p.Handle(opEcho, st.handle)
-	cfg := fastConfig(p)
-	cfg.MaxInFlight = 3
-	sup := run(t, cfg)
-	waitReady(t, sup)
+	for _, tc := range []struct{ configured, bound int }{{3, 3}, {0, 16}} {
+		t.Run(fmt.Sprintf("max_in_flight %d", tc.configured), func(t *testing.T) {
+			p := conntest.Start(t)
+			st := &stash{}
+			p.Handle(opEcho, st.handle)
+			cfg := fastConfig(p)
+			cfg.MaxInFlight = tc.configured
+			sup := run(t, cfg)
+			waitReady(t, sup)
 
-	wait := callMany(t, sup, opEcho, 5)
-	waitFor(t, "three in flight and two waiting", func() bool {
-		st := sup.Status()
-		return st.InFlight == 3 && st.Waiting == 2
-	})
-	if n := len(st.held()); n != 3 {
-		t.Fatalf("the primary read %d requests, want 3", n)
-	}
-	// Each answer lets one waiting caller in.
-	answered := 0
-	for answered < 5 {
-		held := st.held()
-		if answered < len(held) {
-			st.conn.Reply(held[answered], held[answered].Payload)
-			answered++
-			continue
-		}
-		waitFor(t, "the next request", func() bool { return len(st.held()) > answered })
-	}
-	for _, r := range wait() {
-		if r.err != nil || string(r.out) != r.payload {
-			t.Fatalf("%s got %q, %v", r.payload, r.out, r.err)
-		}
+			calls := tc.bound + 4
+			wait := callMany(t, sup, opEcho, calls)
+			waitFor(t, fmt.Sprintf("%d in flight and 4 waiting", tc.bound), func() bool {
+				s := sup.Status()
+				return s.InFlight == tc.bound && s.Waiting == 4
+			})
+			if n := len(st.held()); n != tc.bound {
+				t.Fatalf("the primary read %d requests, want %d", n, tc.bound)
+			}
+			for answered := 0; answered < calls; answered++ {
+				waitFor(t, "the next request", func() bool { return len(st.held()) > answered })
+				req := st.held()[answered]
+				st.conn.Reply(req, req.Payload)
+			}
+			for _, r := range wait() {
+				if r.err != nil || string(r.out) != r.payload {
+					t.Fatalf("%s got %q, %v", r.payload, r.out, r.err)
+				}
+			}
+		})
 	}
 }
 
@@ -466,38 +468,6 @@ func TestPipelineHeartbeatInTheSamePipeline(t *testing.T) {
 	waitFor(t, "the heartbeat's reply", func() bool { return obs.n.Load() > 0 })
 	if p.Accepted() != 1 {
 		t.Fatalf("%d connections, want 1", p.Accepted())
-	}
-}
-
-// Without a configured bound a pipelined session keeps at most 16
-// requests in flight; the others wait.
-// claim: protocol.pipeline-max-in-flight
-func TestPipelineDefaultMaxInFlight(t *testing.T) {
-	p := conntest.Start(t)
-	st := &stash{}
-	p.Handle(opEcho, st.handle)
-	cfg := fastConfig(p)
-	cfg.MaxInFlight = 0
-	sup := run(t, cfg)
-	waitReady(t, sup)
-
-	wait := callMany(t, sup, opEcho, 20)
-	waitFor(t, "16 in flight and 4 waiting", func() bool {
-		s := sup.Status()
-		return s.InFlight == 16 && s.Waiting == 4
-	})
-	if n := len(st.held()); n != 16 {
-		t.Fatalf("the primary read %d requests, want 16", n)
-	}
-	for answered := 0; answered < 20; answered++ {
-		waitFor(t, "the next request", func() bool { return len(st.held()) > answered })
-		req := st.held()[answered]
-		st.conn.Reply(req, req.Payload)
-	}
-	for _, r := range wait() {
-		if r.err != nil || string(r.out) != r.payload {
-			t.Fatalf("%s got %q, %v", r.payload, r.out, r.err)
-		}
 	}
 }
 
