@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -342,25 +340,8 @@ SELECT standbyd.register_handler(285, 'e2e_null', 'public.e2e_null(bytea)')`)
 	ch.finish()
 }
 
-// vmHWMKB is the backend's peak resident memory (VmHWM) in kB.
-func vmHWMKB(t *testing.T, pid uint32) int {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			v, _ := strconv.Atoi(strings.Fields(l)[1])
-			return v
-		}
-	}
-	t.Fatal("no VmHWM")
-	return 0
-}
-
 // A frame of exactly standbyd.max_frame_size (header included) is served,
-// one byte more is 54000 echoing the frame's op and id. A 64 MB frame over
+// one byte more is 54000 echoing the frame's op and id. A 16 MB frame over
 // the limit is discarded without being buffered: the backend's peak memory
 // grows by far less than the frame (the same frame under a limit raised to
 // 32 MB, buffered, grows it by more: the control), and the extension's
@@ -387,9 +368,9 @@ SELECT standbyd.register_handler(286, 'e2e_len', 'public.e2e_len(bytea)')`)
 	// 16 MB: 2000 times the 8 kB the extension reads at a time, small
 	// enough for the race-built test binary to hold a few copies.
 	const big = 16 << 20
-	before := vmHWMKB(t, pc.PID())
+	before := procStatusKB(t, pc.PID(), "VmHWM")
 	wantError(t, ch.call(286, 4, make([]byte, big)), 286, 4, "54000")
-	grew := vmHWMKB(t, pc.PID()) - before
+	grew := procStatusKB(t, pc.PID(), "VmHWM") - before
 	t.Logf("a discarded %d MB frame grew the backend's VmHWM by %d kB", big>>20, grew)
 	if grew > 2<<10 {
 		t.Fatalf("the backend's peak memory grew by %d kB for a discarded frame of %d kB", grew, big>>10)
@@ -405,11 +386,11 @@ SELECT standbyd.register_handler(286, 'e2e_len', 'public.e2e_len(bytea)')`)
 	// The control: under a 32 MB limit the same frame is read whole.
 	pc2 := superuser(t, "primary", "options='-c standbyd.max_frame_size=32MB'")
 	ch2 := enter(t, pc2)
-	before = vmHWMKB(t, pc2.PID())
+	before = procStatusKB(t, pc2.PID(), "VmHWM")
 	if got := string(wantOK(t, ch2.call(286, 1, make([]byte, big)), "16 MB under a 32 MB limit")); got != strconv.Itoa(big) {
 		t.Fatalf("16 MB under a 32 MB limit: the handler saw %s bytes", got)
 	}
-	grew = vmHWMKB(t, pc2.PID()) - before
+	grew = procStatusKB(t, pc2.PID(), "VmHWM") - before
 	t.Logf("a buffered %d MB frame grew the backend's VmHWM by %d kB", big>>20, grew)
 	if grew < big>>10 {
 		t.Fatalf("buffering a %d MB frame grew the peak memory by only %d kB: the measure would not see buffering", big>>20, grew)

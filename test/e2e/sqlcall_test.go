@@ -733,14 +733,14 @@ func TestSQLCallNoLeak(t *testing.T) {
 	batch(1000)
 	contexts()
 	mem0 := contexts()
-	fd0, rss0 := fds(t, pid), rssAnonKB(t, pid)
+	fd0, rss0 := fds(t, pid), procStatusKB(t, pid, "RssAnon")
 	start := time.Now()
 	for range 10 { // each statement well within its 60 s on a loaded machine
 		batch(10000)
 	}
 	took := time.Since(start)
 	mem1 := contexts()
-	fd1, rss1 := fds(t, pid), rssAnonKB(t, pid)
+	fd1, rss1 := fds(t, pid), procStatusKB(t, pid, "RssAnon")
 	t.Logf("100,000 calls in %s: fds %d -> %d, memory contexts %d -> %d bytes, RssAnon %d -> %d kB",
 		took.Round(time.Millisecond), len(fd0), len(fd1), mem0, mem1, rss0, rss1)
 	if len(fd1) != len(fd0) {
