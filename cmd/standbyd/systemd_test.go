@@ -86,11 +86,7 @@ func TestNotifySystemdStatusAndWatchdog(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last, after the socket closed
 	msgs := fakeSystemd(t)
 	t.Setenv("WATCHDOG_USEC", "200000")
-	sup := refusedSupervisor(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	supDone, notifyDone := make(chan struct{}), make(chan struct{})
-	go func() { defer close(supDone); sup.Run(ctx) }()
-	go func() { defer close(notifyDone); notifySystemd(ctx, sup, config.ChannelConfig{}, zap.NewNop()) }()
+	cancel, wait := runSupervisorAndNotify(t)
 
 	if m := next(t, msgs, "first line", func(string) bool { return true }); m != "STATUS=starting" {
 		t.Fatalf("first message %q", m)
@@ -110,8 +106,7 @@ func TestNotifySystemdStatusAndWatchdog(t *testing.T) {
 	}
 	cancel()
 	next(t, msgs, "STATUS=stopping", func(m string) bool { return m == "STATUS=stopping" })
-	<-notifyDone
-	<-supDone
+	wait()
 }
 
 // With a long watchdog period (10s) WATCHDOG=1 comes every 2 seconds, not
@@ -121,11 +116,7 @@ func TestNotifySystemdWatchdogAtMostTwoSecondsApart(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last, after the socket closed
 	msgs := fakeSystemd(t)
 	t.Setenv("WATCHDOG_USEC", "10000000")
-	sup := refusedSupervisor(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	supDone, notifyDone := make(chan struct{}), make(chan struct{})
-	go func() { defer close(supDone); sup.Run(ctx) }()
-	go func() { defer close(notifyDone); notifySystemd(ctx, sup, config.ChannelConfig{}, zap.NewNop()) }()
+	cancel, wait := runSupervisorAndNotify(t)
 	next(t, msgs, "WATCHDOG=1", func(m string) bool { return m == "WATCHDOG=1" })
 	start := time.Now()
 	next(t, msgs, "a second WATCHDOG=1", func(m string) bool { return m == "WATCHDOG=1" })
@@ -134,8 +125,19 @@ func TestNotifySystemdWatchdogAtMostTwoSecondsApart(t *testing.T) {
 		t.Fatalf("WATCHDOG=1 %s apart with a 10s period, want 2s", gap)
 	}
 	cancel()
-	<-notifyDone
-	<-supDone
+	wait()
+}
+
+// runSupervisorAndNotify runs a supervisor whose primary refuses, and
+// notifySystemd for it, until cancel; wait returns when both have.
+func runSupervisorAndNotify(t *testing.T) (cancel func(), wait func()) {
+	t.Helper()
+	sup := refusedSupervisor(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	supDone, notifyDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(supDone); sup.Run(ctx) }()
+	go func() { defer close(notifyDone); notifySystemd(ctx, sup, config.ChannelConfig{}, zap.NewNop()) }()
+	return cancel, func() { <-notifyDone; <-supDone }
 }
 
 // A supervisor whose loops do not go round gets no WATCHDOG=1, so that
