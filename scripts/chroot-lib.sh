@@ -236,14 +236,8 @@ ensure_chroot() {
 	[[ -x $c/usr/lib/postgresql/$m/bin/postgres ]] || die "PostgreSQL $m server missing in $c"
 }
 
-free_port() {
-	local p
-	for _ in $(seq 1 100); do
-		p=$((20000 + RANDOM % 40000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-	done
-	die "no free port found"
-}
+# free_port prints a loopback port for a server (see cluster.sh free-port).
+free_port() { "$ROOT/scripts/cluster.sh" free-port; }
 
 
 # ensure_base prints the directory of a bare `debootstrap --variant=minbase`

@@ -10,6 +10,7 @@
 #   cluster.sh destroy BASE                      stop everything, remove BASE
 #   cluster.sh psql BASE primary|standby [ARGS]  psql as the postgres superuser
 #   cluster.sh demo-env BASE                     shell variables for other scripts
+#   cluster.sh free-port                         print a loopback port for a server
 #
 # Servers listen on 127.0.0.1 only, keep their sockets in BASE/sock, and run
 # as the postgres OS user when this script runs as root (PostgreSQL refuses to
@@ -31,7 +32,7 @@ CHANNEL_ROLE=standbyd_repl
 PACKAGES=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libkrb5-dev make gcc curl)
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # as_owner runs a command as the user that owns the clusters.
 as_owner() {
@@ -324,6 +325,31 @@ cmd_demo_env() {
 	echo "CHANNEL_ROLE='$CHANNEL_ROLE'"
 }
 
+# cmd_free_port prints a loopback port nothing answers on, below the kernel's
+# ephemeral range: a port inside it may be an outgoing connection's (a psql's,
+# a pg_basebackup's) by the time the server binds it ("Address already in
+# use"). internal/testcluster picks its ports the same way.
+cmd_free_port() {
+	(($# == 0)) || usage
+	local elo ehi lo hi p
+	read -r elo ehi </proc/sys/net/ipv4/ip_local_port_range
+	if ((elo - 1 - 10000 >= 1000)); then
+		lo=10000 hi=$((elo - 1))
+	elif ((65535 - ehi >= 1000)); then
+		lo=$((ehi + 1)) hi=65535
+	else
+		die "no room for a port outside the ephemeral range $elo-$ehi (net.ipv4.ip_local_port_range)"
+	fi
+	for _ in $(seq 1 100); do
+		p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	die "no free port found in $lo-$hi"
+}
+
 (($# >= 1)) || usage
 sub=$1
 shift
@@ -337,6 +363,7 @@ stop) cmd_stop "$@" ;;
 destroy) cmd_destroy "$@" ;;
 psql) cmd_psql "$@" ;;
 demo-env) cmd_demo_env "$@" ;;
+free-port) cmd_free_port "$@" ;;
 -h | --help | help) usage ;;
 *) die "unknown command $sub (try --help)" ;;
 esac

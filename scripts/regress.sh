@@ -29,16 +29,7 @@ cleanup() { "$ROOT/scripts/cluster.sh" destroy "$base" >/dev/null 2>&1 || true; 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A loopback port nobody answers on.
-port=
-for _ in $(seq 1 50); do
-	candidate=$((20000 + RANDOM % 40000))
-	if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-		port=$candidate
-		break
-	fi
-done
-[[ -n $port ]] || { echo "regress.sh: no free port found" >&2; exit 1; }
+port=$("$ROOT/scripts/cluster.sh" free-port)
 "$ROOT/scripts/cluster.sh" primary "$base" "$port" >/dev/null
 
 status=0
