@@ -494,21 +494,35 @@ func TestBuiltinsInATransactionOrNot(t *testing.T) {
 		}
 		return n
 	}
-	// session runs f on a channel in e2e_xact and returns once its backend
-	// is gone (its counts flushed).
-	session := func(f func(ch *channel)) {
+	type request struct {
+		op      uint16
+		payload []byte
+	}
+	const n = 300
+	// session sends each of reqs n times on a channel in e2e_xact (with no
+	// reqs, it creates the extension there) and returns once its backend is
+	// gone (its counts flushed).
+	session := func(reqs ...request) {
 		t.Helper()
 		pc, err := pgconn.Connect(ctxT(t, 10*time.Second), "host="+env.SocketDir+" port="+strconv.Itoa(env.PrimaryPort)+" user=postgres dbname=e2e_xact")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f == nil {
+		if len(reqs) == 0 {
 			if _, err := pc.Exec(ctxT(t, 10*time.Second), "CREATE EXTENSION standbyd").ReadAll(); err != nil {
 				t.Fatal(err)
 			}
 		} else {
 			ch := enter(t, pc)
-			f(ch)
+			id := uint32(0)
+			for range n {
+				for _, req := range reqs {
+					id++
+					if r := ch.call(req.op, id, req.payload); r.Err() != nil {
+						t.Fatalf("op %#x: %v", req.op, r.Err())
+					}
+				}
+			}
 			ch.finish()
 		}
 		pid := pc.PID()
@@ -521,43 +535,16 @@ func TestBuiltinsInATransactionOrNot(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	session(nil)
-	const n = 300
+	session()
 	before := count()
-	session(func(ch *channel) {
-		id := uint32(0)
-		for range n {
-			for _, req := range []struct {
-				op      uint16
-				payload []byte
-			}{{protocol.OpPing, nil}, {protocol.OpN, protocol.AppendN(nil, [3]int32{1, 2, 3})}, {protocol.OpWAL, nil}} {
-				id++
-				if r := ch.call(req.op, id, req.payload); r.Err() != nil {
-					t.Fatalf("op %#x: %v", req.op, r.Err())
-				}
-			}
-		}
-	})
+	session(request{protocol.OpPing, nil}, request{protocol.OpN, protocol.AppendN(nil, [3]int32{1, 2, 3})}, request{protocol.OpWAL, nil})
 	outside := count() - before
 	before = count()
-	session(func(ch *channel) {
-		id := uint32(0)
-		for range n {
-			for _, req := range []struct {
-				op      uint16
-				payload []byte
-			}{
-				{protocol.OpHello, protocol.HelloRequest{MinVersion: 1, MaxVersion: 3, MaxFrameSize: 1 << 20}.Append(nil)},
-				{protocol.OpSetting, []byte("work_mem")},
-				{protocol.OpPage, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, "pg_catalog.pg_class")},
-			} {
-				id++
-				if r := ch.call(req.op, id, req.payload); r.Err() != nil {
-					t.Fatalf("op %#x: %v", req.op, r.Err())
-				}
-			}
-		}
-	})
+	session(
+		request{protocol.OpHello, protocol.HelloRequest{MinVersion: 1, MaxVersion: 3, MaxFrameSize: 1 << 20}.Append(nil)},
+		request{protocol.OpSetting, []byte("work_mem")},
+		request{protocol.OpPage, protocol.AppendPageRequest(nil, protocol.ForkMain, 0, "pg_catalog.pg_class")},
+	)
 	inside := count() - before
 	t.Logf("transactions counted: %d for %d ping, N and wal each; %d for %d hello, setting and page each", outside, n, inside, n)
 	if outside >= 50 {
