@@ -185,26 +185,13 @@ func TestForbiddenBeforeTheBody(t *testing.T) {
 // and its connection is closed (its announced body is never read).
 // claim: api.memory-bounded
 func TestBusyRefusalClosesTheConnection(t *testing.T) {
-	release := make(chan struct{})
-	entered := make(chan struct{}, 1)
-	ch := &stubChannel{reply: func(uint16, []byte) ([]byte, error) {
-		entered <- struct{}{}
-		<-release
-		return nil, nil
-	}}
-	sock := serveCfg(t, ServerConfig{CallSlots: 1, DefaultTimeout: 10 * time.Second, MaxTimeout: 10 * time.Second}, ch)
-	c := client.New(sock)
-	defer c.Close()
-	first := make(chan error, 1)
-	go func() { _, err := c.Call(context.Background(), "N", nil); first <- err }()
-	<-entered
+	sock, release := holdTheOnlySlot(t)
 	resp, b, rc := rawCall(t, sock, "POST /v1/call/N HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n", "")
 	if resp.StatusCode != 429 || bodyKind(t, b) != "busy" {
 		t.Errorf("slots taken: %d %s", resp.StatusCode, b)
 	}
 	closedAfterTheBody(t, rc, resp)
-	close(release)
-	if err := <-first; err != nil {
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,35 +194,47 @@ func rawRequest(t *testing.T, sock, head string) (string, net.Conn) {
 // its body; and a body larger than a frame is refused from its length.
 // claim: api.memory-bounded
 func TestSlotTakenBeforeTheBodyIsRead(t *testing.T) {
-	release := make(chan struct{})
-	var calls atomic.Int64
-	ch := &stubChannel{reply: func(uint16, []byte) ([]byte, error) {
-		calls.Add(1)
-		<-release
-		return nil, nil
-	}}
-	sock := serveCfg(t, ServerConfig{CallSlots: 1, DefaultTimeout: 10 * time.Second, MaxTimeout: 10 * time.Second}, ch)
-	c := client.New(sock)
-	defer c.Close()
-	first := make(chan error, 1)
-	go func() { _, err := c.Call(context.Background(), "N", nil); first <- err }()
-	for calls.Load() == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	sock, release := holdTheOnlySlot(t)
 	// The body is announced and never sent: only an answer given without
 	// reading it can come back.
 	status, _ := rawRequest(t, sock, "POST /v1/call/N HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n")
 	if !strings.Contains(status, "429") {
 		t.Fatalf("all slots taken: %q, want 429 at once", status)
 	}
-	close(release)
-	if err := <-first; err != nil {
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	status, _ = rawRequest(t, sock, "POST /v1/call/N HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
 	if !strings.Contains(status, "413") {
 		t.Fatalf("a body larger than a frame: %q, want 413 at once", status)
 	}
+}
+
+// holdTheOnlySlot serves with one call slot and takes it with a call that
+// waits in the channel. release lets that call finish and returns its
+// error; if the test ends first, the call is let go at its end.
+func holdTheOnlySlot(t *testing.T) (sock string, release func() error) {
+	t.Helper()
+	unblock := make(chan struct{})
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(unblock) }) }
+	entered := make(chan struct{}, 1)
+	ch := &stubChannel{reply: func(uint16, []byte) ([]byte, error) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-unblock
+		return nil, nil
+	}}
+	sock = serveCfg(t, ServerConfig{CallSlots: 1, DefaultTimeout: 10 * time.Second, MaxTimeout: 10 * time.Second}, ch)
+	c := client.New(sock)
+	t.Cleanup(func() { c.Close() })
+	t.Cleanup(letGo)
+	first := make(chan error, 1)
+	go func() { _, err := c.Call(context.Background(), "N", nil); first <- err }()
+	<-entered
+	return sock, func() error { letGo(); return <-first }
 }
 
 // The listener serves at most MaxConns connections; the next one is
