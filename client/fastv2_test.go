@@ -19,14 +19,11 @@ func serveErrorDaemon(t *testing.T, max byte, e fastproto.ErrorReply) (string, <
 	t.Helper()
 	offered := make(chan byte, 16)
 	sock := testsock.Serve(t, func(c net.Conn) {
-		var pre [fastproto.ClientPreambleSize]byte
-		if _, err := io.ReadFull(c, pre[:]); err != nil {
+		v, o, err := fastproto.AcceptHandshake(c, fastproto.ServerPreamble{Version: max, MaxFrame: 1 << 16, MaxInFlight: 8})
+		if err != nil {
 			return
 		}
-		v, _ := fastproto.ParseClientPreamble(pre[:])
-		offered <- v
-		v = min(v, max)
-		_, _ = c.Write(fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{Version: v, MaxFrame: 1 << 16, MaxInFlight: 8}))
+		offered <- o
 		for {
 			var hdr [fastproto.HeaderSize]byte
 			if _, err := io.ReadFull(c, hdr[:]); err != nil {

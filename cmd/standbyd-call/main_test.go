@@ -60,16 +60,8 @@ func fakeDaemon(t *testing.T) string {
 		return nil, fail("bad_request")
 	}
 	return testsock.Serve(t, func(c net.Conn) {
-		var pre [fastproto.ClientPreambleSize]byte
-		if _, err := io.ReadFull(c, pre[:]); err != nil {
-			return
-		}
-		v, err := fastproto.ParseClientPreamble(pre[:])
+		v, _, err := fastproto.AcceptHandshake(c, fastproto.ServerPreamble{Version: fastproto.Version2, MaxFrame: 1 << 20, MaxInFlight: 8})
 		if err != nil {
-			return
-		}
-		v = min(v, fastproto.Version2)
-		if _, err := c.Write(fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{Version: v, MaxFrame: 1 << 20, MaxInFlight: 8})); err != nil {
 			return
 		}
 		for {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -73,17 +72,9 @@ func (f *fakeDaemon) requests() []fastproto.Request {
 }
 
 func (f *fakeDaemon) serve(c net.Conn) {
-	var pre [fastproto.ClientPreambleSize]byte
-	if _, err := io.ReadFull(c, pre[:]); err != nil {
-		return
-	}
-	v, err := fastproto.ParseClientPreamble(pre[:])
+	v, _, err := fastproto.AcceptHandshake(c, fastproto.ServerPreamble{
+		Version: fastproto.MaxVersion, MaxFrame: fakeMaxFrame, MaxInFlight: 128})
 	if err != nil {
-		return
-	}
-	v = min(v, fastproto.MaxVersion)
-	if _, err := c.Write(fastproto.AppendServerPreamble(nil, fastproto.ServerPreamble{
-		Version: v, MaxFrame: fakeMaxFrame, MaxInFlight: 128})); err != nil {
 		return
 	}
 	for {

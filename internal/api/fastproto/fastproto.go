@@ -139,6 +139,26 @@ func Handshake(rw io.ReadWriter, v byte) (ServerPreamble, error) {
 	return ParseServerPreamble(b[:])
 }
 
+// AcceptHandshake is the daemon's side of Handshake, for the peers that
+// stand in for the daemon in tests (the daemon itself peeks at the preamble
+// to tell it from HTTP): it reads the client's preamble, answers with p, its
+// Version lowered to the one offered, and returns the version the two
+// agreed on and the one the client offered.
+func AcceptHandshake(rw io.ReadWriter, p ServerPreamble) (agreed, offered byte, err error) {
+	var b [ClientPreambleSize]byte
+	if _, err := io.ReadFull(rw, b[:]); err != nil {
+		return 0, 0, fmt.Errorf("reading the client's preamble: %w", err)
+	}
+	if offered, err = ParseClientPreamble(b[:]); err != nil {
+		return 0, 0, err
+	}
+	p.Version = min(p.Version, offered)
+	if _, err := rw.Write(AppendServerPreamble(nil, p)); err != nil {
+		return 0, offered, fmt.Errorf("sending the daemon's preamble: %w", err)
+	}
+	return p.Version, offered, nil
+}
+
 // ReadFrame reads one frame from r: its header and a body of at most
 // maxBody bytes (a longer one is not read: ErrFrameTooLarge).
 func ReadFrame(r io.Reader, maxBody uint32) (Header, []byte, error) {

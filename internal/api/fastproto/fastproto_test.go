@@ -96,6 +96,44 @@ func TestPreambles(t *testing.T) {
 	}
 }
 
+// AcceptHandshake answers Handshake with the lower of the two versions and
+// reports the one offered; a preamble that is not the fast path's is an
+// error and gets no answer.
+func TestAcceptHandshake(t *testing.T) {
+	for _, c := range []struct{ offer, daemonMax, want byte }{
+		{Version2, Version1, Version1},
+		{Version1, Version2, Version1},
+		{Version2, Version2, Version2},
+	} {
+		client, daemon := net.Pipe()
+		type seen struct{ agreed, offered byte }
+		daemonSaw := make(chan seen, 1)
+		go func() {
+			agreed, offered, err := AcceptHandshake(daemon, ServerPreamble{Version: c.daemonMax, MaxFrame: 4096, MaxInFlight: 7})
+			if err != nil {
+				t.Error(err)
+			}
+			daemonSaw <- seen{agreed, offered}
+		}()
+		got, err := Handshake(client, c.offer)
+		if err != nil || got != (ServerPreamble{Version: c.want, MaxFrame: 4096, MaxInFlight: 7}) {
+			t.Fatalf("offer %d to a daemon of %d: %+v, %v", c.offer, c.daemonMax, got, err)
+		}
+		if s := <-daemonSaw; s != (seen{c.want, c.offer}) {
+			t.Fatalf("offer %d to a daemon of %d: the daemon agreed on %d and saw %d offered", c.offer, c.daemonMax, s.agreed, s.offered)
+		}
+		client.Close()
+		daemon.Close()
+	}
+	client, daemon := net.Pipe()
+	defer client.Close()
+	defer daemon.Close()
+	go func() { _, _ = io.WriteString(client, "GET / HT") }()
+	if _, _, err := AcceptHandshake(daemon, ServerPreamble{Version: Version2}); !errors.Is(err, ErrNotFastPath) {
+		t.Fatalf("an HTTP request: %v", err)
+	}
+}
+
 // The version 2 error body: kind, SQLSTATE, then message, detail and hint,
 // each with a u16 length.
 // claim: api.fast-v2-error-layout
